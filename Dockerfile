@@ -1,0 +1,87 @@
+# gradecast container image.
+#
+# Builds unchanged from any Debian-based Python >= 3.11 image:
+#   docker build -t gradecast .                                   (python:3.12-slim)
+#   podman build --build-arg BASE_IMAGE=localhost/debian-python:bookworm -t gradecast .
+# The second form uses the local base made by scripts/make-base-image.sh
+# (Debian 12's python3 3.11), for machines that cannot reach a registry.
+#
+# Behind a TLS-intercepting proxy, give pip the proxy's CA for the build only,
+# without baking it into the image:
+#   podman build -v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro \
+#                --build-arg PIP_CERT=/run/host-ca.crt ...
+# Build with `--format docker` under podman/buildah to keep the HEALTHCHECK.
+ARG BASE_IMAGE=python:3.12-slim
+
+# ---------------------------------------------------------------------------
+# Stage 1: turn pyproject.toml into a plain requirements list. Only the
+# resulting file is copied into the final stage, so the dependency layer below
+# is rebuilt only when the dependency list itself changes, not when some other
+# part of pyproject.toml (version, tool settings) does.
+FROM ${BASE_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); open('requirements.txt', 'w').write(''.join(d + '\n' for d in p['project'].get('dependencies', []))); open('build-requirements.txt', 'w').write(''.join(d + '\n' for d in p.get('build-system', {}).get('requires', [])))" \
+ && cat requirements.txt build-requirements.txt
+
+# ---------------------------------------------------------------------------
+# Stage 2: the runtime image.
+FROM ${BASE_IMAGE}
+
+ARG VERSION=0.1.0
+LABEL org.opencontainers.image.title="gradecast" \
+      org.opencontainers.image.description="REST service that learns a linear model of an end-of-year exam grade from past cohorts and serves predictions." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="MIT"
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# Unprivileged user that runs the service; /data holds the SQLite database.
+RUN groupadd --gid 10001 gradecast \
+ && useradd --uid 10001 --gid gradecast --home-dir /home/gradecast --create-home \
+        --no-log-init --shell /usr/sbin/nologin gradecast \
+ && mkdir -p /data \
+ && chown gradecast:gradecast /data
+
+# A venv works on both bases (Debian's own python3 is "externally managed").
+RUN python3 -m venv /opt/venv
+
+# Dependencies first, so code changes do not reinstall them.
+# PIP_CERT (optional) names a CA bundle mounted only for the build.
+ARG PIP_CERT=
+ARG PIP_INDEX_URL=
+COPY --from=requirements /src/requirements.txt /src/build-requirements.txt /tmp/
+RUN if [ -n "${PIP_CERT:-}" ]; then export PIP_CERT; else unset PIP_CERT; fi \
+ && if [ -n "${PIP_INDEX_URL:-}" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \
+ && pip install --upgrade pip \
+ && pip install -r /tmp/build-requirements.txt -r /tmp/requirements.txt \
+ && rm -f /tmp/requirements.txt /tmp/build-requirements.txt
+
+# The application: package app/, alembic/ and alembic.ini (see .dockerignore
+# for the exact list). Installed in editable mode so that app/ stays next to
+# alembic.ini in /app, whichever way `gradecast migrate` finds it; no network
+# is needed here (no deps, no build isolation).
+WORKDIR /app
+COPY . /app
+RUN pip install --no-deps --no-build-isolation --editable /app \
+ && rm -rf /app/build \
+ && python -c "import app" \
+ && command -v gradecast >/dev/null
+
+ENV GRADECAST_DATA_DIR=/data \
+    GRADECAST_DATABASE_URL=sqlite:////data/gradecast.db
+
+VOLUME ["/data"]
+EXPOSE 8000
+USER gradecast:gradecast
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status == 200 else 1)"]
+
+# Apply migrations, then serve; exec so that the server gets the signals.
+CMD ["sh", "-c", "gradecast migrate && exec gradecast serve --host 0.0.0.0 --port 8000"]
