@@ -1,0 +1,36 @@
+"""gradecast's learning engine: the course's linear regression, in plain numpy.
+
+h_Θ(x) = w0 + Σ wj·xj is fitted by closed form, gradient descent or mini-batch SGD on the
+empirical risk R(Θ) = (1/n) Σ (h_Θ(xi) − yi)², optionally plus l2·Σ_{j≥1} wj².
+"""
+
+from app.engine.config import TrainingConfig
+from app.engine.data import split_holdout
+from app.engine.errors import (
+    DegenerateDataError,
+    DivergenceError,
+    EngineError,
+    InvalidConfigError,
+    TrainingCancelled,
+)
+from app.engine.fit import FitResult, fit
+from app.engine.history import FitMetrics, History, Progress
+from app.engine.linear import max_stable_learning_rate, predict, risk
+
+__all__ = [
+    "DegenerateDataError",
+    "DivergenceError",
+    "EngineError",
+    "FitMetrics",
+    "FitResult",
+    "History",
+    "InvalidConfigError",
+    "Progress",
+    "TrainingCancelled",
+    "TrainingConfig",
+    "fit",
+    "max_stable_learning_rate",
+    "predict",
+    "risk",
+    "split_holdout",
+]

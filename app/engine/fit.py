@@ -1,0 +1,556 @@
+"""fit(): closed form, full-batch gradient descent and the course's mini-batch SGD.
+
+Every iterative fit runs in chunks of steps. Each chunk builds the affine maps of its steps,
+produces all its Θ at once (see scan.py), evaluates the full training risk of every step from
+sufficient statistics (divergence check), keeps the recorded points, applies early stopping,
+then reports: history chunk, progress, and a cancellation check before the next chunk.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from app.engine.config import TrainingConfig
+from app.engine.data import (
+    as_features,
+    as_targets,
+    check_enough_rows,
+    split_holdout,
+    standardization,
+)
+from app.engine.errors import DivergenceError, TrainingCancelled
+from app.engine.history import FitMetrics, History, Progress
+from app.engine.linear import (
+    QuadraticRisk,
+    gram_matrix,
+    largest_eigenvalue,
+    moment_vector,
+    penalty_matrix,
+    solve_pseudo_inverse,
+)
+from app.engine.scan import affine_scan
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+# Steps per chunk: small enough that a chunk is well under 100 ms of work (cancellation,
+# progress and history latency), large enough to amortise the scan's Python-level loops.
+_CHUNK_STEPS = 1 << 16
+# Rows gathered per sgd chunk, bounding the memory and time of building batch statistics.
+_CHUNK_ROWS = 1 << 20
+# A risk above this multiple of max(initial risk, variance of y) means the iterates explode.
+DIVERGENCE_FACTOR = 1e6
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """A finished fit. Θ vectors are (w0, w1, ..., wp) in original grade units.
+
+    `theta` is the final Θ, or the best-validation recorded Θ when early stopping is enabled
+    (`metrics.best_step` says which). `theta_star` is the closed-form optimum of the same
+    objective. `feature_mean`/`feature_scale` are the z-scoring used when `standardize`.
+    """
+
+    theta: FloatArray
+    history: History
+    metrics: FitMetrics
+    theta_star: FloatArray
+    max_stable_learning_rate: float
+    feature_mean: FloatArray | None
+    feature_scale: FloatArray | None
+
+
+@dataclass(frozen=True)
+class _Scaling:
+    """Θ in z-scored units (a) ↔ Θ in grade units (w): wj = aj/sj, w0 = a0 − Σ aj·mj/sj."""
+
+    mean: FloatArray
+    scale: FloatArray
+
+    def to_original(self, thetas: FloatArray) -> FloatArray:
+        weights = thetas[:, 1:] / self.scale
+        return np.column_stack([thetas[:, 0] - weights @ self.mean, weights])
+
+    def from_original(self, theta: FloatArray) -> FloatArray:
+        return np.concatenate([[theta[0] + theta[1:] @ self.mean], theta[1:] * self.scale])
+
+    def gradient_to_original(self, gradients: FloatArray) -> FloatArray:
+        # Chain rule through a = (w0 + m·w, s∘w): ∂/∂w0 = ∂/∂a0, ∂/∂wj = mj ∂/∂a0 + sj ∂/∂aj.
+        return np.column_stack(
+            [gradients[:, 0], gradients[:, :1] * self.mean + gradients[:, 1:] * self.scale]
+        )
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """The data in fitting space (z-scored when standardize) and everything derived once."""
+
+    config: TrainingConfig
+    train_features: FloatArray
+    train_targets: FloatArray
+    original_train_features: FloatArray
+    val_features: FloatArray | None
+    val_targets: FloatArray | None
+    original_val_features: FloatArray | None
+    scaling: _Scaling | None
+    penalty: FloatArray  # l2·D
+    objective_gram: FloatArray  # G + l2·D, half the Hessian of the objective J
+    train_risk: QuadraticRisk
+    val_risk: QuadraticRisk | None
+    theta_star: FloatArray  # fitting space
+    max_stable_learning_rate: float
+
+    @property
+    def n_features(self) -> int:
+        return int(self.train_features.shape[1])
+
+    def to_original(self, thetas: FloatArray) -> FloatArray:
+        return thetas if self.scaling is None else self.scaling.to_original(thetas)
+
+    def objective_gradient_to_original(
+        self, thetas: FloatArray, risk_gradients: FloatArray
+    ) -> FloatArray:
+        gradients = risk_gradients + 2.0 * thetas @ self.penalty
+        return gradients if self.scaling is None else self.scaling.gradient_to_original(gradients)
+
+    def objective_gap(self, theta: FloatArray) -> float:
+        """J(Θ) − J(Θ*), expanded around Θ* so that a small gap is not lost to rounding."""
+        delta = theta - self.theta_star
+        _, risk_gradient = self.train_risk.risk_and_gradient(self.theta_star[None, :])
+        gradient_star = risk_gradient[0] + 2.0 * self.penalty @ self.theta_star
+        return max(0.0, float(gradient_star @ delta + delta @ self.objective_gram @ delta))
+
+
+def fit(
+    X: ArrayLike,
+    y: ArrayLike,
+    config: TrainingConfig,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_history: Callable[[History], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> FitResult:
+    """Fit Θ of h_Θ(x) = w0 + Σ wj·xj to (X, y) with `config.algorithm`.
+
+    Raises InvalidConfigError, DegenerateDataError, DivergenceError or TrainingCancelled
+    (all EngineError). `on_history` receives consecutive History chunks whose concatenation
+    is `result.history`; `should_stop` is polled before every chunk.
+    """
+    features = as_features(X, feature_names)
+    targets = as_targets(y, features.shape[0])
+    config.validate(features.shape[1])
+    check_enough_rows(features.shape[0])
+    problem = _prepare(features, targets, config, feature_names)
+    run = _Run(problem, on_progress, on_history, should_stop)
+    if config.algorithm == "closed_form":
+        return run.closed_form()
+    return run.iterate()
+
+
+def _prepare(
+    features: FloatArray,
+    targets: FloatArray,
+    config: TrainingConfig,
+    feature_names: Sequence[str] | None,
+) -> _Problem:
+    train_idx, val_idx = split_holdout(features.shape[0], config.validation_fraction, config.seed)
+    if val_idx.size:
+        original_train, train_targets = features[train_idx], targets[train_idx]
+        original_val: FloatArray | None = features[val_idx]
+        val_targets: FloatArray | None = targets[val_idx]
+    else:
+        original_train, train_targets = features, targets
+        original_val = val_targets = None
+
+    scaling = None
+    train_features, val_features = original_train, original_val
+    if config.standardize:
+        scaling = _Scaling(*standardization(original_train, feature_names))
+        train_features = (original_train - scaling.mean) / scaling.scale
+        if original_val is not None:
+            val_features = (original_val - scaling.mean) / scaling.scale
+
+    n_features = train_features.shape[1]
+    penalty = config.l2 * penalty_matrix(n_features)
+    gram = gram_matrix(train_features)
+    objective_gram = gram + penalty
+    # Minimum-norm minimiser of J(Θ) = R(Θ) + l2·ΘᵀDΘ from the normal equations, then one
+    # Newton step with the exact gradient from the data to recover the accuracy that forming
+    # XᵀX loses; the same pass gives the reference point of the risk expansions.
+    first_guess = solve_pseudo_inverse(objective_gram, moment_vector(train_features, train_targets))
+    train_risk = QuadraticRisk.around(train_features, train_targets, gram, first_guess)
+    objective_gradient = train_risk.gradient_ref + 2.0 * penalty @ first_guess
+    theta_star = first_guess - solve_pseudo_inverse(objective_gram, objective_gradient / 2.0)
+
+    val_risk = None
+    if val_features is not None and val_targets is not None:
+        val_risk = QuadraticRisk.around(
+            val_features, val_targets, gram_matrix(val_features), first_guess
+        )
+    return _Problem(
+        config=config,
+        train_features=train_features,
+        train_targets=train_targets,
+        original_train_features=original_train,
+        val_features=val_features,
+        val_targets=val_targets,
+        original_val_features=original_val,
+        scaling=scaling,
+        penalty=penalty,
+        objective_gram=objective_gram,
+        train_risk=train_risk,
+        val_risk=val_risk,
+        theta_star=theta_star,
+        max_stable_learning_rate=1.0 / largest_eigenvalue(objective_gram),
+    )
+
+
+class _Run:
+    """One fit's state between chunks: where Θ is, what was recorded, early stopping."""
+
+    def __init__(
+        self,
+        problem: _Problem,
+        on_progress: Callable[[Progress], None] | None,
+        on_history: Callable[[History], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.problem = problem
+        self.config = problem.config
+        self.on_progress = on_progress
+        self.on_history = on_history
+        self.should_stop = should_stop
+        self.chunks: list[History] = []
+        self.steps_done = 0
+        self.total_steps = 0
+        self.best_val = math.inf
+        self.stale_points = 0
+        self.best_step: int | None = None
+        self.best_theta: FloatArray | None = None
+        self.early_stopping_step: int | None = None
+        self.divergence_threshold = math.inf
+
+    def closed_form(self) -> FitResult:
+        self._check_cancelled()
+        theta = self.problem.theta_star
+        self._record(theta[None, :], np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+        self._report_progress(epoch=0)
+        return self._result(theta)
+
+    def iterate(self) -> FitResult:
+        problem, config = self.problem, self.config
+        theta = np.zeros(problem.n_features + 1)
+        if config.init_theta is not None:
+            theta = np.asarray(config.init_theta, dtype=np.float64)
+            if problem.scaling is not None:
+                theta = problem.scaling.from_original(theta)
+        schedule: _Schedule = (
+            _GradientDescent(problem) if config.algorithm == "gd" else _MiniBatches(problem)
+        )
+        self.total_steps = schedule.total_steps
+
+        self._check_cancelled()
+        initial_risk = float(problem.train_risk.risk(theta[None, :])[0])
+        self.divergence_threshold = DIVERGENCE_FACTOR * max(
+            initial_risk, float(np.var(problem.train_targets)), 1e-12
+        )
+        self._record(theta[None, :], np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+        final_theta = theta
+        while self.steps_done < self.total_steps and self.early_stopping_step is None:
+            self._check_cancelled()
+            first = self.steps_done + 1
+            maps, offsets, epochs = schedule.chunk(first)
+            with np.errstate(over="ignore", invalid="ignore"):
+                thetas = affine_scan(maps, offsets, theta)
+                risks = problem.train_risk.risk(thetas)
+            steps = np.arange(first, first + len(thetas), dtype=np.int64)
+            self._check_divergence(risks, thetas, steps, epochs)
+            recorded = (steps % config.record_every == 0) | (steps == self.total_steps)
+            self._record(thetas[recorded], steps[recorded], epochs[recorded])
+            theta = thetas[-1]
+            final_theta = theta
+            self.steps_done = int(steps[-1])
+            if self.early_stopping_step is not None:
+                self.steps_done = self.early_stopping_step
+            self._report_progress(epoch=int(epochs[min(self.steps_done - first, len(epochs) - 1)]))
+
+        if self.best_theta is not None:
+            final_theta = self.best_theta
+        return self._result(final_theta)
+
+    def _check_cancelled(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise TrainingCancelled(self.steps_done, self.total_steps)
+
+    def _check_divergence(
+        self, risks: FloatArray, thetas: FloatArray, steps: IntArray, epochs: IntArray
+    ) -> None:
+        exploded = ~np.isfinite(risks) | (risks > self.divergence_threshold)
+        if not exploded.any():
+            return
+        first_bad = int(np.argmax(exploded))
+        kept = (steps[:first_bad] % self.config.record_every) == 0
+        if kept.any():
+            self._record(
+                thetas[:first_bad][kept], steps[:first_bad][kept], epochs[:first_bad][kept]
+            )
+        step = int(steps[first_bad])
+        if math.isfinite(risks[first_bad]):
+            reason = (
+                f"the risk reached {risks[first_bad]:.3g}, over {DIVERGENCE_FACTOR:g} times "
+                "its starting scale"
+            )
+        else:
+            reason = "the risk became infinite"
+        bound = self.problem.max_stable_learning_rate
+        space = " (standardized features)" if self.problem.scaling is not None else ""
+        message = (
+            f"training diverged at step {step}: {reason}; "
+            f"learning_rate={self.config.learning_rate:g} is too large for these data, "
+            f"use at most {_round_down(bound):.3g} for gd{space}"
+        )
+        if self.config.algorithm == "sgd":
+            message += "; mini-batch steps need a smaller value, or a larger batch_size"
+        raise DivergenceError(
+            message,
+            step=step,
+            learning_rate=self.config.learning_rate,
+            max_stable_learning_rate=bound,
+        )
+
+    def _record(self, thetas: FloatArray, steps: IntArray, epochs: IntArray) -> None:
+        """Turn Θ in fitting space into history points, apply early stopping, emit the chunk."""
+        problem = self.problem
+        risks, risk_gradients = problem.train_risk.risk_and_gradient(thetas)
+        gradients = problem.objective_gradient_to_original(thetas, risk_gradients)
+        val_risks = None if problem.val_risk is None else problem.val_risk.risk(thetas)
+        chunk = History(
+            step=steps,
+            epoch=epochs,
+            train_risk=risks,
+            val_risk=val_risks,
+            gradient=gradients,
+            grad_norm=np.linalg.norm(gradients, axis=1),
+            theta=problem.to_original(thetas),
+        )
+        if val_risks is not None and self.config.patience is not None and len(chunk):
+            chunk = self._early_stopping(chunk, val_risks, thetas)
+        if len(chunk) == 0:
+            return
+        self.chunks.append(chunk)
+        if self.on_history is not None:
+            self.on_history(chunk)
+
+    def _early_stopping(self, chunk: History, val_risks: FloatArray, thetas: FloatArray) -> History:
+        """Track the best validation point; cut the chunk where `patience` points went stale."""
+        assert self.config.patience is not None
+        count = len(val_risks)
+        best_before = np.minimum.accumulate(np.concatenate([[self.best_val], val_risks]))[:-1]
+        improved = val_risks < best_before
+        positions = np.arange(count)
+        last_improved = np.maximum.accumulate(np.where(improved, positions, -1))
+        stale = np.where(
+            last_improved >= 0, positions - last_improved, self.stale_points + positions + 1
+        )
+        fired = np.flatnonzero(stale >= self.config.patience)
+        end = int(fired[0]) + 1 if fired.size else count
+        if improved[:end].any():
+            best = int(last_improved[end - 1])
+            self.best_val = float(val_risks[best])
+            self.best_step = int(chunk.step[best])
+            self.best_theta = thetas[best].copy()
+        self.stale_points = int(stale[end - 1])
+        if fired.size:
+            self.early_stopping_step = int(chunk.step[end - 1])
+            return chunk.head(end)
+        return chunk
+
+    def _report_progress(self, epoch: int) -> None:
+        if self.on_progress is None:
+            return
+        current = self.chunks[-1].train_risk[-1]
+        self.on_progress(Progress(self.steps_done, self.total_steps, epoch, float(current)))
+
+    def _result(self, theta: FloatArray) -> FitResult:
+        problem = self.problem
+        original = problem.to_original(theta[None, :])[0]
+        theta_star = problem.to_original(problem.theta_star[None, :])[0]
+        train = _errors(original, problem.original_train_features, problem.train_targets)
+        val = None
+        if problem.original_val_features is not None and problem.val_targets is not None:
+            val = _errors(original, problem.original_val_features, problem.val_targets)
+        n_train, p = problem.train_features.shape
+        residual_std = None
+        if n_train > p + 1:
+            residual_std = math.sqrt(train.mse * n_train / (n_train - p - 1))
+        metrics = FitMetrics(
+            n_train=n_train,
+            n_val=0 if problem.val_targets is None else int(problem.val_targets.shape[0]),
+            train_mse=train.mse,
+            train_rmse=math.sqrt(train.mse),
+            train_mae=train.mae,
+            train_r2=train.r2,
+            val_mse=None if val is None else val.mse,
+            val_rmse=None if val is None else math.sqrt(val.mse),
+            val_mae=None if val is None else val.mae,
+            val_r2=None if val is None else val.r2,
+            risk_gap=problem.objective_gap(theta),
+            theta_distance=float(np.linalg.norm(original - theta_star)),
+            n_steps=self.steps_done,
+            early_stopped=self.early_stopping_step is not None,
+            early_stopping_step=self.early_stopping_step,
+            best_step=self.best_step,
+            residual_std=residual_std,
+        )
+        return FitResult(
+            theta=original,
+            history=History.concatenate(self.chunks),
+            metrics=metrics,
+            theta_star=theta_star,
+            max_stable_learning_rate=problem.max_stable_learning_rate,
+            feature_mean=None if problem.scaling is None else problem.scaling.mean,
+            feature_scale=None if problem.scaling is None else problem.scaling.scale,
+        )
+
+
+@dataclass(frozen=True)
+class _Errors:
+    mse: float
+    mae: float
+    r2: float | None
+
+
+def _errors(theta: FloatArray, features: FloatArray, targets: FloatArray) -> _Errors:
+    residuals = features @ theta[1:] + theta[0] - targets
+    sse = float(residuals @ residuals)
+    centred = targets - targets.mean()
+    total = float(centred @ centred)
+    n = targets.shape[0]
+    return _Errors(
+        sse / n, float(np.abs(residuals).mean()), 1.0 - sse / total if total > 0 else None
+    )
+
+
+def _round_down(value: float) -> float:
+    """Truncate to 3 significant digits so the advertised bound is itself stable."""
+    if value <= 0 or not math.isfinite(value):
+        return value
+    unit = 10.0 ** (math.floor(math.log10(value)) - 2)
+    return math.floor(value / unit) * unit
+
+
+class _Schedule(Protocol):
+    total_steps: int
+
+    def chunk(self, first: int) -> tuple[FloatArray, FloatArray, IntArray]:
+        """Maps, offsets and epoch numbers of the next steps, starting at step `first`."""
+        ...
+
+
+class _GradientDescent:
+    """Θ ← Θ − λ∇J(Θ) = (I − 2λ(G + l2·D))Θ + 2λX̃ᵀy/n: one constant affine map."""
+
+    def __init__(self, problem: _Problem) -> None:
+        config = problem.config
+        self.total_steps = config.iterations
+        dim = problem.n_features + 1
+        rate = config.learning_rate
+        self.map = np.eye(dim) - 2.0 * rate * problem.objective_gram
+        self.offset = 2.0 * rate * moment_vector(problem.train_features, problem.train_targets)
+
+    def chunk(self, first: int) -> tuple[FloatArray, FloatArray, IntArray]:
+        count = min(_CHUNK_STEPS, self.total_steps - first + 1)
+        dim = self.offset.shape[0]
+        maps = np.broadcast_to(self.map, (count, dim, dim))
+        offsets = np.broadcast_to(self.offset, (count, dim))
+        epochs = np.arange(first, first + count, dtype=np.int64)
+        return maps, offsets, epochs
+
+
+class _MiniBatches:
+    """The course's sgd: per epoch, batches B = {b, ..., b+batch_size−1} of the row order
+    (a fresh seeded permutation per epoch when shuffle), short last batch kept with its own #B.
+    Step k's map: Θ ← (I − (2λ/#B)X̃_BᵀX̃_B − 2λ·l2·D)Θ + (2λ/#B)X̃_Bᵀy_B.
+    """
+
+    def __init__(self, problem: _Problem) -> None:
+        config = problem.config
+        self.problem = problem
+        self.batch_size = config.batch_size
+        n = problem.train_features.shape[0]
+        self.steps_per_epoch = -(-n // config.batch_size)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.steps_per_chunk = max(1, min(_CHUNK_STEPS, _CHUNK_ROWS // config.batch_size))
+        self._order: IntArray | None = None
+        self._order_epoch = 0
+        # Without shuffling every epoch repeats the same batches: build their maps once.
+        self._cache: dict[int, tuple[FloatArray, FloatArray]] = {}
+
+    def chunk(self, first: int) -> tuple[FloatArray, FloatArray, IntArray]:
+        epoch = (first - 1) // self.steps_per_epoch + 1
+        first_batch = (first - 1) % self.steps_per_epoch
+        count = min(self.steps_per_chunk, self.steps_per_epoch - first_batch)
+        cached = self._cache.get(first_batch)
+        if cached is None:
+            cached = self._maps(epoch, first_batch, count)
+            if not self.problem.config.shuffle:
+                self._cache[first_batch] = cached
+        epochs = np.full(count, epoch, dtype=np.int64)
+        return cached[0], cached[1], epochs
+
+    def _maps(self, epoch: int, first_batch: int, count: int) -> tuple[FloatArray, FloatArray]:
+        problem = self.problem
+        start = first_batch * self.batch_size
+        stop = min(start + count * self.batch_size, problem.train_targets.shape[0])
+        if problem.config.shuffle:
+            rows = self._epoch_order(epoch)[start:stop]
+            features, targets = problem.train_features[rows], problem.train_targets[rows]
+        else:
+            features = problem.train_features[start:stop]
+            targets = problem.train_targets[start:stop]
+        full = (stop - start) // self.batch_size
+        split = full * self.batch_size
+        parts = [self._group_maps(features[:split], targets[:split], full, self.batch_size)]
+        if split < stop - start:
+            parts.append(
+                self._group_maps(features[split:], targets[split:], 1, stop - start - split)
+            )
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([part[0] for part in parts]), np.concatenate(
+            [part[1] for part in parts]
+        )
+
+    def _epoch_order(self, epoch: int) -> IntArray:
+        if self._order is None or self._order_epoch != epoch:
+            n = self.problem.train_targets.shape[0]
+            self._order = np.random.default_rng((self.problem.config.seed, 1, epoch)).permutation(n)
+            self._order_epoch = epoch
+        return self._order
+
+    def _group_maps(
+        self, features: FloatArray, targets: FloatArray, batches: int, size: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """Maps of `batches` consecutive batches of `size` rows, in one vectorised pass."""
+        config = self.problem.config
+        p = features.shape[1]
+        blocks = features.reshape(batches, size, p)
+        blocks_t = blocks.transpose(0, 2, 1)
+        target_blocks = targets.reshape(batches, size)
+        step = 2.0 * config.learning_rate / size
+        maps = np.empty((batches, p + 1, p + 1))
+        column_sums = blocks.sum(axis=1)
+        maps[:, 0, 0] = 1.0 - step * size
+        maps[:, 0, 1:] = maps[:, 1:, 0] = -step * column_sums
+        maps[:, 1:, 1:] = np.matmul(blocks_t, blocks) * -step
+        diagonal = np.arange(1, p + 1)
+        maps[:, diagonal, diagonal] += 1.0 - 2.0 * config.learning_rate * config.l2
+        offsets = np.empty((batches, p + 1))
+        offsets[:, 0] = step * target_blocks.sum(axis=1)
+        offsets[:, 1:] = step * np.matmul(blocks_t, target_blocks[:, :, None])[:, :, 0]
+        return maps, offsets
