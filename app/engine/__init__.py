@@ -13,9 +13,9 @@ from app.engine.errors import (
     InvalidConfigError,
     TrainingCancelled,
 )
-from app.engine.fit import FitResult, fit
 from app.engine.history import FitMetrics, History, Progress
 from app.engine.linear import max_stable_learning_rate, predict, risk
+from app.engine.training import FitResult, fit
 
 __all__ = [
     "DegenerateDataError",
