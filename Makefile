@@ -1,0 +1,55 @@
+# gradecast: two commands set everything up on a fresh machine with Python 3.11+.
+#   make run   serve on http://127.0.0.1:8000 with the embedded SQLite database
+#   make test  the whole test suite, ruff and mypy
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint typecheck pytest migrate stress docker-test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/gradecast migrate
+	$(BIN)/gradecast serve --host $(HOST) --port $(PORT)
+
+migrate: $(VENV)/.installed
+	$(BIN)/gradecast migrate
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check app tests bench alembic
+	$(BIN)/ruff format --check app tests bench
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+pytest: $(VENV)/.installed-dev
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+stress: $(VENV)/.installed-dev
+	$(BIN)/pytest -m slow -p no:cacheprovider tests/stress
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/upload.py
+	$(BIN)/python bench/predict.py
+
+docker-test:
+	bash scripts/docker-test.sh
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

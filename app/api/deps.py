@@ -1,0 +1,100 @@
+"""Request dependencies: the database session, the caller's key, role checks."""
+
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.errors import Forbidden, InvalidInput, Unauthorized
+from app.core.security import digests_match, hash_key
+from app.db.models import ApiKey, Role
+from app.state import AppState, Principal
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ROLE_RANK = {Role.reader: 0, Role.trainer: 1, Role.admin: 2}
+_QUERY_KEY_NAMES = frozenset({"api_key", "apikey", "key", "token", "access_token"})
+
+bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer gc_…`")
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.gradecast
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def get_session(request: Request, state: StateDep) -> Iterator[Session]:
+    """The one place a request's work is committed (rolled back on any error).
+
+    Requests that change something take SQLite's write lock up front (BEGIN IMMEDIATE),
+    so their read-then-write can never fail with "database is locked" half-way.
+    """
+    factory = state.db.reads if request.method in _READ_METHODS else state.db.writes
+    with factory() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+# scope="function": the commit happens before the response is sent, so a client that
+# gets a 201/202/204 can rely on it (the default would commit after sending).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def _lookup_key(state: AppState, digest: str) -> Principal | None:
+    with state.db.reads() as session:
+        key = session.scalars(
+            select(ApiKey).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+        ).one_or_none()
+        if key is None or not digests_match(key.key_hash, digest):
+            return None
+        return Principal(key_id=key.id, organisation_id=key.organisation_id, role=key.role)
+
+
+async def get_principal(
+    request: Request,
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized()
+    if _QUERY_KEY_NAMES.intersection(request.query_params.keys()):
+        raise InvalidInput(
+            "API keys are never accepted in the URL; send 'Authorization: Bearer <key>'",
+            loc=["query"],
+        )
+    digest = hash_key(credentials.credentials)
+    principal = state.auth_cache.get(digest)
+    if principal is None:
+        principal = await run_in_threadpool(_lookup_key, state, digest)
+        if principal is None:
+            raise Unauthorized("the API key is unknown or revoked")
+        state.auth_cache.put(digest, principal)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_role(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    async def check(principal: PrincipalDep) -> Principal:
+        if _ROLE_RANK[principal.role] < _ROLE_RANK[role]:
+            raise Forbidden(f"this needs a key with the '{role.value}' role or higher")
+        return principal
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(require_role(Role.reader))]
+Trainer = Annotated[Principal, Depends(require_role(Role.trainer))]
+Admin = Annotated[Principal, Depends(require_role(Role.admin))]

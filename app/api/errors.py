@@ -1,0 +1,88 @@
+"""Exception handlers: every error leaves the service in the one JSON shape."""
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException
+
+from app.core.errors import ServiceError, ServiceUnavailable
+
+logger = logging.getLogger("gradecast.errors")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+}
+
+
+def _response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _describe(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) if parts else "request"
+
+
+async def service_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return _response(exc.status_code, exc.body(), exc.headers)
+
+
+async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Never echo the submitted value: it may be a pupil's grade.
+    errors = [
+        {"loc": list(e.get("loc", [])), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    detail = f"{_describe(first['loc'])}: {first['msg']}"
+    return _response(422, {"detail": detail, "code": "invalid_input", "errors": errors})
+
+
+async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    loc = ["body"] if exc.status_code == 413 else []
+    body = {
+        "detail": detail,
+        "code": code,
+        "errors": [{"loc": loc, "msg": detail, "type": code}] if loc else [],
+    }
+    return _response(exc.status_code, body, dict(exc.headers) if exc.headers else None)
+
+
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    # Connection-level failures (server down, SQLite file locked too long) are transient.
+    assert isinstance(exc, DBAPIError)
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        logger.warning(
+            "database unavailable",
+            extra={"path": request.url.path, "error": type(exc.orig).__name__},
+        )
+        error = ServiceUnavailable()
+        return _response(error.status_code, error.body(), error.headers)
+    raise exc
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, service_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(DBAPIError, database_error_handler)

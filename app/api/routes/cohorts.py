@@ -1,0 +1,227 @@
+import uuid
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from app.api.deps import Reader, SessionDep, StateDep, Trainer
+from app.core.errors import InvalidInput, NotFound, UnsupportedMediaType
+from app.db.models import Cohort
+from app.schemas.cohorts import (
+    CohortCreate,
+    CohortRead,
+    CohortsRead,
+    GradeStats,
+    StudentRead,
+    StudentsRead,
+)
+from app.schemas.common import error_responses
+from app.services import cohorts as cohort_service
+
+router = APIRouter(tags=["cohorts"])
+
+_CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "text/tab-separated-values"})
+
+_EXAMPLE_CSV = (
+    "id;maths;info;francais;concours\r\ne1;12;15;9;14\r\ne2;5;9;12;7\r\ne3;13;12;13;12\r\n"
+)
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/CohortCreate"}},
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": _EXAMPLE_CSV,
+            },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+def cohort_read(cohort: Cohort) -> CohortRead:
+    return CohortRead(
+        id=cohort.id,
+        name=cohort.name,
+        features=cohort.features,
+        feature_labels=cohort.feature_labels,
+        target=cohort.target,
+        target_label=cohort.target_label,
+        grade_range=(cohort.grade_min, cohort.grade_max),
+        n_students=cohort.n_students,
+        has_ids=cohort.has_ids,
+        created_at=cohort.created_at,
+        stats={k: GradeStats(**v) for k, v in cohort.stats.items()},
+    )
+
+
+def valid_cohort(cohort_id: uuid.UUID, principal: Reader, session: SessionDep) -> Cohort:
+    """Load a cohort of the caller's organisation, or 404 (also for other organisations')."""
+    cohort = cohort_service.get_cohort(session, principal.organisation_id, cohort_id)
+    if cohort is None:
+        raise NotFound("no such cohort", loc=["path", "cohort_id"])
+    return cohort
+
+
+CohortDep = Annotated[Cohort, Depends(valid_cohort)]
+
+
+def _media_type(request: Request) -> tuple[str, str | None]:
+    header = request.headers.get("content-type", "")
+    media, _, params = header.partition(";")
+    charset = None
+    for param in params.split(";"):
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "charset" and value:
+            charset = value.strip().strip('"')
+    return media.strip().lower(), charset
+
+
+@router.post(
+    "/cohorts",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CohortRead,
+    openapi_extra=_UPLOAD_BODY,
+    responses=error_responses(401, 403, 409, 413, 415, 422),
+    summary="Upload a past cohort (JSON, CSV, or a multipart CSV file)",
+)
+async def upload_cohort(
+    request: Request,
+    response: Response,
+    principal: Trainer,
+    state: StateDep,
+    session: SessionDep,
+    name: Annotated[str | None, Query(max_length=200, description="CSV: the cohort's name")] = None,
+    target: Annotated[
+        str | None, Query(max_length=200, description="CSV: the target column (default: last)")
+    ] = None,
+    grade_range: Annotated[
+        str | None, Query(max_length=100, description="CSV: low,high (default 0,20)")
+    ] = None,
+    id_column: Annotated[
+        str, Query(max_length=200, description="CSV: the pseudonymous id column, e.g. INE")
+    ] = "id",
+) -> CohortRead:
+    """JSON: a `CohortCreate` object. CSV (`text/csv` body or multipart field `file`): a header
+    row, an optional id column, `,` `;` or tab separators, decimal commas, UTF-8 (BOM or not)
+    or the `charset` of the Content-Type. Nothing is stored unless every row is valid."""
+    media, charset = _media_type(request)
+    max_rows = state.settings.max_cohort_rows
+    if media == "application/json":
+        body = await request.body()
+        parse = partial(cohort_service.parse_json_upload, body, max_rows)
+    elif media in _CSV_TYPES or media == "multipart/form-data":
+        if media == "multipart/form-data":
+            body, charset = await _multipart_file(request)
+        else:
+            body = await request.body()
+        parse = partial(
+            cohort_service.parse_csv_upload,
+            body,
+            name=name,
+            target=target,
+            grade_range=grade_range,
+            id_column=id_column or None,
+            charset=charset,
+            max_rows=max_rows,
+        )
+    else:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type {media or '(none)'!r}; send application/json, "
+            "text/csv or multipart/form-data",
+            loc=["header", "content-type"],
+        )
+
+    def parse_validate_store() -> Cohort:
+        # Parsing a national cohort takes CPU time: off the event loop.
+        upload = parse()
+        cohort_service.validate_upload(upload, one_based_rows=media != "application/json")
+        return cohort_service.create_cohort(session, principal.organisation_id, upload)
+
+    cohort = await run_in_threadpool(parse_validate_store)
+    response.headers["Location"] = f"/cohorts/{cohort.id}"
+    return cohort_read(cohort)
+
+
+async def _multipart_file(request: Request) -> tuple[bytes, str | None]:
+    async with request.form(max_files=1, max_fields=10) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput(
+                "the multipart body needs a file field named 'file'", loc=["body", "file"]
+            )
+        data = await upload.read()
+        content_type = upload.content_type or ""
+    charset = None
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "charset":
+            charset = value.strip('"')
+    return data, charset
+
+
+@router.get("/cohorts", response_model=CohortsRead, responses=error_responses(401, 422))
+def list_cohorts(
+    principal: Reader,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> CohortsRead:
+    cohorts, total = cohort_service.list_cohorts(session, principal.organisation_id, limit, offset)
+    return CohortsRead(data=[cohort_read(c) for c in cohorts], count=total)
+
+
+@router.get(
+    "/cohorts/{cohort_id}", response_model=CohortRead, responses=error_responses(401, 404, 422)
+)
+def get_cohort(cohort: CohortDep) -> CohortRead:
+    return cohort_read(cohort)
+
+
+@router.get(
+    "/cohorts/{cohort_id}/students",
+    response_model=StudentsRead,
+    responses=error_responses(401, 403, 404, 422),
+)
+def list_students(
+    cohort: CohortDep,
+    principal: Trainer,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> StudentsRead:
+    """The pupils' rows, in upload order (trainer or admin: this is personal data)."""
+    columns = [*cohort.features, cohort.target]
+    rows = cohort_service.list_students(session, cohort, limit, offset)
+    return StudentsRead(
+        data=[
+            StudentRead(row=r, id=ident, grades=dict(zip(columns, grades.tolist(), strict=True)))
+            for r, ident, grades in rows
+        ],
+        count=cohort.n_students,
+    )
+
+
+@router.delete(
+    "/cohorts/{cohort_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 403, 404, 422),
+)
+def delete_cohort(cohort: CohortDep, principal: Trainer, session: SessionDep) -> Response:
+    """Erase the cohort and every pupil row of it. Model versions trained on it are kept
+    (they hold no pupil data) and marked as trained on an erased cohort."""
+    cohort_service.delete_cohort(session, cohort)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+__all__ = ["CohortCreate", "router"]

@@ -1,0 +1,57 @@
+"""Service configuration, read from ``GRADECAST_*`` environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRADECAST_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Directory of the embedded SQLite database and of the generated admin key.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default sqlite:///<data_dir>/gradecast.db. "
+        "PostgreSQL: postgresql+psycopg://user@host:5432/db.",
+    )
+    bootstrap_admin_key: SecretStr | None = Field(
+        default=None,
+        description="An admin key of organisation 'default' created at start if it does not exist.",
+    )
+    max_body_bytes: int = Field(default=64 * MIB, gt=0)
+    max_cohort_rows: int = Field(default=1_000_000, gt=1)
+    max_predict_rows: int = Field(default=10_000, gt=0)
+    workers: int = Field(default=1, ge=0, description="In-process training workers.")
+    job_lease_seconds: float = Field(
+        default=30.0, gt=0, description="A running job whose heartbeat is older is re-queued."
+    )
+    job_max_attempts: int = Field(default=3, ge=1)
+    auth_cache_seconds: float = Field(
+        default=1.0, ge=0, description="How long a verified key is trusted without a database read."
+    )
+    model_cache_seconds: float = Field(
+        default=0.5, ge=0, description="How often /predict checks that the active version changed."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="When set, GET /metrics requires 'Authorization: Bearer <token>'."
+    )
+    log_level: str = "INFO"
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'gradecast.db').as_posix()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

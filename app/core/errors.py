@@ -1,0 +1,90 @@
+"""One exception hierarchy, one JSON shape for every error the service returns.
+
+Shape: ``{"detail": "<a sentence>", "code": "<machine code>", "errors": [{"loc": [...],
+"msg": "...", "type": "..."}]}``; ``errors`` names the offending fields (for a table,
+``loc`` is ``["body", "students", <row index>, "<column>"]``).
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class ServiceError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        loc: Sequence[str | int] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if errors is None and loc is not None:
+            errors = [{"loc": list(loc), "msg": detail, "type": self.code}]
+        self.errors = errors or []
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.detail, "code": self.code, "errors": self.errors}
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, detail: str = "a valid API key is required") -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class InvalidInput(ServiceError):
+    status_code = 422
+    code = "invalid_input"
+
+
+class ServiceUnavailable(ServiceError):
+    status_code = 503
+    code = "unavailable"
+
+    def __init__(self, detail: str = "the database is unavailable; retry shortly") -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
+
+
+def table_error(
+    detail: str, *, row: int | None, column: str | None, field: str = "students"
+) -> InvalidInput:
+    """An error in a table of pupils; ``row`` is the 0-based index of the pupil."""
+    loc: list[str | int] = ["body", field]
+    if row is not None:
+        loc.append(row)
+    if column is not None:
+        loc.append(column)
+    return InvalidInput(detail, loc=loc)

@@ -1,0 +1,76 @@
+"""The FastAPI application: built by ``create_app``, started by its lifespan."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.errors import install_error_handlers
+from app.api.limits import BodySizeLimit
+from app.api.routes import cohorts, health, keys
+from app.core.config import Settings, get_settings
+from app.db.session import Database, create_db_engine, write_session
+from app.services.keys import ensure_bootstrap_key
+from app.state import AppState, AuthCache
+
+logger = logging.getLogger("gradecast")
+
+DESCRIPTION = """
+gradecast learns, from a past cohort of pupils, a linear model of an end-of-year exam grade
+(the *concours*) from course grades: h_Θ(x) = w0 + Σ wj·xj, fitted by minimising the
+empirical risk R(Θ) = (1/n) Σ (h_Θ(xi) − yi)² with gradient descent or mini-batch SGD.
+
+Every endpoint but `/healthz` and `/readyz` needs `Authorization: Bearer <API key>`.
+Errors share one shape: `{"detail": "...", "code": "...", "errors": [{"loc": [...], ...}]}`.
+"""
+
+
+def build_state(settings: Settings) -> AppState:
+    engine = create_db_engine(
+        settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+    return AppState(
+        settings=settings,
+        db=Database.from_engine(engine),
+        auth_cache=AuthCache(ttl=settings.auth_cache_seconds),
+    )
+
+
+def _bootstrap(state: AppState) -> None:
+    key = state.settings.bootstrap_admin_key
+    if key is None:
+        return
+    try:
+        with write_session(state.db) as session:
+            if ensure_bootstrap_key(session, key.get_secret_value()):
+                logger.info("bootstrap admin key created in organisation 'default'")
+    except Exception:
+        logger.exception("could not create the bootstrap admin key (is the database migrated?)")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: AppState = app.state.gradecast
+    _bootstrap(state)
+    try:
+        yield
+    finally:
+        state.db.engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="gradecast",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.gradecast = build_state(settings)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(keys.router)
+    app.include_router(cohorts.router)
+    return app

@@ -1,0 +1,39 @@
+"""Schemas shared by every resource."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StrictModel(BaseModel):
+    """Request bodies: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(examples=[["body", "students", 2, "maths"]])
+    msg: str = Field(examples=["21 is outside the grade range [0, 20]"])
+    type: str = Field(examples=["invalid_input"])
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(examples=["row 3, column 'maths': 21 is outside the grade range [0, 20]"])
+    code: str = Field(examples=["invalid_input"])
+    errors: list[ErrorItem] = Field(default_factory=list)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the error statuses a route can return."""
+    descriptions = {
+        400: "Bad request",
+        401: "Missing, unknown or revoked API key",
+        403: "The key's role is not enough",
+        404: "Not found (or belongs to another organisation)",
+        409: "Conflict with the current state",
+        413: "Body or table too large",
+        415: "Unsupported content type",
+        422: "Invalid input; `errors[].loc` names the field",
+        503: "Database unavailable; retry",
+    }
+    return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
