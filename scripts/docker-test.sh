@@ -377,8 +377,9 @@ else
 fi
 
 api GET "/jobs/$JOB_ID" -H "$(auth "$KEY2")"
-if [[ "$CODE" == 200 && "$(jget "$BODY" '.status // .state')" == succeeded ]]; then
-    pass "after restart: job $JOB_ID still recorded as succeeded"
+if [[ "$CODE" == 200 && "$(jget "$BODY" '.status // .state')" == succeeded &&
+    "$(jget "$BODY" '.model_version // .version // .result.model_version // .result.version // .model_version_id // .result.model_version_id')" == "$JOB_VERSION" ]]; then
+    pass "after restart: job $JOB_ID still recorded as succeeded${JOB_VERSION:+, with model version $JOB_VERSION}"
 else
     show_body
     fail "after restart: GET /jobs/$JOB_ID: HTTP $CODE"
