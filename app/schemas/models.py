@@ -1,0 +1,118 @@
+"""Models, their versions (a Θ each) and the history of which version is active."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from app.schemas.common import StrictModel
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class VersionCreate(StrictModel):
+    """A hand-set Θ, as in the course: "Prenons w0 = 0, w1 = 0.33, w2 = 0.33, w3 = 0.33"."""
+
+    features: list[str] = Field(
+        min_length=1, max_length=100, examples=[["maths", "info", "francais"]]
+    )
+    feature_labels: list[str] | None = Field(
+        default=None,
+        description="Display names of the features (default: the features themselves)",
+        examples=[["Maths", "Info", "Français"]],
+    )
+    target: str = Field(min_length=1, max_length=100, examples=["concours"])
+    theta: list[FiniteFloat] = Field(
+        min_length=2,
+        max_length=101,
+        description="Θ = (w0, w1, …, wp): the intercept, then one weight per feature, in order",
+        examples=[[0, 0.33, 0.33, 0.33]],
+    )
+    grade_range: tuple[FiniteFloat, FiniteFloat] = Field(default=(0.0, 20.0), examples=[[0, 20]])
+    residual_std: FiniteFloat | None = Field(
+        default=None,
+        ge=0,
+        description="σ of the residuals, for a 95% prediction interval; null: no interval",
+        examples=[None],
+    )
+    n_train: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pupils σ was estimated on; with it the interval uses Student's t",
+        examples=[None],
+    )
+    activate: bool = Field(
+        default=False, description="Make this the active version at once", examples=[True]
+    )
+    reason: str | None = Field(
+        default=None, max_length=200, description="Kept in the activation history"
+    )
+
+
+class Coefficients(BaseModel):
+    intercept: float = Field(examples=[0.0])
+    weights: dict[str, float] = Field(examples=[{"maths": 0.33, "info": 0.33, "francais": 0.33}])
+
+
+class VersionRead(BaseModel):
+    model: str = Field(examples=["concours"])
+    version: int = Field(examples=[1])
+    active: bool
+    coefficients: Coefficients
+    theta: list[float] = Field(examples=[[0, 0.33, 0.33, 0.33]])
+    features: list[str] = Field(examples=[["maths", "info", "francais"]])
+    feature_labels: list[str] = Field(examples=[["Maths", "Info", "Français"]])
+    target: str = Field(examples=["concours"])
+    grade_range: tuple[float, float] = Field(examples=[[0, 20]])
+    training_range: dict[str, tuple[float, float]] | None = Field(
+        description="Per feature, the lowest and highest grade of the training cohort; "
+        "predictions outside it are flagged as extrapolated"
+    )
+    metrics: dict[str, Any] | None
+    hyperparameters: dict[str, Any] | None
+    residual_std: float | None
+    n_train: int | None
+    source: str = Field(examples=["manual"], description="'job' (trained) or 'manual' (hand-set)")
+    cohort_id: uuid.UUID | None
+    cohort_name: str | None
+    cohort_erased: bool = Field(description="The training cohort has since been erased")
+    job_id: uuid.UUID | None
+    created_at: datetime
+
+
+class VersionsRead(BaseModel):
+    data: list[VersionRead]
+    count: int
+
+
+class ModelRead(BaseModel):
+    name: str = Field(examples=["concours"])
+    active_version: int | None = Field(examples=[1])
+    latest_version: int = Field(examples=[1])
+    created_at: datetime
+
+
+class ModelsRead(BaseModel):
+    data: list[ModelRead]
+    count: int
+
+
+class ActivationUpdate(StrictModel):
+    version: int = Field(ge=1, examples=[2])
+    reason: str | None = Field(default=None, max_length=200, examples=["rollback: v3 overfits"])
+
+
+class ActivationRead(BaseModel):
+    from_version: int | None = Field(examples=[1])
+    to_version: int = Field(examples=[2])
+    created_at: datetime
+    key_id: uuid.UUID | None
+    reason: str
+
+
+class ActivationsRead(BaseModel):
+    data: list[ActivationRead]
+    count: int
