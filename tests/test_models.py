@@ -1,5 +1,6 @@
 """The models API through real HTTP: hand-set versions, activation, history, isolation."""
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -157,9 +158,7 @@ def test_invalid_versions_are_422_naming_the_field(
 
 def test_non_finite_theta_is_422(trainer: httpx.Client) -> None:
     for literal in (b"NaN", b"Infinity"):
-        body = (
-            b'{"features": ["maths"], "target": "concours", "theta": [0, ' + literal + b"]}"
-        )
+        body = b'{"features": ["maths"], "target": "concours", "theta": [0, ' + literal + b"]}"
         response = trainer.post(
             "/models/concours/versions",
             content=body,
@@ -235,5 +234,5 @@ def test_concurrent_registrations_get_distinct_versions(tenant: Tenant) -> None:
         # Each activation starts from the version the previous one ended at.
         chain = [(h["from_version"], h["to_version"]) for h in reversed(history["data"])]
         assert chain[0][0] is None
-        assert all(a[1] == b[0] for a, b in zip(chain, chain[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(chain))
         assert chain[-1][1] == model["active_version"]

@@ -1,0 +1,383 @@
+"""Predictions h_Θ(x) = w0 + Σ wj·xj for a batch of pupils, as one numpy operation.
+
+Parsing is strict (the version's features exactly, JSON numbers only, finite, inside
+the grade range), so a school's mistake is a 422 naming the pupil and the column, never
+a silently wrong grade.
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from pydantic import ValidationError
+
+from app.core.errors import InvalidInput, PayloadTooLarge
+from app.db.models import ModelVersion
+from app.schemas.predict import PredictRequest
+from app.services.cohorts import csv_error, students_to_matrix
+from app.services.grades import check_grades
+from app.tabular import (
+    TableError,
+    TooManyRowsError,
+    detect_dialect,
+    read_grade_csv,
+    write_csv,
+)
+
+Array = npt.NDArray[np.float64]
+
+# Output is rounded to a millionth of a grade point: 0.33·38 is written 12.54, not
+# 12.540000000000001. Contributions are rounded alike, so they add up to `raw` within 1e-5.
+DECIMALS = 6
+Z_975 = 1.959963984540054
+
+
+def student_t_975(dof: int) -> float:
+    """The 0.975 quantile of Student's t with ``dof`` degrees of freedom, without scipy.
+
+    Up to 200 dof: bisection on the exact CDF of an integer-dof t (Abramowitz & Stegun
+    26.7.3-4, P(|T| < t) as a finite sum in cos²θ); beyond, the Cornish-Fisher expansion
+    around the normal quantile (error below 1e-7 there).
+    """
+    if dof < 1:
+        raise ValueError("dof must be at least 1")
+    if dof > 200:
+        z = Z_975
+        nu = float(dof)
+        return (
+            z
+            + (z**3 + z) / (4 * nu)
+            + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * nu**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * nu**3)
+        )
+
+    def central(t: float) -> float:
+        theta = math.atan(t / math.sqrt(dof))
+        c2 = math.cos(theta) ** 2
+        if dof % 2 == 0:
+            total, term = 1.0, 1.0
+            for k in range(2, dof - 1, 2):
+                term *= c2 * (k - 1) / k
+                total += term
+            return math.sin(theta) * total
+        if dof == 1:
+            return 2 * theta / math.pi
+        total, term = 1.0, 1.0
+        for k in range(3, dof - 1, 2):
+            term *= c2 * (k - 1) / k
+            total += term
+        return 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)
+
+    low, high = 0.0, 20.0  # t(1) at 0.975 is 12.7
+    for _ in range(60):
+        middle = (low + high) / 2
+        if central(middle) < 0.95:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+@dataclass(frozen=True)
+class VersionSnapshot:
+    """What /predict needs of one model version; immutable, shared by concurrent requests."""
+
+    model: str
+    version: int
+    features: tuple[str, ...]
+    target: str
+    grade_min: float
+    grade_max: float
+    intercept: float
+    weights: Array
+    interval_half_width: float | None
+    feature_min: Array | None
+    feature_max: Array | None
+    trained_at: str
+    cohort_id: str | None
+
+    @classmethod
+    def of(cls, model_name: str, version: ModelVersion) -> "VersionSnapshot":
+        return cls(
+            model=model_name,
+            version=version.version,
+            features=tuple(version.features),
+            target=version.target,
+            grade_min=version.grade_min,
+            grade_max=version.grade_max,
+            intercept=float(version.theta[0]),
+            weights=_frozen(version.theta[1:]),
+            interval_half_width=interval_half_width(
+                version.residual_std, version.n_train, len(version.features)
+            ),
+            feature_min=None if version.feature_min is None else _frozen(version.feature_min),
+            feature_max=None if version.feature_max is None else _frozen(version.feature_max),
+            trained_at=_iso(version.created_at),
+            cohort_id=None if version.cohort_id is None else str(version.cohort_id),
+        )
+
+
+def _frozen(values: list[float]) -> Array:
+    array = np.asarray(values, dtype=np.float64)
+    array.flags.writeable = False
+    return array
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def interval_half_width(residual_std: float | None, n_train: int | None, p: int) -> float | None:
+    """Half-width of the 95% prediction interval: t(0.975, n − p − 1)·σ, or 1.96·σ when
+    the degrees of freedom are unknown (hand-set σ) or not positive.
+
+    It leaves out the uncertainty of Θ itself (the √(1 + x₀ᵀ(XᵀX)⁻¹x₀) factor needs the
+    training design matrix, which is not kept): slightly narrow for small cohorts.
+    """
+    if residual_std is None:
+        return None
+    dof = None if n_train is None else n_train - p - 1
+    multiplier = student_t_975(dof) if dof is not None and dof >= 1 else Z_975
+    return multiplier * residual_std
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Pupils to predict: optional ids and one row of grades in the version's feature order."""
+
+    ids: list[str] | None
+    values: Array
+
+
+@dataclass(frozen=True)
+class Predictions:
+    raw: Array
+    prediction: Array
+    interval_low: Array | None
+    interval_high: Array | None
+    contributions: Array  # (n, p): wj·xj; the intercept is the same for every pupil
+    extrapolated: npt.NDArray[np.bool_]
+
+
+def predict(snapshot: VersionSnapshot, values: Array) -> Predictions:
+    contributions = values * snapshot.weights
+    raw = contributions.sum(axis=1) + snapshot.intercept
+    prediction = np.clip(raw, snapshot.grade_min, snapshot.grade_max)
+    low = high = None
+    if snapshot.interval_half_width is not None:
+        # The interval is for a grade, so it is clipped into the grade range too.
+        low = np.clip(raw - snapshot.interval_half_width, snapshot.grade_min, snapshot.grade_max)
+        high = np.clip(raw + snapshot.interval_half_width, snapshot.grade_min, snapshot.grade_max)
+    if snapshot.feature_min is not None and snapshot.feature_max is not None:
+        outside = (values < snapshot.feature_min) | (values > snapshot.feature_max)
+        extrapolated: npt.NDArray[np.bool_] = np.asarray(outside.any(axis=1))
+    else:
+        extrapolated = np.zeros(values.shape[0], dtype=np.bool_)
+    return Predictions(
+        raw=np.round(raw, DECIMALS),
+        prediction=np.round(prediction, DECIMALS),
+        interval_low=None if low is None else np.round(low, DECIMALS),
+        interval_high=None if high is None else np.round(high, DECIMALS),
+        contributions=np.round(contributions, DECIMALS),
+        extrapolated=extrapolated,
+    )
+
+
+@dataclass(frozen=True)
+class JsonRequest:
+    model: str
+    version: int | None
+    students: list[Any]
+
+
+def parse_json_request(body: bytes, max_rows: int) -> JsonRequest:
+    """The envelope, checked by its schema; the pupils are checked against the version later."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON ({exc})", loc=["body"]) from None
+    if not isinstance(document, dict):
+        raise InvalidInput("the body must be a JSON object", loc=["body"])
+    students = document.get("students")
+    if isinstance(students, list) and len(students) > max_rows:
+        raise PayloadTooLarge(
+            f"{len(students)} pupils is over the limit of {max_rows} per request "
+            "(GRADECAST_MAX_PREDICT_ROWS)",
+            loc=["body", "students"],
+        )
+    # The schema sees one pupil: the others are checked column by column, not one by one.
+    envelope = dict(document)
+    if isinstance(students, list):
+        envelope["students"] = students[:1]
+    try:
+        spec = PredictRequest.model_validate(envelope)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc: list[str | int] = ["body", *first["loc"]]
+        raise InvalidInput(f"{'.'.join(map(str, first['loc']))}: {first['msg']}", loc=loc) from None
+    assert isinstance(students, list)
+    return JsonRequest(model=spec.model, version=spec.version, students=students)
+
+
+def json_batch(snapshot: VersionSnapshot, students: list[Any]) -> Batch:
+    ids, values = students_to_matrix(students, snapshot.features, field="students")
+    check_grades(
+        values,
+        snapshot.features,
+        (snapshot.grade_min, snapshot.grade_max),
+        ids=ids,
+        field="students",
+        one_based_rows=False,
+    )
+    return Batch(ids=ids, values=values)
+
+
+def render_json(snapshot: VersionSnapshot, batch: Batch, result: Predictions) -> bytes:
+    names = snapshot.features
+    intercept = round(snapshot.intercept, DECIMALS)
+    n = batch.values.shape[0]
+    intervals: list[Any] = (
+        [None] * n
+        if result.interval_low is None or result.interval_high is None
+        else np.stack([result.interval_low, result.interval_high], axis=1).tolist()
+    )
+    ids: list[Any] = batch.ids if batch.ids is not None else [None] * n
+    predictions = [
+        {
+            "id": ident,
+            "prediction": prediction,
+            "raw": raw,
+            "interval": interval,
+            "contributions": {"intercept": intercept, **dict(zip(names, parts, strict=True))},
+            "extrapolated": extrapolated,
+        }
+        for ident, prediction, raw, interval, parts, extrapolated in zip(
+            ids,
+            result.prediction.tolist(),
+            result.raw.tolist(),
+            intervals,
+            result.contributions.tolist(),
+            result.extrapolated.tolist(),
+            strict=True,
+        )
+    ]
+    return orjson.dumps(
+        {
+            "model": snapshot.model,
+            "version": snapshot.version,
+            "target": snapshot.target,
+            "trained_at": snapshot.trained_at,
+            "cohort_id": snapshot.cohort_id,
+            "predictions": predictions,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    headers: list[str]
+    keys: list[str]
+    id_header: str | None
+    ids: list[str] | None
+    values: Array
+    delimiter: str
+    decimal_comma: bool
+    bom: bool
+
+
+def parse_csv_request(data: bytes, *, charset: str | None, max_rows: int) -> CsvTable:
+    try:
+        table = read_grade_csv(data, id_column="id", charset=charset, max_rows=max_rows)
+        delimiter, decimal_comma = detect_dialect(data, charset=charset)
+    except TooManyRowsError:
+        raise PayloadTooLarge(
+            f"more than {max_rows} pupils per request (GRADECAST_MAX_PREDICT_ROWS)",
+            loc=["body", "csv"],
+        ) from None
+    except TableError as exc:
+        raise csv_error(exc) from None
+    if table.values.shape[0] == 0:
+        raise InvalidInput("the CSV has a header but no pupil rows", loc=["body", "csv"])
+    return CsvTable(
+        headers=table.headers,
+        keys=table.keys,
+        id_header=table.id_header,
+        ids=table.ids,
+        values=table.values,
+        delimiter=delimiter,
+        decimal_comma=decimal_comma,
+        bom=data.startswith(b"\xef\xbb\xbf"),
+    )
+
+
+def csv_batch(snapshot: VersionSnapshot, table: CsvTable) -> Batch:
+    """The CSV's columns, matched by API name to the version's features, in its order."""
+    position = {key: j for j, key in enumerate(table.keys)}
+    for feature in snapshot.features:
+        if feature not in position:
+            raise InvalidInput(
+                f"CSV: no column for the feature {feature!r}; the header has {table.headers}",
+                loc=["body", "csv", 0, feature],
+            )
+    for j, key in enumerate(table.keys):
+        if key not in snapshot.features:
+            raise InvalidInput(
+                f"CSV: unknown column {table.headers[j]!r}; model {snapshot.model!r} "
+                f"version {snapshot.version} uses {list(snapshot.features)} (and an optional id)",
+                loc=["body", "csv", 0, table.headers[j]],
+            )
+    order = [position[feature] for feature in snapshot.features]
+    values = np.ascontiguousarray(table.values[:, order])
+    labels = [table.headers[j] for j in order]
+    check_grades(
+        values,
+        labels,
+        (snapshot.grade_min, snapshot.grade_max),
+        ids=table.ids,
+        field="csv",
+        one_based_rows=True,
+    )
+    return Batch(ids=table.ids, values=values)
+
+
+def render_csv(table: CsvTable, result: Predictions) -> bytes:
+    """The request's columns, then prediction, raw and the interval, in the request's dialect."""
+    header: list[str] = []
+    columns: list[Any] = []
+    if table.ids is not None and table.id_header is not None:
+        header.append(table.id_header)
+        columns.append(table.ids)
+    header.extend(table.headers)
+    columns.extend(table.values[:, j] for j in range(table.values.shape[1]))
+    n = table.values.shape[0]
+    empty = [None] * n
+    header.extend(["prediction", "raw", "interval_low", "interval_high"])
+    columns.extend(
+        [
+            result.prediction,
+            result.raw,
+            empty if result.interval_low is None else result.interval_low,
+            empty if result.interval_high is None else result.interval_high,
+        ]
+    )
+    return write_csv(
+        header,
+        columns,
+        delimiter=table.delimiter,
+        decimal_comma=table.decimal_comma,
+        bom=table.bom,
+    )
+
+
+def answer_json(snapshot: VersionSnapshot, students: list[Any]) -> bytes:
+    batch = json_batch(snapshot, students)
+    return render_json(snapshot, batch, predict(snapshot, batch.values))
+
+
+def answer_csv(snapshot: VersionSnapshot, table: CsvTable) -> bytes:
+    batch = csv_batch(snapshot, table)
+    return render_csv(table, predict(snapshot, batch.values))
