@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from app.core.config import Settings
 from app.db.models import Role
 from app.db.session import Database
+from app.predict_cache import ModelCache
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,4 @@ class AppState:
     settings: Settings
     db: Database
     auth_cache: AuthCache
+    model_cache: ModelCache = field(default_factory=ModelCache)
