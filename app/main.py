@@ -8,11 +8,12 @@ from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
-from app.api.routes import cohorts, health, keys
+from app.api.routes import cohorts, health, jobs, keys, models, predict
 from app.core.config import Settings, get_settings
 from app.db.session import Database, create_db_engine, write_session
 from app.services.keys import ensure_bootstrap_key
 from app.state import AppState, AuthCache
+from app.worker.runner import WorkerPool
 
 logger = logging.getLogger("gradecast")
 
@@ -53,9 +54,12 @@ def _bootstrap(state: AppState) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: AppState = app.state.gradecast
     _bootstrap(state)
+    pool = WorkerPool(state.db, state.settings, state.settings.workers)
+    pool.start()
     try:
         yield
     finally:
+        pool.stop()
         state.db.engine.dispose()
 
 
@@ -73,4 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(keys.router)
     app.include_router(cohorts.router)
+    app.include_router(models.router)
+    app.include_router(predict.router)
+    app.include_router(jobs.router)
     return app

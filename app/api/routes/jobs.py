@@ -1,0 +1,136 @@
+import uuid
+from typing import Annotated, Literal
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+
+from app.api.deps import Reader, SessionDep, Trainer
+from app.core.errors import NotFound
+from app.db.models import Job, JobStatus
+from app.schemas.common import error_responses
+from app.schemas.jobs import JobCreate, JobRead, JobsRead, JobStatusName, LossHistory
+from app.services import jobs as job_service
+from app.services.cohorts import get_cohort
+from app.tabular import write_csv
+
+router = APIRouter(tags=["jobs"])
+
+
+def valid_job(job_id: uuid.UUID, principal: Reader, session: SessionDep) -> Job:
+    return job_service.require_job(session, principal.organisation_id, job_id)
+
+
+JobDep = Annotated[Job, Depends(valid_job)]
+
+
+@router.post(
+    "/jobs",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=error_responses(401, 403, 404, 422),
+    summary="Queue a training job",
+)
+def create_job(
+    body: JobCreate, principal: Trainer, session: SessionDep, response: Response
+) -> JobRead:
+    """Records the job and returns at once; a worker trains it in the background. Poll
+    `GET /jobs/{id}` (the `Location` header) for progress and the resulting model version."""
+    cohort = get_cohort(session, principal.organisation_id, body.cohort_id)
+    if cohort is None:
+        raise NotFound("no such cohort", loc=["body", "cohort_id"])
+    job = job_service.create_job(session, principal.organisation_id, body, cohort, principal.key_id)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job_service.job_read(job)
+
+
+@router.get("/jobs", response_model=JobsRead, responses=error_responses(401, 422))
+def list_jobs(
+    principal: Reader,
+    session: SessionDep,
+    status_filter: Annotated[JobStatusName | None, Query(alias="status")] = None,
+    model: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> JobsRead:
+    jobs, total = job_service.list_jobs(
+        session,
+        principal.organisation_id,
+        status=JobStatus(status_filter) if status_filter else None,
+        model=model,
+        limit=limit,
+        offset=offset,
+    )
+    return JobsRead(data=[job_service.job_read(j) for j in jobs], count=total)
+
+
+@router.get("/jobs/{job_id}", response_model=JobRead, responses=error_responses(401, 404, 422))
+def get_job(job: JobDep) -> JobRead:
+    return job_service.job_read(job)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobRead,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def cancel_job(job_id: uuid.UUID, principal: Trainer, session: SessionDep) -> JobRead:
+    """A queued job is cancelled at once; a running one stops within a second."""
+    job = job_service.require_job(session, principal.organisation_id, job_id)
+    return job_service.job_read(job_service.cancel_job(session, job))
+
+
+@router.get(
+    "/jobs/{job_id}/loss",
+    response_model=LossHistory,
+    responses={
+        **error_responses(401, 404, 422),
+        200: {
+            "description": "The loss history (JSON, or CSV with format=csv / Accept: text/csv)",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+    },
+)
+def get_loss(
+    job: JobDep,
+    request: Request,
+    session: SessionDep,
+    max_points: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
+    format: Annotated[Literal["json", "csv"] | None, Query()] = None,
+) -> Response:
+    """The full empirical risk recorded during training (also while the job runs), thinned
+    evenly to `max_points` keeping the first and the last point."""
+    points = job_service.read_loss(session, job.id)
+    shown = job_service.thin(points, max_points)
+    wants_csv = format == "csv" or (
+        format is None and "text/csv" in request.headers.get("accept", "")
+    )
+    step, epoch, train, val, grad = (shown[:, i] for i in range(5))
+    has_val = bool(np.isfinite(val).any())
+    if wants_csv:
+        columns: list[object] = [step.astype(int), epoch.astype(int), train]
+        header = ["step", "epoch", "train_loss"]
+        if has_val:
+            header.append("val_loss")
+            columns.append(val)
+        header.append("grad_norm")
+        columns.append(grad)
+        return Response(write_csv(header, columns), media_type="text/csv; charset=utf-8")  # type: ignore[arg-type]
+    # orjson writes NaN (no hold-out) as null.
+    val_values = val.tolist() if has_val else [None] * len(val)
+    body = {
+        "job_id": str(job.id),
+        "total_points": int(points.shape[0]),
+        "points": [
+            {"step": s, "epoch": e, "train_loss": t, "val_loss": v, "grad_norm": g}
+            for s, e, t, v, g in zip(
+                step.astype(int).tolist(),
+                epoch.astype(int).tolist(),
+                train.tolist(),
+                val_values,
+                grad.tolist(),
+                strict=True,
+            )
+        ],
+    }
+    return Response(orjson.dumps(body), media_type="application/json")

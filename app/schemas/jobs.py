@@ -1,0 +1,145 @@
+import math
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from app.schemas.common import StrictModel
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+Activate = Literal["always", "if_better", "never"]
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class TrainingParameters(StrictModel):
+    """The engine's options, named as in the course; every one has a default."""
+
+    algorithm: Literal["sgd", "gd", "closed_form"] = Field(
+        default="sgd",
+        description="`sgd` (mini-batch, as the course), `gd` (full batch) or "
+        "`closed_form` (least squares)",
+    )
+    learning_rate: float = Field(
+        default=1e-3, gt=0, le=1e3, description="λ in Θ ← Θ − λ∇R", examples=[0.001]
+    )
+    epochs: int = Field(default=5, ge=1, le=100_000, description="sgd: passes over the cohort")
+    batch_size: int = Field(default=10, ge=1, le=1_000_000, description="sgd: pupils per step")
+    iterations: int = Field(default=1000, ge=1, le=10_000_000, description="gd: steps")
+    shuffle: bool = Field(default=False, description="sgd: a fresh seeded permutation per epoch")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    init_theta: list[float] | None = Field(
+        default=None,
+        description="Initial Θ = (w0, w1, …, wp) in grade units; default zeros",
+        examples=[[0, 0.33, 0.33, 0.33]],
+    )
+    standardize: bool = Field(
+        default=False, description="Fit on z-scored grades; Θ is returned in grade units"
+    )
+    l2: float = Field(default=0.0, ge=0, le=1e6, description="Ridge penalty")
+    validation_fraction: float = Field(
+        default=0.0, ge=0, lt=1, description="Share of pupils held out (seeded) for validation"
+    )
+    patience: int | None = Field(
+        default=None,
+        ge=1,
+        description="Early stopping: recorded points without a better validation risk",
+    )
+    record_every: int = Field(
+        default=1, ge=1, le=10_000_000, description="Record the loss history every k steps"
+    )
+
+    @field_validator("learning_rate", "l2", "validation_fraction")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("init_theta")
+    @classmethod
+    def _finite_theta(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            if not 2 <= len(value) <= 101:
+                raise ValueError("needs w0 and one weight per feature")
+            if not all(math.isfinite(w) for w in value):
+                raise ValueError("values must be finite numbers")
+        return value
+
+    @model_validator(mode="after")
+    def _patience_needs_holdout(self) -> "TrainingParameters":
+        if self.patience is not None and self.validation_fraction == 0:
+            raise ValueError("patience (early stopping) needs validation_fraction > 0")
+        return self
+
+
+class JobCreate(TrainingParameters):
+    cohort_id: uuid.UUID
+    model: str = Field(default="concours", pattern=MODEL_NAME_PATTERN, examples=["concours"])
+    activate: Activate = Field(
+        default="if_better",
+        description="`if_better`: activate when there is no active version or when the new Θ "
+        "has a lower risk than the active one on this job's validation rows (training rows "
+        "without a hold-out)",
+    )
+
+    model_config = {
+        "extra": "forbid",
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "cohort_id": "6f1c2b9e-4a8d-4c1e-9d7a-2f0b8e5c3a11",
+                    "model": "concours",
+                    "algorithm": "sgd",
+                    "learning_rate": 0.001,
+                    "epochs": 5,
+                    "batch_size": 10,
+                    "init_theta": [0, 0.33, 0.33, 0.33],
+                }
+            ]
+        },
+    }
+
+
+class JobProgress(BaseModel):
+    steps_done: int
+    total_steps: int
+    epoch: int | None
+    risk: float | None = Field(description="Current full empirical risk R(Θ) on training rows")
+
+
+class JobRead(BaseModel):
+    id: uuid.UUID
+    cohort_id: uuid.UUID | None
+    model: str
+    algorithm: str
+    hyperparameters: dict[str, Any] = Field(description="As applied, defaults filled in")
+    activate: Activate
+    status: JobStatusName
+    progress: JobProgress
+    attempts: int
+    cancel_requested: bool
+    error: str | None
+    model_version: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobsRead(BaseModel):
+    data: list[JobRead]
+    count: int
+
+
+class LossPoint(BaseModel):
+    step: int
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+    grad_norm: float
+
+
+class LossHistory(BaseModel):
+    job_id: uuid.UUID
+    total_points: int
+    points: list[LossPoint]

@@ -1,0 +1,330 @@
+"""Training jobs: recorded by the API, claimed and run by workers, with their loss history.
+
+Lifecycle: queued → running → succeeded | failed | cancelled. A running job holds a lease
+renewed by its worker's heartbeat; a job whose lease ran out is re-queued (its partial
+history dropped) until it has been attempted ``job_max_attempts`` times, then failed.
+"""
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import CursorResult, Executable, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.db.base import utcnow
+from app.db.models import Cohort, Job, JobStatus, LossChunk
+from app.engine import History, split_holdout
+from app.schemas.jobs import JobCreate, JobProgress, JobRead, TrainingParameters
+
+FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+LOSS_COLUMNS = 5  # step, epoch, train_loss, val_loss (NaN: none), grad_norm
+
+
+def total_steps(params: dict[str, Any], n_students: int) -> int:
+    if params["algorithm"] == "closed_form":
+        return 1
+    if params["algorithm"] == "gd":
+        return int(params["iterations"])
+    _, val = split_holdout(n_students, params["validation_fraction"], params["seed"])
+    n_train = n_students - len(val)
+    return int(params["epochs"]) * math.ceil(n_train / int(params["batch_size"]))
+
+
+def create_job(
+    session: Session, organisation_id: uuid.UUID, body: JobCreate, cohort: Cohort, key_id: uuid.UUID
+) -> Job:
+    params = body.model_dump(include=set(TrainingParameters.model_fields))
+    n_features = len(cohort.features)
+    if body.init_theta is not None and len(body.init_theta) != n_features + 1:
+        raise InvalidInput(
+            f"init_theta needs {n_features + 1} values (w0 and one weight for each of "
+            f"{cohort.features}), got {len(body.init_theta)}",
+            loc=["body", "init_theta"],
+        )
+    steps = total_steps(params, cohort.n_students)
+    if body.algorithm == "sgd" and steps > 50_000_000:
+        raise InvalidInput(
+            f"{steps} SGD steps is more than the 50,000,000 allowed; use fewer epochs or "
+            "larger batches",
+            loc=["body", "epochs"],
+        )
+    n_train = cohort.n_students - len(
+        split_holdout(cohort.n_students, body.validation_fraction, body.seed)[1]
+    )
+    if n_train < 2 or (n_train == cohort.n_students and body.validation_fraction > 0):
+        raise InvalidInput(
+            f"validation_fraction={body.validation_fraction} leaves no usable hold-out or "
+            f"training rows for a cohort of {cohort.n_students} pupils",
+            loc=["body", "validation_fraction"],
+        )
+    job = Job(
+        organisation_id=organisation_id,
+        cohort_id=cohort.id,
+        model_name=body.model,
+        algorithm=body.algorithm,
+        params=params,
+        activate=body.activate,
+        status=JobStatus.queued,
+        steps_done=0,
+        total_steps=steps,
+        created_by=key_id,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def job_read(job: Job) -> JobRead:
+    return JobRead(
+        id=job.id,
+        cohort_id=job.cohort_id,
+        model=job.model_name,
+        algorithm=job.algorithm,
+        hyperparameters=job.params,
+        activate=job.activate,
+        status=job.status.value,
+        progress=JobProgress(
+            steps_done=job.steps_done,
+            total_steps=job.total_steps,
+            epoch=job.epoch,
+            risk=job.current_risk,
+        ),
+        attempts=job.attempts,
+        cancel_requested=job.cancel_requested,
+        error=job.error,
+        model_version=job.model_version,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def get_job(session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    return session.scalars(
+        select(Job).where(Job.id == job_id, Job.organisation_id == organisation_id)
+    ).one_or_none()
+
+
+def require_job(session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    job = get_job(session, organisation_id, job_id)
+    if job is None:
+        raise NotFound("no such job", loc=["path", "job_id"])
+    return job
+
+
+def list_jobs(
+    session: Session,
+    organisation_id: uuid.UUID,
+    *,
+    status: JobStatus | None,
+    model: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Job], int]:
+    query = select(Job).where(Job.organisation_id == organisation_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if model is not None:
+        query = query.where(Job.model_name == model)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = session.scalars(
+        query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
+    )
+    return list(page), total
+
+
+def cancel_job(session: Session, job: Job) -> Job:
+    """A queued job is cancelled at once; a running one is flagged and its worker stops it
+    at its next heartbeat (well within a second)."""
+    if job.status in FINISHED:
+        raise Conflict(f"the job has already {job.status.value}", loc=["path", "job_id"])
+    job.cancel_requested = True
+    if job.status == JobStatus.queued:
+        job.status = JobStatus.cancelled
+        job.finished_at = utcnow()
+    session.flush()
+    return job
+
+
+# --- worker side -------------------------------------------------------------------
+
+
+def requeue_stale(session: Session, lease_seconds: float, max_attempts: int) -> int:
+    """Jobs whose worker stopped renewing the lease go back to the queue, or fail for good."""
+    cutoff = utcnow() - timedelta(seconds=lease_seconds)
+    stale = select(Job.id).where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
+    failed = _affected(
+        session,
+        update(Job)
+        .where(Job.id.in_(stale), Job.attempts >= max_attempts)
+        .values(
+            status=JobStatus.failed,
+            finished_at=utcnow(),
+            worker_id=None,
+            error=f"the worker running this job stopped {max_attempts} times (crash or "
+            "restart); the job was given up. Resubmit it, or lower its size if it keeps failing",
+        )
+        .execution_options(synchronize_session=False),
+    )
+    requeued = _affected(
+        session,
+        update(Job)
+        .where(Job.id.in_(stale), Job.attempts < max_attempts)
+        .values(status=JobStatus.queued, worker_id=None, heartbeat_at=None)
+        .execution_options(synchronize_session=False),
+    )
+    return failed + requeued
+
+
+def _affected(session: Session, statement: Executable) -> int:
+    result = cast(CursorResult[Any], session.execute(statement))
+    return int(result.rowcount or 0)
+
+
+def claim_next(session: Session, worker_id: str) -> Job | None:
+    """Take the oldest queued job. PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent workers
+    never take the same row; SQLite: the writer session's BEGIN IMMEDIATE serialises claims."""
+    job = session.scalars(
+        select(Job)
+        .where(Job.status == JobStatus.queued)
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if job is None:
+        return None
+    now = utcnow()
+    job.status = JobStatus.running
+    job.worker_id = worker_id
+    job.heartbeat_at = now
+    job.started_at = now
+    job.attempts += 1
+    job.steps_done = 0
+    job.epoch = None
+    job.current_risk = None
+    # A re-run starts its history afresh.
+    session.execute(delete(LossChunk).where(LossChunk.job_id == job.id))
+    session.flush()
+    return job
+
+
+@dataclass(frozen=True)
+class HeartbeatAnswer:
+    owned: bool
+    cancel_requested: bool
+
+
+def heartbeat(
+    session: Session,
+    job_id: uuid.UUID,
+    worker_id: str,
+    *,
+    steps_done: int,
+    total: int,
+    epoch: int | None,
+    risk: float | None,
+) -> HeartbeatAnswer:
+    owned = _affected(
+        session,
+        update(Job)
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.running)
+        .values(
+            heartbeat_at=utcnow(),
+            steps_done=steps_done,
+            total_steps=total,
+            epoch=epoch,
+            current_risk=risk if risk is None or math.isfinite(risk) else None,
+        )
+        .execution_options(synchronize_session=False),
+    )
+    if not owned:
+        return HeartbeatAnswer(owned=False, cancel_requested=False)
+    cancel = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+    return HeartbeatAnswer(owned=True, cancel_requested=bool(cancel))
+
+
+def lock_owned_job(session: Session, job_id: uuid.UUID, worker_id: str) -> Job | None:
+    return session.scalars(
+        select(Job)
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.running)
+        .with_for_update()
+    ).one_or_none()
+
+
+def finish_job(
+    job: Job, status: JobStatus, *, error: str | None = None, model_version: int | None = None
+) -> None:
+    job.status = status
+    job.finished_at = utcnow()
+    job.error = error
+    job.model_version = model_version
+    job.worker_id = None
+
+
+def release_job(session: Session, job_id: uuid.UUID, worker_id: str) -> None:
+    """Give a running job back to the queue (worker shutting down); the attempt is not held
+    against it."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.running)
+        .values(
+            status=JobStatus.queued,
+            worker_id=None,
+            heartbeat_at=None,
+            attempts=Job.attempts - 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- loss history --------------------------------------------------------------------
+
+
+def pack_history(history: History) -> np.ndarray:
+    """(k, 5) float64: step, epoch, train_loss, val_loss (NaN when none), grad_norm."""
+    k = len(history)
+    val = history.val_risk if history.val_risk is not None else np.full(k, np.nan)
+    return np.column_stack(
+        [history.step, history.epoch, history.train_risk, val, history.grad_norm]
+    ).astype("<f8")
+
+
+def write_loss_chunk(session: Session, job_id: uuid.UUID, seq: int, points: np.ndarray) -> None:
+    session.add(
+        LossChunk(
+            job_id=job_id,
+            seq=seq,
+            first_step=int(points[0, 0]),
+            n_points=int(points.shape[0]),
+            data=np.ascontiguousarray(points.T).tobytes(),
+        )
+    )
+
+
+def read_loss(session: Session, job_id: uuid.UUID) -> np.ndarray:
+    chunks = session.execute(
+        select(LossChunk.n_points, LossChunk.data)
+        .where(LossChunk.job_id == job_id)
+        .order_by(LossChunk.seq)
+    ).all()
+    if not chunks:
+        return np.empty((0, LOSS_COLUMNS))
+    return np.concatenate(
+        [np.frombuffer(data, dtype="<f8").reshape(LOSS_COLUMNS, n).T for n, data in chunks]
+    )
+
+
+def thin(points: np.ndarray, max_points: int | None) -> np.ndarray:
+    """An even thinning that keeps the first and the last point."""
+    k = points.shape[0]
+    if max_points is None or k <= max_points:
+        return points
+    if max_points == 1:
+        return points[-1:]
+    index = np.unique(np.round(np.linspace(0, k - 1, max_points)).astype(np.int64))
+    return points[index]

@@ -1,0 +1,415 @@
+"""Workers: claim queued jobs, run the learning engine, store Θ as a new model version.
+
+Each job runs in the worker's thread; a heartbeat thread renews the lease twice a second,
+publishes progress, writes the loss history recorded so far, and learns of cancellation.
+The database session of each step is the worker's own, never a request's.
+"""
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings
+from app.db.models import Cohort, Job, JobStatus, Model, ModelVersion
+from app.db.session import Database, create_db_engine, write_session
+from app.engine import (
+    DegenerateDataError,
+    DivergenceError,
+    EngineError,
+    FitResult,
+    History,
+    Progress,
+    TrainingCancelled,
+    TrainingConfig,
+    fit,
+    risk,
+    split_holdout,
+)
+from app.services import jobs as job_service
+from app.services import models as model_service
+from app.services.cohorts import get_cohort, load_matrix
+
+logger = logging.getLogger("gradecast.worker")
+
+POLL_SECONDS = 0.25
+HEARTBEAT_SECONDS = 0.4
+CHUNK_POINTS = 50_000
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over (this one was presumed dead)."""
+
+
+@dataclass
+class _RunState:
+    """What the engine thread shares with the heartbeat thread."""
+
+    progress: Progress | None = None
+    pending: list[np.ndarray] = field(default_factory=list)
+    next_seq: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    lease_lost: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take_pending(self) -> list[np.ndarray]:
+        with self.lock:
+            pending, self.pending = self.pending, []
+        return pending
+
+
+class Worker:
+    def __init__(self, database: Database, settings: Settings, name: str | None = None) -> None:
+        self.database = database
+        self.settings = settings
+        self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stopping = threading.Event()
+        self._last_recovery = 0.0
+
+    # --- the loop ----------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        logger.info("worker started", extra={"worker": self.worker_id})
+        while not self.stopping.is_set():
+            try:
+                if not self.run_once():
+                    self.stopping.wait(POLL_SECONDS)
+            except OperationalError:
+                logger.warning(
+                    "database unavailable; worker retrying", extra={"worker": self.worker_id}
+                )
+                self.stopping.wait(1.0)
+            except Exception:
+                logger.exception("worker loop error")
+                self.stopping.wait(1.0)
+        logger.info("worker stopped", extra={"worker": self.worker_id})
+
+    def run_once(self) -> bool:
+        """Claim and run one job; False when the queue was empty."""
+        self._recover_stale()
+        with write_session(self.database) as session:
+            job = job_service.claim_next(session, self.worker_id)
+            if job is None:
+                return False
+            job_id = job.id
+        self._run(job_id)
+        return True
+
+    def _recover_stale(self) -> None:
+        now = time.monotonic()
+        if now - self._last_recovery < min(2.0, self.settings.job_lease_seconds / 2):
+            return
+        self._last_recovery = now
+        with write_session(self.database) as session:
+            count = job_service.requeue_stale(
+                session, self.settings.job_lease_seconds, self.settings.job_max_attempts
+            )
+        if count:
+            logger.warning("re-queued or failed jobs with an expired lease", extra={"jobs": count})
+
+    # --- one job -----------------------------------------------------------------
+
+    def _run(self, job_id: uuid.UUID) -> None:
+        state = _RunState()
+        heartbeat = threading.Thread(
+            target=self._heartbeat_loop,
+            args=(job_id, state),
+            name="gradecast-heartbeat",
+            daemon=True,
+        )
+        heartbeat_stop = state.finished
+        started = time.monotonic()
+        try:
+            with self.database.reads() as session:
+                job = session.get_one(Job, job_id)
+                cohort = (
+                    get_cohort(session, job.organisation_id, job.cohort_id)
+                    if job.cohort_id is not None
+                    else None
+                )
+                if cohort is None:
+                    self._fail(job_id, "the cohort of this job was deleted before it ran")
+                    return
+                matrix = load_matrix(session, cohort)
+            heartbeat.start()
+            result = self._fit(job, matrix, state)
+            heartbeat_stop.set()
+            heartbeat.join()
+            self._flush(job_id, state)
+            self._succeed(job, cohort, matrix, result)
+            logger.info(
+                "job succeeded",
+                extra={"job": str(job_id), "seconds": round(time.monotonic() - started, 3)},
+            )
+        except TrainingCancelled:
+            heartbeat_stop.set()
+            if heartbeat.is_alive():
+                heartbeat.join()
+            if state.lease_lost.is_set():
+                logger.warning("job taken over by another worker", extra={"job": str(job_id)})
+            elif state.cancel.is_set():
+                self._finish(job_id, JobStatus.cancelled, "cancelled on request")
+            else:
+                with write_session(self.database) as session:
+                    job_service.release_job(session, job_id, self.worker_id)
+                logger.info("job released for another worker", extra={"job": str(job_id)})
+        except (DivergenceError, DegenerateDataError, EngineError) as exc:
+            heartbeat_stop.set()
+            if heartbeat.is_alive():
+                heartbeat.join()
+            self._flush(job_id, state)
+            self._fail(job_id, str(exc))
+        except LeaseLost:
+            heartbeat_stop.set()
+            logger.warning("job taken over by another worker", extra={"job": str(job_id)})
+        except Exception as exc:
+            heartbeat_stop.set()
+            logger.exception("job failed unexpectedly", extra={"job": str(job_id)})
+            self._fail(
+                job_id,
+                f"internal error ({type(exc).__name__}); the job can be resubmitted, and the "
+                "operators have the details in the logs",
+            )
+
+    def _fit(self, job: Job, matrix: np.ndarray, state: _RunState) -> FitResult:
+        params = job.params
+        config = TrainingConfig(
+            algorithm=params["algorithm"],
+            learning_rate=params["learning_rate"],
+            iterations=params["iterations"],
+            epochs=params["epochs"],
+            batch_size=params["batch_size"],
+            shuffle=params["shuffle"],
+            seed=params["seed"],
+            init_theta=tuple(params["init_theta"]) if params["init_theta"] is not None else None,
+            standardize=params["standardize"],
+            l2=params["l2"],
+            validation_fraction=params["validation_fraction"],
+            patience=params["patience"],
+            record_every=params["record_every"],
+        )
+
+        def on_progress(progress: Progress) -> None:
+            state.progress = progress
+
+        def on_history(chunk: History) -> None:
+            packed = job_service.pack_history(chunk)
+            with state.lock:
+                state.pending.append(packed)
+
+        def should_stop() -> bool:
+            return state.cancel.is_set() or state.lease_lost.is_set() or self.stopping.is_set()
+
+        return fit(
+            matrix[:, :-1],
+            matrix[:, -1],
+            config,
+            on_progress=on_progress,
+            on_history=on_history,
+            should_stop=should_stop,
+        )
+
+    def _heartbeat_loop(self, job_id: uuid.UUID, state: _RunState) -> None:
+        while not state.finished.wait(HEARTBEAT_SECONDS):
+            try:
+                self._beat(job_id, state)
+            except OperationalError:
+                logger.warning("heartbeat failed: database unavailable", extra={"job": str(job_id)})
+            except Exception:
+                logger.exception("heartbeat failed", extra={"job": str(job_id)})
+
+    def _beat(self, job_id: uuid.UUID, state: _RunState) -> None:
+        progress = state.progress
+        pending = state.take_pending()
+        with write_session(self.database) as session:
+            answer = job_service.heartbeat(
+                session,
+                job_id,
+                self.worker_id,
+                steps_done=progress.steps_done if progress else 0,
+                total=progress.total_steps if progress else 0,
+                epoch=progress.epoch if progress else None,
+                risk=progress.risk if progress else None,
+            )
+            if not answer.owned:
+                state.lease_lost.set()
+                return
+            self._write_points(session, job_id, state, pending)
+        if answer.cancel_requested:
+            state.cancel.set()
+
+    def _write_points(
+        self, session: Session, job_id: uuid.UUID, state: _RunState, pending: list[np.ndarray]
+    ) -> None:
+        if not pending:
+            return
+        points = np.concatenate(pending)
+        for start in range(0, points.shape[0], CHUNK_POINTS):
+            job_service.write_loss_chunk(
+                session,
+                job_id,
+                state.next_seq,
+                points[start : start + CHUNK_POINTS],
+            )
+            state.next_seq += 1
+
+    def _flush(self, job_id: uuid.UUID, state: _RunState) -> None:
+        pending = state.take_pending()
+        if not pending:
+            return
+        with write_session(self.database) as session:
+            if job_service.lock_owned_job(session, job_id, self.worker_id) is None:
+                raise LeaseLost
+            self._write_points(session, job_id, state, pending)
+
+    def _succeed(self, job: Job, cohort: Cohort, matrix: np.ndarray, result: FitResult) -> None:
+        X, y = matrix[:, :-1], matrix[:, -1]
+        theta = np.asarray(result.theta, dtype=np.float64)
+        train_idx, val_idx = split_holdout(
+            X.shape[0], job.params["validation_fraction"], job.params["seed"]
+        )
+        compare_idx = val_idx if len(val_idx) else train_idx
+        metrics = _metrics_dict(result)
+        try:
+            with write_session(self.database) as session:
+                owned = job_service.lock_owned_job(session, job.id, self.worker_id)
+                if owned is None:
+                    raise LeaseLost
+                version = model_service.create_version(
+                    session,
+                    job.organisation_id,
+                    job.model_name,
+                    features=list(cohort.features),
+                    feature_labels=list(cohort.feature_labels),
+                    target=cohort.target,
+                    grade_range=(cohort.grade_min, cohort.grade_max),
+                    theta=[float(w) for w in theta],
+                    residual_std=result.metrics.residual_std,
+                    n_train=len(train_idx),
+                    feature_min=[float(v) for v in X[train_idx].min(axis=0)],
+                    feature_max=[float(v) for v in X[train_idx].max(axis=0)],
+                    metrics=metrics,
+                    hyperparameters=dict(job.params),
+                    source="job",
+                    cohort_id=cohort.id,
+                    cohort_name=cohort.name,
+                    job_id=job.id,
+                    created_by=job.created_by,
+                )
+                model = session.get_one(Model, version.model_id)
+                reason = _activation_reason(
+                    session, job.activate, model, version, X[compare_idx], y[compare_idx], theta
+                )
+                if reason is not None:
+                    model_service.set_active(
+                        session, model, version.version, key_id=job.created_by, reason=reason
+                    )
+                job_service.finish_job(owned, JobStatus.succeeded, model_version=version.version)
+                # Early stopping ends before the planned total; closed_form is one step.
+                owned.steps_done = owned.total_steps = max(result.metrics.n_steps, 1)
+                owned.current_risk = metrics.get("train_mse")
+        except IntegrityError:
+            # A version already exists for this job: a previous run finished it.
+            logger.warning("job already produced its version", extra={"job": str(job.id)})
+
+    def _fail(self, job_id: uuid.UUID, message: str) -> None:
+        self._finish(job_id, JobStatus.failed, message)
+
+    def _finish(self, job_id: uuid.UUID, status: JobStatus, message: str | None) -> None:
+        with write_session(self.database) as session:
+            owned = job_service.lock_owned_job(session, job_id, self.worker_id)
+            if owned is not None:
+                job_service.finish_job(
+                    owned, status, error=message if status != JobStatus.cancelled else None
+                )
+        logger.info("job finished", extra={"job": str(job_id), "status": status.value})
+
+
+def _activation_reason(
+    session: Session,
+    activate: str,
+    model: Model,
+    version: ModelVersion,
+    X: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+) -> str | None:
+    if activate == "never":
+        return None
+    if activate == "always":
+        return "activate=always"
+    if model.active_version is None:
+        return "first version of the model"
+    active = model_service.get_version(session, model, model.active_version)
+    if active is None or active.features != version.features:
+        return None
+    new_risk = risk(theta, X, y)
+    old_risk = risk(np.asarray(active.theta), X, y)
+    if new_risk < old_risk:
+        return f"if_better: risk {new_risk:.6g} < {old_risk:.6g} of version {active.version}"
+    return None
+
+
+def _metrics_dict(result: FitResult) -> dict[str, float | int | bool | None]:
+    values = asdict(result.metrics)
+    return {
+        k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()
+    }
+
+
+# --- running workers -------------------------------------------------------------------
+
+
+class WorkerPool:
+    """In-process workers, started and stopped by the app's lifespan."""
+
+    def __init__(self, database: Database, settings: Settings, count: int) -> None:
+        self.workers = [Worker(database, settings) for _ in range(count)]
+        self.threads = [
+            threading.Thread(target=w.run_forever, name=f"gradecast-worker-{i}", daemon=True)
+            for i, w in enumerate(self.workers)
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for worker in self.workers:
+            worker.stopping.set()
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def run_standalone_worker(settings: Settings, threads: int = 1) -> int:
+    """``gradecast worker``: SIGTERM/SIGINT release the running job for another worker."""
+    database = Database.from_engine(
+        create_db_engine(
+            settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
+    )
+    pool = WorkerPool(database, settings, max(1, threads))
+
+    def stop(signum: int, _frame: object) -> None:
+        logger.info("stopping worker", extra={"signal": signum})
+        for worker in pool.workers:
+            worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    pool.start()
+    while any(t.is_alive() for t in pool.threads):
+        for thread in pool.threads:
+            thread.join(0.5)
+    database.engine.dispose()
+    return 0

@@ -1,0 +1,319 @@
+"""Training jobs end to end over real HTTP: upload → train → poll → version → loss history →
+activate / roll back, cancellation, divergence, if_better."""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from app.db.models import Role
+from tests.conftest import Tenant
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+def upload_example(client: httpx.Client, name: str = "exemple") -> dict[str, Any]:
+    response = client.post(
+        "/cohorts",
+        params={"name": name},
+        content=(EXAMPLES / "cohort.csv").read_bytes(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert response.status_code == 201, response.text
+    cohort: dict[str, Any] = response.json()
+    return cohort
+
+
+def upload_synthetic(
+    client: httpx.Client, n: int, name: str = "big", seed: int = 0
+) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    grades = np.round(rng.uniform(0, 20, size=(n, 3)), 1)
+    concours = np.clip(0.5 * grades[:, 0] + 0.5 * grades[:, 1] + rng.normal(0, 1, n), 0, 20)
+    students = [
+        {"maths": m, "info": i, "francais": f, "concours": c}
+        for (m, i, f), c in zip(grades.tolist(), concours.tolist(), strict=True)
+    ]
+    body = {
+        "name": name,
+        "features": ["maths", "info", "francais"],
+        "target": "concours",
+        "students": students,
+    }
+    response = client.post("/cohorts", json=body)
+    assert response.status_code == 201, response.text
+    cohort: dict[str, Any] = response.json()
+    return cohort
+
+
+def submit(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    response = client.post("/jobs", json=body)
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    assert response.headers["Location"] == f"/jobs/{job['id']}"
+    return job
+
+
+def wait_for(
+    client: httpx.Client, job_id: str, statuses: set[str] = FINISHED, timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job still {job['status']} after {timeout}s: {job}")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"algorithm": "closed_form"},
+        {
+            "algorithm": "gd",
+            "learning_rate": 0.002,
+            "iterations": 1000,
+            "init_theta": [0, 0.33, 0.33, 0.33],
+        },
+        {
+            "algorithm": "sgd",
+            "learning_rate": 0.01,
+            "epochs": 50,
+            "batch_size": 10,
+            "standardize": True,
+        },
+    ],
+    ids=["closed_form", "gd", "sgd"],
+)
+def test_train_each_algorithm_end_to_end(trainer: httpx.Client, params: dict[str, Any]) -> None:
+    cohort = upload_example(trainer)
+    job = submit(trainer, cohort_id=cohort["id"], model="concours", **params)
+    assert job["status"] in {"queued", "running", "succeeded"}
+    assert job["hyperparameters"]["algorithm"] == params["algorithm"]
+    assert job["hyperparameters"]["batch_size"] == params.get("batch_size", 10)
+
+    done = wait_for(trainer, job["id"])
+    assert done["status"] == "succeeded", done["error"]
+    assert done["model_version"] == 1
+    assert done["attempts"] == 1
+    assert done["started_at"]
+    assert done["finished_at"]
+    assert done["progress"]["steps_done"] == done["progress"]["total_steps"]
+
+    version = trainer.get("/models/concours/versions/1").json()
+    assert version["job_id"] == job["id"]
+    assert version["cohort_id"] == cohort["id"]
+    assert version["features"] == ["maths", "info", "francais"]
+    assert set(version["coefficients"]["weights"]) == {"maths", "info", "francais"}
+    # The course converges to about (0, 0.48, 0.53, -0.01): so must we, on data made that way.
+    assert version["coefficients"]["weights"]["maths"] == pytest.approx(0.48, abs=0.08)
+    assert version["coefficients"]["weights"]["info"] == pytest.approx(0.53, abs=0.08)
+    metrics = version["metrics"]
+    assert metrics["train_r2"] > 0.9
+    assert metrics["residual_std"] > 0
+    assert trainer.get("/models/concours").json()["active_version"] == 1
+
+    loss = trainer.get(f"/jobs/{job['id']}/loss").json()
+    points = loss["points"]
+    assert loss["total_points"] == len(points) >= 1
+    assert points[0]["step"] == 0
+    if params["algorithm"] != "closed_form":
+        assert len(points) == done["progress"]["total_steps"] + 1
+        assert points[-1]["train_loss"] < points[0]["train_loss"]
+        assert points[-1]["train_loss"] == pytest.approx(metrics["train_mse"], rel=1e-6)
+
+
+def test_gd_from_the_course_start_records_step_zero(trainer: httpx.Client) -> None:
+    cohort = upload_example(trainer)
+    job = submit(
+        trainer,
+        cohort_id=cohort["id"],
+        algorithm="gd",
+        learning_rate=0.001,
+        iterations=10,
+        init_theta=[0, 0.33, 0.33, 0.33],
+    )
+    wait_for(trainer, job["id"])
+    points = trainer.get(f"/jobs/{job['id']}/loss").json()["points"]
+    rows = trainer.get(f"/cohorts/{cohort['id']}/students", params={"limit": 1000}).json()["data"]
+    X = np.array(
+        [[r["grades"]["maths"], r["grades"]["info"], r["grades"]["francais"]] for r in rows]
+    )
+    y = np.array([r["grades"]["concours"] for r in rows])
+    direct = float(np.mean((X @ [0.33, 0.33, 0.33] - y) ** 2))
+    assert points[0]["train_loss"] == pytest.approx(direct, rel=1e-9)
+    assert [p["step"] for p in points] == list(range(11))
+
+
+def test_loss_thinning_and_csv(trainer: httpx.Client) -> None:
+    cohort = upload_example(trainer)
+    job = submit(
+        trainer,
+        cohort_id=cohort["id"],
+        algorithm="sgd",
+        epochs=20,
+        batch_size=10,
+        validation_fraction=0.2,
+        seed=3,
+    )
+    wait_for(trainer, job["id"])
+    full = trainer.get(f"/jobs/{job['id']}/loss").json()["points"]
+    assert len(full) == 20 * 16 + 1
+    assert all(p["val_loss"] is not None for p in full)
+    thinned = trainer.get(f"/jobs/{job['id']}/loss", params={"max_points": 50}).json()["points"]
+    assert len(thinned) == 50
+    assert thinned[0] == full[0]
+    assert thinned[-1] == full[-1]
+    csv = trainer.get(f"/jobs/{job['id']}/loss", params={"max_points": 5, "format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    lines = csv.text.strip().splitlines()
+    assert lines[0] == "step,epoch,train_loss,val_loss,grad_norm"
+    assert len(lines) == 6
+    accept = trainer.get(
+        f"/jobs/{job['id']}/loss", params={"max_points": 5}, headers={"Accept": "text/csv"}
+    )
+    assert accept.text == csv.text
+
+
+def test_diverging_job_fails_with_its_message_and_no_version(trainer: httpx.Client) -> None:
+    cohort = upload_example(trainer)
+    job = submit(
+        trainer,
+        cohort_id=cohort["id"],
+        model="diverge",
+        algorithm="gd",
+        learning_rate=1.0,
+        iterations=1000,
+    )
+    done = wait_for(trainer, job["id"])
+    assert done["status"] == "failed"
+    assert "learning_rate" in done["error"]
+    assert "diverged" in done["error"]
+    assert done["model_version"] is None
+    assert trainer.get("/models/diverge").status_code == 404
+
+
+def test_if_better_keeps_the_better_theta(trainer: httpx.Client) -> None:
+    cohort = upload_example(trainer)
+    best = wait_for(trainer, submit(trainer, cohort_id=cohort["id"], algorithm="closed_form")["id"])
+    assert best["model_version"] == 1
+    worse = wait_for(
+        trainer,
+        submit(trainer, cohort_id=cohort["id"], algorithm="gd", learning_rate=1e-4, iterations=5)[
+            "id"
+        ],
+    )
+    assert worse["status"] == "succeeded"
+    assert worse["model_version"] == 2
+    model = trainer.get("/models/concours").json()
+    assert model["active_version"] == 1
+    assert model["latest_version"] == 2
+
+    always = wait_for(
+        trainer,
+        submit(
+            trainer,
+            cohort_id=cohort["id"],
+            algorithm="gd",
+            learning_rate=1e-4,
+            iterations=5,
+            activate="always",
+        )["id"],
+    )
+    assert trainer.get("/models/concours").json()["active_version"] == always["model_version"] == 3
+
+    rollback = trainer.put("/models/concours/active", json={"version": 1, "reason": "v3 is worse"})
+    assert rollback.status_code == 200, rollback.text
+    assert trainer.get("/models/concours").json()["active_version"] == 1
+    history = trainer.get("/models/concours/activations").json()["data"]
+    assert [(h["from_version"], h["to_version"]) for h in history][:3] == [
+        (3, 1),
+        (1, 3),
+        (None, 1),
+    ]
+
+
+def test_job_validation(trainer: httpx.Client, reader: httpx.Client) -> None:
+    cohort = upload_example(trainer)
+    cases: list[tuple[dict[str, Any], list[Any]]] = [
+        ({"learning_rate": 0}, ["body", "learning_rate"]),
+        ({"learning_rate": -1}, ["body", "learning_rate"]),
+        ({"epochs": 0}, ["body", "epochs"]),
+        ({"batch_size": 0}, ["body", "batch_size"]),
+        ({"algorithm": "adam"}, ["body", "algorithm"]),
+        ({"validation_fraction": 1}, ["body", "validation_fraction"]),
+        ({"init_theta": [0, 1]}, ["body", "init_theta"]),
+        ({"colour": "red"}, ["body", "colour"]),
+        ({"model": "../etc/passwd"}, ["body", "model"]),
+        ({"activate": "sometimes"}, ["body", "activate"]),
+        ({"patience": 3}, ["body"]),
+    ]
+    for extra, loc in cases:
+        response = trainer.post("/jobs", json={"cohort_id": cohort["id"], **extra})
+        assert response.status_code == 422, (extra, response.text)
+        assert response.json()["errors"][0]["loc"][: len(loc)] == loc, (extra, response.json())
+    missing = trainer.post("/jobs", json={"cohort_id": "00000000-0000-0000-0000-000000000000"})
+    assert missing.status_code == 404
+    assert reader.post("/jobs", json={"cohort_id": cohort["id"]}).status_code == 403
+    assert trainer.get("/jobs").json()["count"] == 0
+
+
+def test_cancel_running_and_finished_jobs(trainer: httpx.Client) -> None:
+    cohort = upload_synthetic(trainer, 20_000)
+    job = submit(
+        trainer,
+        cohort_id=cohort["id"],
+        model="long",
+        algorithm="sgd",
+        epochs=2000,
+        batch_size=1,
+        learning_rate=1e-5,
+        record_every=10_000,
+    )
+    running = wait_for(trainer, job["id"], {"running", *FINISHED})
+    assert running["status"] == "running", running
+    asked = time.monotonic()
+    response = trainer.post(f"/jobs/{job['id']}/cancel")
+    assert response.status_code == 200
+    done = wait_for(trainer, job["id"], timeout=10)
+    assert done["status"] == "cancelled"
+    assert time.monotonic() - asked < 2.0
+    assert trainer.get("/models/long").status_code == 404
+    again = trainer.post(f"/jobs/{job['id']}/cancel")
+    assert again.status_code == 409
+
+
+def test_jobs_are_listed_filtered_and_private(tenant: Tenant, other_tenant: Tenant) -> None:
+    with tenant.client(Role.trainer) as trainer:
+        cohort = upload_example(trainer)
+        job = submit(trainer, cohort_id=cohort["id"], algorithm="closed_form", model="m1")
+        wait_for(trainer, job["id"])
+        assert trainer.get("/jobs", params={"status": "succeeded"}).json()["count"] == 1
+        assert trainer.get("/jobs", params={"status": "queued"}).json()["count"] == 0
+        assert trainer.get("/jobs", params={"model": "m1"}).json()["data"][0]["id"] == job["id"]
+        assert trainer.get("/jobs", params={"status": "bogus"}).status_code == 422
+    with tenant.client(Role.reader) as reader:
+        assert reader.get(f"/jobs/{job['id']}").status_code == 200
+        assert reader.post(f"/jobs/{job['id']}/cancel").status_code == 403
+    with other_tenant.client(Role.admin) as stranger:
+        assert stranger.get(f"/jobs/{job['id']}").status_code == 404
+        assert stranger.get(f"/jobs/{job['id']}/loss").status_code == 404
+        assert stranger.post(f"/jobs/{job['id']}/cancel").status_code == 404
+        assert stranger.post("/jobs", json={"cohort_id": cohort["id"]}).status_code == 404
+        assert stranger.get("/jobs").json()["count"] == 0
+
+
+def test_deleting_the_cohort_keeps_versions_and_marks_provenance(trainer: httpx.Client) -> None:
+    cohort = upload_example(trainer)
+    wait_for(trainer, submit(trainer, cohort_id=cohort["id"], algorithm="closed_form")["id"])
+    assert trainer.delete(f"/cohorts/{cohort['id']}").status_code == 204
+    version = trainer.get("/models/concours/versions/1").json()
+    assert version["cohort_erased"] is True
+    assert version["cohort_id"] is None
+    assert version["theta"]

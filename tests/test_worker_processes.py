@@ -1,0 +1,191 @@
+"""Workers as real processes: SIGKILL mid-job, SIGTERM, two workers racing over a queue."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app.db.models import Role
+from tests.conftest import LiveServer, make_settings, make_tenant, start_server
+from tests.test_jobs import FINISHED, submit, upload_example, upload_synthetic, wait_for
+
+LEASE_SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def api_only(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The HTTP API with no in-process worker: jobs are run by the worker processes below."""
+    settings = make_settings(
+        database_url, tmp_path_factory.mktemp("api"), workers=0, job_lease_seconds=LEASE_SECONDS
+    )
+    server = start_server(settings)
+    yield server
+    server.stop()
+    server.database.engine.dispose()
+
+
+def start_worker(server: LiveServer) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "GRADECAST_DATABASE_URL": server.settings.resolved_database_url,
+        "GRADECAST_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+        "GRADECAST_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def versions_per_job(server: LiveServer) -> dict[str, int]:
+    with server.database.engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT job_id, count(*) FROM model_versions"
+                " WHERE job_id IS NOT NULL GROUP BY job_id"
+            )
+        ).all()
+    return {str(uuid.UUID(str(job_id))): count for job_id, count in rows}
+
+
+def test_killed_worker_job_is_rerun_by_another_with_one_version(api_only: LiveServer) -> None:
+    tenant = make_tenant(api_only)
+    with tenant.client(Role.trainer) as client:
+        cohort = upload_synthetic(client, 20_000)
+        job = submit(
+            client,
+            cohort_id=cohort["id"],
+            model="crash",
+            algorithm="sgd",
+            epochs=150,
+            batch_size=1,
+            learning_rate=1e-5,
+            record_every=1000,
+        )
+        first = start_worker(api_only)
+        try:
+            running = wait_for(client, job["id"], {"running", *FINISHED}, timeout=30)
+            assert running["status"] == "running"
+            deadline = time.monotonic() + 20
+            while client.get(f"/jobs/{job['id']}").json()["progress"]["steps_done"] == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        finally:
+            stop(first)
+        assert client.get(f"/jobs/{job['id']}").json()["status"] == "running"
+
+        second = start_worker(api_only)
+        try:
+            done = wait_for(client, job["id"], timeout=120)
+        finally:
+            stop(second)
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 2, done
+        assert versions_per_job(api_only).get(job["id"]) == 1
+        loss = client.get(f"/jobs/{job['id']}/loss").json()
+        steps = [p["step"] for p in loss["points"]]
+        assert steps == sorted(set(steps)), "the re-run must not mix in the killed run's history"
+
+
+def test_sigterm_releases_the_job_for_another_worker(api_only: LiveServer) -> None:
+    tenant = make_tenant(api_only)
+    with tenant.client(Role.trainer) as client:
+        cohort = upload_synthetic(client, 20_000, name="term")
+        job = submit(
+            client,
+            cohort_id=cohort["id"],
+            model="term",
+            algorithm="sgd",
+            epochs=150,
+            batch_size=1,
+            learning_rate=1e-5,
+            record_every=1000,
+        )
+        first = start_worker(api_only)
+        try:
+            assert (
+                wait_for(client, job["id"], {"running", *FINISHED}, timeout=30)["status"]
+                == "running"
+            )
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=15) == 0
+        finally:
+            stop(first)
+        released = client.get(f"/jobs/{job['id']}").json()
+        assert released["status"] == "queued", released
+        second = start_worker(api_only)
+        try:
+            done = wait_for(client, job["id"], timeout=120)
+        finally:
+            stop(second)
+        assert done["status"] == "succeeded"
+        assert versions_per_job(api_only).get(job["id"]) == 1
+
+
+def test_two_workers_race_over_fifty_jobs(api_only: LiveServer) -> None:
+    tenant = make_tenant(api_only)
+    with tenant.client(Role.trainer) as client:
+        cohort = upload_example(client)
+        jobs = [
+            submit(
+                client,
+                cohort_id=cohort["id"],
+                model="race",
+                algorithm="gd",
+                iterations=200,
+                learning_rate=0.001,
+                activate="never",
+            )
+            for _ in range(50)
+        ]
+        workers = [start_worker(api_only), start_worker(api_only)]
+        try:
+            finished = [wait_for(client, job["id"], timeout=120) for job in jobs]
+        finally:
+            for worker in workers:
+                stop(worker)
+        assert {job["status"] for job in finished} == {"succeeded"}
+        assert all(job["attempts"] == 1 for job in finished)
+        assert sorted(job["model_version"] for job in finished) == list(range(1, 51))
+        counts = versions_per_job(api_only)
+        assert all(counts.get(job["id"]) == 1 for job in jobs)
+        assert client.get("/models/race").json()["latest_version"] == 50
+
+
+def test_worker_survives_a_bad_job(api_only: LiveServer) -> None:
+    """A failing job does not take its worker down: the next job still runs."""
+    tenant = make_tenant(api_only)
+    with tenant.client(Role.trainer) as client:
+        cohort = upload_example(client)
+        bad = submit(client, cohort_id=cohort["id"], model="w", algorithm="gd", learning_rate=5.0)
+        good = submit(client, cohort_id=cohort["id"], model="w", algorithm="closed_form")
+        worker = start_worker(api_only)
+        try:
+            assert wait_for(client, bad["id"])["status"] == "failed"
+            assert wait_for(client, good["id"])["status"] == "succeeded"
+        finally:
+            stop(worker)
+        assert worker.returncode == 0
+
