@@ -25,7 +25,7 @@
 #   KEEP=1            keep the container and volume for inspection
 set -uo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 ROOT="$(pwd)"
 
 BASE_IMAGE="${BASE_IMAGE:-localhost/debian-python:bookworm}"
@@ -65,7 +65,7 @@ summary() {
     for t in "${TIMINGS[@]}"; do echo "    $t"; done
     echo "    total: $(( $(date +%s) - T0 )) s"
     echo "docker-test: $PASSED passed, $FAILED failed"
-    return $rc
+    return "$rc"
 }
 
 cleanup() {
@@ -383,6 +383,16 @@ if [[ "$CODE" == 200 && "$(jget "$BODY" '.status // .state')" == succeeded &&
 else
     show_body
     fail "after restart: GET /jobs/$JOB_ID: HTTP $CODE"
+fi
+
+if [[ -n "$JOB_VERSION" ]]; then
+    api GET "/models/concours/versions/$JOB_VERSION" -H "$(auth "$KEY2")"
+    if [[ "$CODE" == 200 && "$(jget "$BODY" '.version')" == "$JOB_VERSION" ]]; then
+        pass "after restart: GET /models/concours/versions/$JOB_VERSION finds the trained version"
+    else
+        show_body
+        fail "after restart: GET /models/concours/versions/$JOB_VERSION: HTTP $CODE"
+    fi
 fi
 
 predict "$KEY2"
