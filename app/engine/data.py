@@ -34,7 +34,8 @@ def as_features(X: ArrayLike, feature_names: Sequence[str] | None = None) -> Flo
         raise DegenerateDataError(
             f"{len(feature_names)} feature names for {array.shape[1]} columns of X"
         )
-    if not np.isfinite(array).all():
+    # One sum is a cheap test (NaN and inf propagate); locate the culprit only if it fails.
+    if not (np.isfinite(array.sum()) or np.isfinite(array).all()):
         row, column = (int(i) for i in np.argwhere(~np.isfinite(array))[0])
         raise DegenerateDataError(
             f"X has a non-finite value ({array[row, column]}) at row {row}, "

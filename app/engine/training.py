@@ -22,7 +22,7 @@ from app.engine.data import (
     split_holdout,
     standardization,
 )
-from app.engine.errors import DivergenceError, TrainingCancelled
+from app.engine.errors import DegenerateDataError, DivergenceError, TrainingCancelled
 from app.engine.history import FitMetrics, History, Progress
 from app.engine.linear import (
     QuadraticRisk,
@@ -32,7 +32,7 @@ from app.engine.linear import (
     penalty_matrix,
     solve_pseudo_inverse,
 )
-from app.engine.scan import affine_scan
+from app.engine.scan import PreparedMaps, prepare, scan
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -73,7 +73,8 @@ class _Scaling:
 
     def to_original(self, thetas: FloatArray) -> FloatArray:
         weights = thetas[:, 1:] / self.scale
-        return np.column_stack([thetas[:, 0] - weights @ self.mean, weights])
+        intercepts = thetas[:, 0] - np.einsum("kj,j->k", weights, self.mean)
+        return np.column_stack([intercepts, weights])
 
     def from_original(self, theta: FloatArray) -> FloatArray:
         return np.concatenate([[theta[0] + theta[1:] @ self.mean], theta[1:] * self.scale])
@@ -99,6 +100,8 @@ class _Problem:
     scaling: _Scaling | None
     penalty: FloatArray  # l2·D
     objective_gram: FloatArray  # G + l2·D, half the Hessian of the objective J
+    moments: FloatArray  # X̃ᵀy/n
+    target_variance: float
     train_risk: QuadraticRisk
     val_risk: QuadraticRisk | None
     theta_star: FloatArray  # fitting space
@@ -114,7 +117,9 @@ class _Problem:
     def objective_gradient_to_original(
         self, thetas: FloatArray, risk_gradients: FloatArray
     ) -> FloatArray:
-        gradients = risk_gradients + 2.0 * thetas @ self.penalty
+        gradients = risk_gradients
+        if self.config.l2 > 0:
+            gradients = risk_gradients + 2.0 * thetas * np.diagonal(self.penalty)
         return gradients if self.scaling is None else self.scaling.gradient_to_original(gradients)
 
     def objective_gap(self, theta: FloatArray) -> float:
@@ -182,7 +187,10 @@ def _prepare(
     # Minimum-norm minimiser of J(Θ) = R(Θ) + l2·ΘᵀDΘ from the normal equations, then one
     # Newton step with the exact gradient from the data to recover the accuracy that forming
     # XᵀX loses; the same pass gives the reference point of the risk expansions.
-    first_guess = solve_pseudo_inverse(objective_gram, moment_vector(train_features, train_targets))
+    moments = moment_vector(train_features, train_targets)
+    if not (np.isfinite(objective_gram).all() and np.isfinite(moments).all()):
+        raise DegenerateDataError("X or y holds values too large to square in floating point")
+    first_guess = solve_pseudo_inverse(objective_gram, moments)
     train_risk = QuadraticRisk.around(train_features, train_targets, gram, first_guess)
     objective_gradient = train_risk.gradient_ref + 2.0 * penalty @ first_guess
     theta_star = first_guess - solve_pseudo_inverse(objective_gram, objective_gradient / 2.0)
@@ -203,11 +211,61 @@ def _prepare(
         scaling=scaling,
         penalty=penalty,
         objective_gram=objective_gram,
+        moments=moments,
+        target_variance=float(train_targets @ train_targets) / len(train_targets)
+        - float(moments[0]) ** 2,
         train_risk=train_risk,
         val_risk=val_risk,
         theta_star=theta_star,
         max_stable_learning_rate=1.0 / largest_eigenvalue(objective_gram),
     )
+
+
+class _HistoryBuffer:
+    """History arrays allocated once; every emitted chunk is a view of the rows it filled,
+    so the chunks and the final history share memory and nothing is concatenated."""
+
+    def __init__(self, capacity: int, dim: int, with_validation: bool) -> None:
+        self.step = np.empty(capacity, dtype=np.int64)
+        self.epoch = np.empty(capacity, dtype=np.int64)
+        self.train_risk = np.empty(capacity)
+        self.val_risk = np.empty(capacity) if with_validation else None
+        self.gradient = np.empty((capacity, dim))
+        self.grad_norm = np.empty(capacity)
+        self.theta = np.empty((capacity, dim))
+        self.size = 0
+
+    def append(
+        self,
+        steps: IntArray,
+        epochs: IntArray,
+        risks: FloatArray,
+        val_risks: FloatArray | None,
+        gradients: FloatArray,
+        thetas: FloatArray,
+    ) -> History:
+        start, stop = self.size, self.size + len(steps)
+        self.step[start:stop] = steps
+        self.epoch[start:stop] = epochs
+        self.train_risk[start:stop] = risks
+        if self.val_risk is not None and val_risks is not None:
+            self.val_risk[start:stop] = val_risks
+        self.gradient[start:stop] = gradients
+        self.grad_norm[start:stop] = np.sqrt(np.einsum("ki,ki->k", gradients, gradients))
+        self.theta[start:stop] = thetas
+        self.size = stop
+        return self.rows(start, stop)
+
+    def rows(self, start: int, stop: int) -> History:
+        return History(
+            self.step[start:stop],
+            self.epoch[start:stop],
+            self.train_risk[start:stop],
+            None if self.val_risk is None else self.val_risk[start:stop],
+            self.gradient[start:stop],
+            self.grad_norm[start:stop],
+            self.theta[start:stop],
+        )
 
 
 class _Run:
@@ -225,9 +283,9 @@ class _Run:
         self.on_progress = on_progress
         self.on_history = on_history
         self.should_stop = should_stop
-        self.chunks: list[History] = []
         self.steps_done = 0
         self.total_steps = 0
+        self.history = _HistoryBuffer(0, problem.n_features + 1, problem.val_risk is not None)
         self.best_val = math.inf
         self.stale_points = 0
         self.best_step: int | None = None
@@ -237,10 +295,16 @@ class _Run:
 
     def closed_form(self) -> FitResult:
         self._check_cancelled()
-        theta = self.problem.theta_star
-        self._record(theta[None, :], np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+        self.history = _HistoryBuffer(
+            1, self.problem.n_features + 1, self.history.val_risk is not None
+        )
+        theta = self.problem.theta_star[None, :]
+        risks, gradients = self.problem.train_risk.risk_and_gradient(theta)
+        self._record(
+            theta, risks, gradients, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+        )
         self._report_progress(epoch=0)
-        return self._result(theta)
+        return self._result(self.problem.theta_star)
 
     def iterate(self) -> FitResult:
         problem, config = self.problem, self.config
@@ -253,31 +317,52 @@ class _Run:
             _GradientDescent(problem) if config.algorithm == "gd" else _MiniBatches(problem)
         )
         self.total_steps = schedule.total_steps
+        capacity = 2 + self.total_steps // config.record_every
+        self.history = _HistoryBuffer(
+            capacity, problem.n_features + 1, problem.val_risk is not None
+        )
 
         self._check_cancelled()
-        initial_risk = float(problem.train_risk.risk(theta[None, :])[0])
+        risks, gradients = problem.train_risk.risk_and_gradient(theta[None, :])
         self.divergence_threshold = DIVERGENCE_FACTOR * max(
-            initial_risk, float(np.var(problem.train_targets)), 1e-12
+            float(risks[0]), problem.target_variance, 1e-12
         )
-        self._record(theta[None, :], np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+        zero = np.zeros(1, dtype=np.int64)
+        self._record(theta[None, :], risks, gradients, zero, zero)
         final_theta = theta
         while self.steps_done < self.total_steps and self.early_stopping_step is None:
             self._check_cancelled()
             first = self.steps_done + 1
-            maps, offsets, epochs = schedule.chunk(first)
+            prepared, epochs = schedule.chunk(first)
             with np.errstate(over="ignore", invalid="ignore"):
-                thetas = affine_scan(maps, offsets, theta)
-                risks = problem.train_risk.risk(thetas)
+                thetas = scan(prepared, theta)
+                risks, gradients = problem.train_risk.risk_and_gradient(thetas)
             steps = np.arange(first, first + len(thetas), dtype=np.int64)
-            self._check_divergence(risks, thetas, steps, epochs)
-            recorded = (steps % config.record_every == 0) | (steps == self.total_steps)
-            self._record(thetas[recorded], steps[recorded], epochs[recorded])
-            theta = thetas[-1]
-            final_theta = theta
+            kept = self._check_divergence(risks)
+            # Recorded: every record_every-th step, and the last step of the run. A slice
+            # (not an index array) avoids copying whole chunks when record_every is 1.
+            recorded: slice | IntArray = slice(
+                (-first) % config.record_every, kept, config.record_every
+            )
+            last_missing = steps[-1] == self.total_steps and (
+                self.total_steps % config.record_every
+            )
+            if kept == len(steps) and last_missing:
+                recorded = np.append(np.arange(len(steps))[recorded], kept - 1)
+            self._record(
+                thetas[recorded],
+                risks[recorded],
+                gradients[recorded],
+                steps[recorded],
+                epochs[recorded],
+            )
+            if kept < len(steps):
+                self._diverge(int(steps[kept]), float(risks[kept]))
+            theta = final_theta = thetas[-1]
             self.steps_done = int(steps[-1])
             if self.early_stopping_step is not None:
                 self.steps_done = self.early_stopping_step
-            self._report_progress(epoch=int(epochs[min(self.steps_done - first, len(epochs) - 1)]))
+            self._report_progress(epoch=int(epochs[self.steps_done - first]))
 
         if self.best_theta is not None:
             final_theta = self.best_theta
@@ -287,23 +372,15 @@ class _Run:
         if self.should_stop is not None and self.should_stop():
             raise TrainingCancelled(self.steps_done, self.total_steps)
 
-    def _check_divergence(
-        self, risks: FloatArray, thetas: FloatArray, steps: IntArray, epochs: IntArray
-    ) -> None:
-        exploded = ~np.isfinite(risks) | (risks > self.divergence_threshold)
-        if not exploded.any():
-            return
-        first_bad = int(np.argmax(exploded))
-        kept = (steps[:first_bad] % self.config.record_every) == 0
-        if kept.any():
-            self._record(
-                thetas[:first_bad][kept], steps[:first_bad][kept], epochs[:first_bad][kept]
-            )
-        step = int(steps[first_bad])
-        if math.isfinite(risks[first_bad]):
+    def _check_divergence(self, risks: FloatArray) -> int:
+        """How many leading steps are sane (all of them unless the iterates exploded)."""
+        exploded = ~(np.isfinite(risks) & (risks <= self.divergence_threshold))
+        return int(np.argmax(exploded)) if exploded.any() else len(risks)
+
+    def _diverge(self, step: int, risk: float) -> None:
+        if math.isfinite(risk):
             reason = (
-                f"the risk reached {risks[first_bad]:.3g}, over {DIVERGENCE_FACTOR:g} times "
-                "its starting scale"
+                f"the risk reached {risk:.3g}, over {DIVERGENCE_FACTOR:g} times its starting scale"
             )
         else:
             reason = "the risk became infinite"
@@ -323,31 +400,36 @@ class _Run:
             max_stable_learning_rate=bound,
         )
 
-    def _record(self, thetas: FloatArray, steps: IntArray, epochs: IntArray) -> None:
-        """Turn Θ in fitting space into history points, apply early stopping, emit the chunk."""
+    def _record(
+        self,
+        thetas: FloatArray,
+        risks: FloatArray,
+        risk_gradients: FloatArray,
+        steps: IntArray,
+        epochs: IntArray,
+    ) -> None:
+        """Store points given in fitting space, apply early stopping, emit the chunk."""
         problem = self.problem
-        risks, risk_gradients = problem.train_risk.risk_and_gradient(thetas)
-        gradients = problem.objective_gradient_to_original(thetas, risk_gradients)
         val_risks = None if problem.val_risk is None else problem.val_risk.risk(thetas)
-        chunk = History(
-            step=steps,
-            epoch=epochs,
-            train_risk=risks,
-            val_risk=val_risks,
-            gradient=gradients,
-            grad_norm=np.linalg.norm(gradients, axis=1),
-            theta=problem.to_original(thetas),
-        )
-        if val_risks is not None and self.config.patience is not None and len(chunk):
-            chunk = self._early_stopping(chunk, val_risks, thetas)
-        if len(chunk) == 0:
+        end = len(steps)
+        if val_risks is not None and self.config.patience is not None and end:
+            end = self._early_stopping(val_risks, thetas, steps)
+        if end == 0:
             return
-        self.chunks.append(chunk)
+        chunk = self.history.append(
+            steps[:end],
+            epochs[:end],
+            risks[:end],
+            None if val_risks is None else val_risks[:end],
+            problem.objective_gradient_to_original(thetas[:end], risk_gradients[:end]),
+            problem.to_original(thetas[:end]),
+        )
         if self.on_history is not None:
             self.on_history(chunk)
 
-    def _early_stopping(self, chunk: History, val_risks: FloatArray, thetas: FloatArray) -> History:
-        """Track the best validation point; cut the chunk where `patience` points went stale."""
+    def _early_stopping(self, val_risks: FloatArray, thetas: FloatArray, steps: IntArray) -> int:
+        """Track the best validation point; return how many points to keep (all unless
+        `patience` consecutive points went without a strict improvement)."""
         assert self.config.patience is not None
         count = len(val_risks)
         best_before = np.minimum.accumulate(np.concatenate([[self.best_val], val_risks]))[:-1]
@@ -362,19 +444,18 @@ class _Run:
         if improved[:end].any():
             best = int(last_improved[end - 1])
             self.best_val = float(val_risks[best])
-            self.best_step = int(chunk.step[best])
+            self.best_step = int(steps[best])
             self.best_theta = thetas[best].copy()
         self.stale_points = int(stale[end - 1])
         if fired.size:
-            self.early_stopping_step = int(chunk.step[end - 1])
-            return chunk.head(end)
-        return chunk
+            self.early_stopping_step = int(steps[end - 1])
+        return end
 
     def _report_progress(self, epoch: int) -> None:
         if self.on_progress is None:
             return
-        current = self.chunks[-1].train_risk[-1]
-        self.on_progress(Progress(self.steps_done, self.total_steps, epoch, float(current)))
+        current = float(self.history.train_risk[self.history.size - 1])
+        self.on_progress(Progress(self.steps_done, self.total_steps, epoch, current))
 
     def _result(self, theta: FloatArray) -> FitResult:
         problem = self.problem
@@ -409,7 +490,7 @@ class _Run:
         )
         return FitResult(
             theta=original,
-            history=History.concatenate(self.chunks),
+            history=self.history.rows(0, self.history.size),
             metrics=metrics,
             theta_star=theta_star,
             max_stable_learning_rate=problem.max_stable_learning_rate,
@@ -447,8 +528,8 @@ def _round_down(value: float) -> float:
 class _Schedule(Protocol):
     total_steps: int
 
-    def chunk(self, first: int) -> tuple[FloatArray, FloatArray, IntArray]:
-        """Maps, offsets and epoch numbers of the next steps, starting at step `first`."""
+    def chunk(self, first: int) -> tuple[PreparedMaps, IntArray]:
+        """The maps of the next steps, starting at step `first`, and their epoch numbers."""
         ...
 
 
@@ -461,15 +542,18 @@ class _GradientDescent:
         dim = problem.n_features + 1
         rate = config.learning_rate
         self.map = np.eye(dim) - 2.0 * rate * problem.objective_gram
-        self.offset = 2.0 * rate * moment_vector(problem.train_features, problem.train_targets)
+        self.offset = 2.0 * rate * problem.moments
+        self._prepared: PreparedMaps | None = None
 
-    def chunk(self, first: int) -> tuple[FloatArray, FloatArray, IntArray]:
+    def chunk(self, first: int) -> tuple[PreparedMaps, IntArray]:
         count = min(_CHUNK_STEPS, self.total_steps - first + 1)
-        dim = self.offset.shape[0]
-        maps = np.broadcast_to(self.map, (count, dim, dim))
-        offsets = np.broadcast_to(self.offset, (count, dim))
-        epochs = np.arange(first, first + count, dtype=np.int64)
-        return maps, offsets, epochs
+        if self._prepared is None or self._prepared.steps != count:
+            dim = self.offset.shape[0]
+            self._prepared = prepare(
+                np.broadcast_to(self.map, (count, dim, dim)),
+                np.broadcast_to(self.offset, (count, dim)),
+            )
+        return self._prepared, np.arange(first, first + count, dtype=np.int64)
 
 
 class _MiniBatches:
@@ -488,20 +572,19 @@ class _MiniBatches:
         self.steps_per_chunk = max(1, min(_CHUNK_STEPS, _CHUNK_ROWS // config.batch_size))
         self._order: IntArray | None = None
         self._order_epoch = 0
-        # Without shuffling every epoch repeats the same batches: build their maps once.
-        self._cache: dict[int, tuple[FloatArray, FloatArray]] = {}
+        # Without shuffling every epoch repeats the same batches: build and compose once.
+        self._cache: dict[int, PreparedMaps] = {}
 
-    def chunk(self, first: int) -> tuple[FloatArray, FloatArray, IntArray]:
+    def chunk(self, first: int) -> tuple[PreparedMaps, IntArray]:
         epoch = (first - 1) // self.steps_per_epoch + 1
         first_batch = (first - 1) % self.steps_per_epoch
         count = min(self.steps_per_chunk, self.steps_per_epoch - first_batch)
-        cached = self._cache.get(first_batch)
-        if cached is None:
-            cached = self._maps(epoch, first_batch, count)
+        prepared = self._cache.get(first_batch)
+        if prepared is None:
+            prepared = prepare(*self._maps(epoch, first_batch, count))
             if not self.problem.config.shuffle:
-                self._cache[first_batch] = cached
-        epochs = np.full(count, epoch, dtype=np.int64)
-        return cached[0], cached[1], epochs
+                self._cache[first_batch] = prepared
+        return prepared, np.full(count, epoch, dtype=np.int64)
 
     def _maps(self, epoch: int, first_batch: int, count: int) -> tuple[FloatArray, FloatArray]:
         problem = self.problem
@@ -544,13 +627,14 @@ class _MiniBatches:
         target_blocks = targets.reshape(batches, size)
         step = 2.0 * config.learning_rate / size
         maps = np.empty((batches, p + 1, p + 1))
-        column_sums = blocks.sum(axis=1)
+        ones = np.ones(size)  # products with ones beat sum(axis=1) over a short axis
+        column_sums = blocks_t @ ones
         maps[:, 0, 0] = 1.0 - step * size
         maps[:, 0, 1:] = maps[:, 1:, 0] = -step * column_sums
         maps[:, 1:, 1:] = np.matmul(blocks_t, blocks) * -step
         diagonal = np.arange(1, p + 1)
         maps[:, diagonal, diagonal] += 1.0 - 2.0 * config.learning_rate * config.l2
         offsets = np.empty((batches, p + 1))
-        offsets[:, 0] = step * target_blocks.sum(axis=1)
+        offsets[:, 0] = step * np.einsum("bk->b", target_blocks)
         offsets[:, 1:] = step * np.matmul(blocks_t, target_blocks[:, :, None])[:, :, 0]
         return maps, offsets

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from app.engine import TrainingConfig, fit
 from app.engine import training as training_module
-from app.engine.scan import affine_scan
+from app.engine.scan import prepare, scan
 
 # A (relative) per-element tolerance of 1e-9 · max(1, |expected|), see engine_reference.close.
 RELATIVE = 1e-9
@@ -104,7 +104,7 @@ def test_long_gd_run_near_the_stability_limit_matches_sequential_loop() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 5000), st.integers(1, 5), st.integers(0, 2**32 - 1))
-def test_affine_scan_matches_sequential_recurrence(steps: int, dim: int, seed: int) -> None:
+def test_scan_matches_sequential_recurrence(steps: int, dim: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     half = rng.normal(size=(steps, dim, dim))
     # Symmetric maps with eigenvalues in (-1, 1], like gd/sgd steps below the stability limit.
@@ -116,4 +116,4 @@ def test_affine_scan_matches_sequential_recurrence(steps: int, dim: int, seed: i
     for k in range(steps):
         current = maps[k] @ current + offsets[k]
         expected[k] = current
-    assert close(affine_scan(maps, offsets, theta), expected, RELATIVE)
+    assert close(scan(prepare(maps, offsets), theta), expected, RELATIVE)
