@@ -21,7 +21,7 @@ _QUERY_KEY_NAMES = frozenset({"api_key", "apikey", "key", "token", "access_token
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer gc_…`")
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.gradecast
     return state
 
