@@ -11,6 +11,7 @@ Generates a realistic 100,000-pupil CSV the way French exports write it (fixed s
           file is POSTed with httpx over loopback (Content-Type text/csv), a distinct
           cohort name per repetition; the wall time of the request is measured.
 
+Floor and upload runs alternate, so that noise from other processes hits both alike.
 Peak memory is the server process's RSS high-water mark (VmHWM): read before the first
 upload and after the last; the high-water mark is also reset before each upload
 (``/proc/<pid>/clear_refs``, when the kernel allows it) to give each upload's own peak.
@@ -196,7 +197,7 @@ def run(rows: int, repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="gradecast-upload-") as tmp:
         floor_db = Path(tmp) / "floor.db"
         floor_once(data, floor_db)  # warm-up
-        floors = [floor_once(data, floor_db) for _ in range(repeat)]
+        floors: list[float] = []
 
         data_dir = Path(tmp) / "server"
         port = free_port()
@@ -215,13 +216,15 @@ def run(rows: int, repeat: int) -> dict[str, Any]:
                 hwm_before = vm_hwm_mb(pid)
                 upload_once(client, data, "warm-up", rows)
                 for i in range(repeat):
+                    # Interleaved, so that load from other processes hits both alike.
+                    floors.append(floor_once(data, floor_db))
                     resettable = reset_hwm(pid)
                     base = rss_mb(pid)
                     uploads.append(upload_once(client, data, f"national-{i}", rows))
                     peaks.append(vm_hwm_mb(pid) if resettable else float("nan"))
                     print(
-                        f"  upload {i}: {uploads[-1]:.3f} s, rss before {base:.0f} MB, "
-                        f"peak {peaks[-1]:.0f} MB"
+                        f"  {i}: floor {floors[-1]:.3f} s, upload {uploads[-1]:.3f} s, "
+                        f"rss before {base:.0f} MB, peak {peaks[-1]:.0f} MB"
                     )
                 hwm_after = vm_hwm_mb(pid)
         finally:
