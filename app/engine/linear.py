@@ -104,7 +104,8 @@ class QuadraticRisk:
     def around(
         cls, features: FloatArray, targets: FloatArray, gram: FloatArray, theta_ref: FloatArray
     ) -> "QuadraticRisk":
-        residuals = features @ theta_ref[1:] + theta_ref[0] - targets
+        residuals = features @ theta_ref[1:]
+        residuals += theta_ref[0] - targets
         n = targets.shape[0]
         gradient = 2.0 / n * np.concatenate([[residuals.sum()], features.T @ residuals])
         return cls(gram, theta_ref, float(residuals @ residuals / n), gradient)
@@ -112,11 +113,14 @@ class QuadraticRisk:
     def risk_and_gradient(self, thetas: FloatArray) -> tuple[FloatArray, FloatArray]:
         """R and ∇R at each row of `thetas` (k, p+1)."""
         delta = thetas - self.theta_ref
-        # einsum, not BLAS: for a tall (k, 4) × (4, 4) product BLAS threads cost more than
-        # they save, badly so on a busy machine.
-        curvature = np.einsum("ki,ij->kj", delta, self.gram)
-        risks = self.risk_ref + np.einsum("ki,ki->k", delta, curvature + self.gradient_ref)
-        return risks, self.gradient_ref + 2.0 * curvature
+        curvature = delta @ self.gram
+        risks = np.einsum("ki,ki->k", delta, curvature)
+        risks += delta @ self.gradient_ref
+        risks += self.risk_ref
+        # In place: broadcasting over a short last axis is slow, so spare the temporaries.
+        curvature *= 2.0
+        curvature += self.gradient_ref
+        return risks, curvature
 
     def risk(self, thetas: FloatArray) -> FloatArray:
         return self.risk_and_gradient(thetas)[0]

@@ -30,7 +30,7 @@ class PreparedMaps:
     """The maps of K consecutive steps, blocked, with each block's composition."""
 
     steps: int
-    maps: FloatArray  # (blocks, _BLOCK, d, d), or (K, d, d) when K <= _BLOCK
+    maps: FloatArray  # (_BLOCK, blocks, d, d), or (K, d, d) when K <= _BLOCK
     offsets: FloatArray
     coarse: "PreparedMaps | None"  # the composed block maps, prepared the same way
 
@@ -45,16 +45,20 @@ def prepare(maps: FloatArray, offsets: FloatArray) -> PreparedMaps:
     if padded > steps:  # identity maps pad the last block
         maps = np.concatenate([maps, np.broadcast_to(np.eye(dim), (padded - steps, dim, dim))])
         offsets = np.concatenate([offsets, np.zeros((padded - steps, dim))])
-    # Views, not copies: at the block counts a chunk produces, strided batched products cost
-    # about as much as contiguous ones, and copying every map would cost more.
-    blocked_maps = maps.reshape(n_blocks, _BLOCK, dim, dim)
-    blocked_offsets = offsets.reshape(n_blocks, _BLOCK, dim)
-    composed = blocked_maps[:, 0].copy()
-    composed_offset = blocked_offsets[:, 0].copy()
+    # Position-major layout (position in block, block, ...): each vectorised slice is then
+    # contiguous, which the replay, run once per epoch on cached maps, benefits from.
+    blocked_maps = np.ascontiguousarray(
+        maps.reshape(n_blocks, _BLOCK, dim, dim).transpose(1, 0, 2, 3)
+    )
+    blocked_offsets = np.ascontiguousarray(
+        offsets.reshape(n_blocks, _BLOCK, dim).transpose(1, 0, 2)
+    )
+    composed = blocked_maps[0].copy()
+    composed_offset = blocked_offsets[0].copy()
     for i in range(1, _BLOCK):
-        composed = blocked_maps[:, i] @ composed
-        composed_offset = np.einsum("bij,bj->bi", blocked_maps[:, i], composed_offset)
-        composed_offset += blocked_offsets[:, i]
+        composed = blocked_maps[i] @ composed
+        composed_offset = np.einsum("bij,bj->bi", blocked_maps[i], composed_offset)
+        composed_offset += blocked_offsets[i]
     return PreparedMaps(steps, blocked_maps, blocked_offsets, prepare(composed, composed_offset))
 
 
@@ -70,10 +74,9 @@ def scan(prepared: PreparedMaps, theta0: FloatArray) -> FloatArray:
         return out
     block_ends = scan(prepared.coarse, theta0)
     theta = np.concatenate([theta0[None, :], block_ends[:-1]])
-    n_blocks = prepared.maps.shape[0]
-    out = np.empty((n_blocks, _BLOCK, dim))
+    n_blocks = prepared.maps.shape[1]
+    out = np.empty((_BLOCK, n_blocks, dim))
     for i in range(_BLOCK):
-        theta = np.einsum("bij,bj->bi", prepared.maps[:, i], theta)
-        theta += prepared.offsets[:, i]
-        out[:, i] = theta
-    return out.reshape(n_blocks * _BLOCK, dim)[: prepared.steps]
+        theta = np.einsum("bij,bj->bi", prepared.maps[i], theta, out=out[i])
+        theta += prepared.offsets[i]
+    return out.transpose(1, 0, 2).reshape(n_blocks * _BLOCK, dim)[: prepared.steps]

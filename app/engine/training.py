@@ -507,14 +507,17 @@ class _Errors:
 
 
 def _errors(theta: FloatArray, features: FloatArray, targets: FloatArray) -> _Errors:
-    residuals = features @ theta[1:] + theta[0] - targets
-    sse = float(residuals @ residuals)
-    centred = targets - targets.mean()
-    total = float(centred @ centred)
+    residuals = features @ theta[1:]
+    residuals += theta[0] - targets
     n = targets.shape[0]
-    return _Errors(
-        sse / n, float(np.abs(residuals).mean()), 1.0 - sse / total if total > 0 else None
-    )
+    sse = float(residuals @ residuals)
+    mae = float(np.abs(residuals, out=residuals).sum()) / n
+    mean = float(targets.mean())
+    total = float(targets @ targets) - n * mean * mean
+    # The sum of squares about the mean by a shortcut; it is only 0 for a constant y, where
+    # R² is undefined, and rounding can leave a tiny residue there.
+    constant = total <= 1e-12 * float(targets @ targets)
+    return _Errors(sse / n, mae, None if constant else 1.0 - sse / total)
 
 
 def _round_down(value: float) -> float:
