@@ -6,7 +6,16 @@ Timings are wall-clock medians of R interleaved repeats (the machine may be shar
 so every variant sees the same conditions). Peak memory is measured with tracemalloc (numpy
 reports its buffers to it) in a separate, untimed run of each engine fit, and compared with
 the bytes of the data matrix X. The last line is one JSON object with the figures.
+
+OpenBLAS runs on one thread unless OPENBLAS_NUM_THREADS is already set, for every variant
+alike: on two shared cores its spinning worker threads slowed every phase of the engine
+2-3x, and made the plain gd loop several times slower too. Set OPENBLAS_NUM_THREADS=2 to see
+the threaded figures.
 """
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
@@ -74,7 +83,9 @@ def main() -> None:
     args = parser.parse_args()
 
     X, y = make_pupils(args.pupils)
+    threads = os.environ["OPENBLAS_NUM_THREADS"]
     print(f"data: {len(y):,} pupils × {X.shape[1]} grades, X = {X.nbytes / 2**20:.0f} MiB")
+    print(f"OPENBLAS_NUM_THREADS={threads}")
 
     results: dict[str, FitResult] = {}
     thetas: dict[str, FloatArray] = {}
@@ -144,6 +155,7 @@ def main() -> None:
         "sgd_peak_memory_ratio": round(memory["sgd"], 2),
         "gd_peak_memory_ratio": round(memory["gd"], 2),
         "memory_method": "tracemalloc peak during fit / X.nbytes",
+        "openblas_num_threads": threads,
         "seconds": {name: round(seconds, 4) for name, seconds in medians.items()},
     }
     print(json.dumps(summary))
