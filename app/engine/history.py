@@ -41,18 +41,6 @@ class History:
     def __len__(self) -> int:
         return int(self.step.shape[0])
 
-    def head(self, count: int) -> "History":
-        """The first `count` points."""
-        return History(
-            self.step[:count],
-            self.epoch[:count],
-            self.train_risk[:count],
-            None if self.val_risk is None else self.val_risk[:count],
-            self.gradient[:count],
-            self.grad_norm[:count],
-            self.theta[:count],
-        )
-
     @classmethod
     def concatenate(cls, chunks: Sequence["History"]) -> "History":
         """One History from consecutive chunks (at least one)."""

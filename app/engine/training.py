@@ -257,15 +257,23 @@ class _HistoryBuffer:
         return self.rows(start, stop)
 
     def rows(self, start: int, stop: int) -> History:
-        return History(
-            self.step[start:stop],
-            self.epoch[start:stop],
-            self.train_risk[start:stop],
-            None if self.val_risk is None else self.val_risk[start:stop],
-            self.gradient[start:stop],
-            self.grad_norm[start:stop],
-            self.theta[start:stop],
+        """Read-only views: chunks already handed out share memory with the final history."""
+        rows = slice(start, stop)
+        history = History(
+            self.step[rows],
+            self.epoch[rows],
+            self.train_risk[rows],
+            None if self.val_risk is None else self.val_risk[rows],
+            self.gradient[rows],
+            self.grad_norm[rows],
+            self.theta[rows],
         )
+        for view in (history.step, history.epoch, history.train_risk, history.val_risk):
+            if view is not None:
+                view.flags.writeable = False
+        for view in (history.gradient, history.grad_norm, history.theta):
+            view.flags.writeable = False
+        return history
 
 
 class _Run:

@@ -138,3 +138,13 @@ def test_without_early_stopping_the_final_theta_is_returned(cohort) -> None:
     assert not result.metrics.early_stopped
     assert result.metrics.best_step is None
     np.testing.assert_array_equal(result.theta, result.history.theta[-1])
+
+
+def test_history_chunks_are_read_only(cohort) -> None:
+    X, y = cohort
+    chunks: list[History] = []
+    result = fit(X, y, SGD, on_history=chunks.append)
+    with pytest.raises(ValueError, match="read-only"):
+        chunks[0].theta[0, 0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        result.history.train_risk[-1] = 0.0
