@@ -12,30 +12,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from app.db.migrations import upgrade_to_head
 from app.db.models import Role
 from tests.conftest import LiveServer, make_settings, make_tenant, start_server
+from tests.processes import private_database
 from tests.test_jobs import FINISHED, submit, upload_example, upload_synthetic, wait_for
 
 LEASE_SECONDS = 2.0
-
-
-def private_database(database_url: str, tmp_path: Path) -> str:
-    """A database of its own, so that no other test server's in-process worker takes the
-    jobs meant for the worker processes under test."""
-    url = sa.engine.make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        private = f"sqlite:///{tmp_path / 'workers.db'}"
-    else:
-        name = "gradecast_worker_tests"
-        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            connection.exec_driver_sql(f"CREATE DATABASE {name}")
-        admin.dispose()
-        private = url.set(database=name).render_as_string(hide_password=False)
-    upgrade_to_head(private)
-    return private
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +25,7 @@ def api_only(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """The HTTP API with no in-process worker: jobs are run by the worker processes below."""
     data_dir = tmp_path_factory.mktemp("api")
     settings = make_settings(
-        private_database(database_url, data_dir),
+        private_database(database_url, data_dir, "gradecast_worker_tests"),
         data_dir,
         workers=0,
         job_lease_seconds=LEASE_SECONDS,

@@ -1,0 +1,116 @@
+"""Real server and worker processes for fault tests: started, signalled, restarted."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class ServerProcess:
+    """``uvicorn app.main:create_app --factory`` on a loopback port, as operators run it."""
+
+    database_url: str
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> "ServerProcess":
+        env = {
+            **os.environ,
+            "GRADECAST_DATABASE_URL": self.database_url,
+            "GRADECAST_DATA_DIR": str(self.data_dir),
+            "GRADECAST_LOG_LEVEL": "WARNING",
+            **self.env,
+        }
+        command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        command += ["--workers", str(self.workers)]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None:
+                raise RuntimeError("the server process exited at start")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server process did not become ready")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_worker(database_url: str, **env: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"],
+        env={
+            **os.environ,
+            "GRADECAST_DATABASE_URL": database_url,
+            "GRADECAST_LOG_LEVEL": "WARNING",
+            **env,
+        },
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def private_database(database_url: str, tmp_path: Path, name: str = "gradecast_private") -> str:
+    """A migrated database of its own, so that no other test server's in-process worker
+    takes the jobs meant for the processes under test."""
+    import sqlalchemy as sa
+
+    from app.db.migrations import upgrade_to_head
+
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        private = f"sqlite:///{tmp_path / (name + '.db')}"
+    else:
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+        admin.dispose()
+        private = url.set(database=name).render_as_string(hide_password=False)
+    upgrade_to_head(private)
+    return private
