@@ -1,0 +1,641 @@
+"""Grade CSV reading and writing, on the exports French school software actually produces."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app import tabular
+from app.tabular import (
+    GradeTable,
+    TableError,
+    TooManyRowsError,
+    detect_dialect,
+    feature_key,
+    find_duplicate,
+    read_grade_csv,
+    write_csv,
+)
+
+FRENCH_EXPORT = (
+    "\ufeffINE;Maths;Info;Français;Concours\r\n"
+    "070123456AB;12,5;14;11,75;13,5\r\n"
+    "070123457CD;8;9,5;10;7,25\r\n"
+    "070123458EF;16,25;17;15;18\r\n"
+).encode()
+FRENCH_VALUES = [[12.5, 14, 11.75, 13.5], [8, 9.5, 10, 7.25], [16.25, 17, 15, 18]]
+
+
+def read_text(text: str, **options: object) -> GradeTable:
+    return read_grade_csv(text.encode(), **options)  # type: ignore[arg-type]
+
+
+def table_error(data: bytes | str, **options: object) -> TableError:
+    raw = data.encode() if isinstance(data, str) else data
+    with pytest.raises(TableError) as caught:
+        read_grade_csv(raw, **options)  # type: ignore[arg-type]
+    return caught.value
+
+
+def both_readers(text: str, id_column: str | None = "id") -> tuple[GradeTable | None, GradeTable]:
+    """What the numpy fast path and the csv general path each make of a decoded upload."""
+    delimiter, text = tabular._find_delimiter(text)
+    header, body = tabular._split_header(text, delimiter)
+    layout = tabular._read_header(header, delimiter, id_column)
+    return tabular._read_fast(body, layout, None), tabular._read_general(body, layout, None)
+
+
+def assert_same_table(left: GradeTable, right: GradeTable) -> None:
+    assert left.headers == right.headers
+    assert left.keys == right.keys
+    assert left.id_header == right.id_header
+    assert left.ids == right.ids
+    assert left.values.dtype == right.values.dtype == np.float64
+    np.testing.assert_array_equal(left.values, right.values)
+
+
+# --- feature_key ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [
+        ("Français", "francais"),
+        ("Note Maths", "note_maths"),
+        (" INFO ", "info"),
+        ("Histoire-Géo (coef. 2)", "histoire_geo_coef_2"),
+        ("Œnologie", "oenologie"),
+        ("ＭＡＴＨＳ", "maths"),
+        ("__x__", "x"),
+    ],
+)
+def test_feature_key(header: str, key: str) -> None:
+    assert feature_key(header) == key
+
+
+@pytest.mark.parametrize("header", ["", "  ", "%", "—", "日本"])
+def test_feature_key_without_letters_or_digits_is_an_error(header: str) -> None:
+    with pytest.raises(TableError) as caught:
+        feature_key(header)
+    assert caught.value.column == header
+
+
+# --- the exports schools send ----------------------------------------------------------------
+
+
+def test_french_excel_export_with_bom_and_decimal_commas() -> None:
+    table = read_grade_csv(FRENCH_EXPORT, id_column="ine")
+    assert table.id_header == "INE"
+    assert table.ids == ["070123456AB", "070123457CD", "070123458EF"]
+    assert table.headers == ["Maths", "Info", "Français", "Concours"]
+    assert table.keys == ["maths", "info", "francais", "concours"]
+    assert table.values.dtype == np.float64
+    np.testing.assert_array_equal(table.values, FRENCH_VALUES)
+
+
+def test_windows_1252_export_with_charset() -> None:
+    data = "INE;Français;Mathématiques\r\nA1;12,5;13\r\n".encode("windows-1252")
+    table = read_grade_csv(data, id_column="INE", charset="windows-1252")
+    assert table.headers == ["Français", "Mathématiques"]
+    assert table.keys == ["francais", "mathematiques"]
+    np.testing.assert_array_equal(table.values, [[12.5, 13]])
+
+
+def test_windows_1252_bytes_sent_as_utf8_name_the_line_and_the_fix() -> None:
+    data = "INE;Maths;Info\r\nA1;12;13\r\nÉlodie;14;15\r\n".encode("windows-1252")
+    error = table_error(data, id_column="INE")
+    assert error.message == (
+        "invalid UTF-8 on line 3; send UTF-8 or set charset=windows-1252 in Content-Type"
+    )
+
+
+def test_charset_is_case_and_quote_insensitive() -> None:
+    data = "id;Français\r\n1;2\r\n".encode("iso-8859-1")
+    assert read_grade_csv(data, charset='"ISO-8859-1"').headers == ["Français"]
+
+
+def test_explicit_utf8_charset_still_strips_the_bom() -> None:
+    table = read_grade_csv(FRENCH_EXPORT, id_column="ine", charset="utf-8")
+    assert table.id_header == "INE"
+
+
+def test_unknown_charset() -> None:
+    error = table_error(FRENCH_EXPORT, charset="klingon-1")
+    assert "klingon-1" in error.message
+
+
+def test_utf16_excel_unicode_text_is_recognised_by_its_bom() -> None:
+    data = "INE\tMaths\tFrançais\r\nA1\t12,5\t13\r\n".encode("utf-16")
+    table = read_grade_csv(data, id_column="ine")
+    assert table.headers == ["Maths", "Français"]
+    np.testing.assert_array_equal(table.values, [[12.5, 13]])
+
+
+def test_tab_separated_with_decimal_commas() -> None:
+    table = read_text("id\tMaths\tInfo\n1\t12,5\t9\n2\t7\t10,25\n")
+    assert table.ids == ["1", "2"]
+    np.testing.assert_array_equal(table.values, [[12.5, 9], [7, 10.25]])
+
+
+def test_tab_separated_with_decimal_points() -> None:
+    table = read_text("id\tMaths\tInfo\n1\t12.5\t9\n")
+    np.testing.assert_array_equal(table.values, [[12.5, 9]])
+
+
+def test_comma_separated_with_quoted_decimal_commas() -> None:
+    table = read_text('id,Maths,Info\r\n"1","12,5","9"\r\n"2",7.5,"10,25"\r\n')
+    assert table.ids == ["1", "2"]
+    np.testing.assert_array_equal(table.values, [[12.5, 9], [7.5, 10.25]])
+
+
+def test_comma_separated_with_unquoted_decimal_comma_explains_quoting() -> None:
+    error = table_error("id,Maths,Info\r\n1,12,5,9\r\n")
+    assert error.row == 1
+    assert error.message.startswith("row 1 has 4 values, the header has 3 columns")
+    assert '"12,5"' in error.message
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["LF", "CRLF", "CR"])
+def test_line_endings(newline: str) -> None:
+    text = newline.join(["INE;Maths;Info", "A1;12,5;13", "B2;8;9,5"]) + newline
+    table = read_text(text, id_column="ine")
+    assert table.ids == ["A1", "B2"]
+    np.testing.assert_array_equal(table.values, [[12.5, 13], [8, 9.5]])
+
+
+def test_last_line_without_newline() -> None:
+    table = read_text("id;Maths;Info\r\n1;2;3")
+    np.testing.assert_array_equal(table.values, [[2, 3]])
+
+
+def test_blank_lines_and_empty_rows_are_skipped_and_not_counted() -> None:
+    text = "\r\nid;Maths;Info\r\n1;2;3\r\n\r\n;;\r\n2;4;5\r\n\r\n;;\r\n\r\n"
+    table = read_text(text)
+    assert table.ids == ["1", "2"]
+    np.testing.assert_array_equal(table.values, [[2, 3], [4, 5]])
+    error = table_error(text.replace("2;4;5", "2;4;x"))
+    assert (error.row, error.column) == (2, "Info")
+
+
+@pytest.mark.filterwarnings("error")
+def test_blank_lines_cause_no_warning() -> None:
+    text = "id;Maths;Info\n1;2;3\n\n2;4;5\n\n"
+    assert read_text(text, max_rows=10).ids == ["1", "2"]
+
+
+def test_quoted_fields_with_delimiters_quotes_and_newlines_in_ids() -> None:
+    text = 'id;Maths;Info\r\n"Dupont; Jean";"12,5";3\r\n"Le ""Grand""";4;5\r\n'
+    table = read_text(text)
+    assert table.ids == ["Dupont; Jean", 'Le "Grand"']
+    np.testing.assert_array_equal(table.values, [[12.5, 3], [4, 5]])
+
+
+def test_excel_sep_line() -> None:
+    table = read_text("sep=,\r\nid,Maths;Info\r\n1,12.5\r\n")
+    assert table.headers == ["Maths;Info"]
+    np.testing.assert_array_equal(table.values, [[12.5]])
+    assert "sep=|" in table_error("sep=|\r\nid|a\r\n").message
+
+
+# --- separator detection -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "delimiter", "headers"),
+    [
+        ("Nom, prénom;Maths;Info\nDupont, Jean;12,5;13\n", ";", ["Nom, prénom", "Maths", "Info"]),
+        ("Nom, prénom\tMaths\nDupont, Jean\t12,5\n", "\t", ["Nom, prénom", "Maths"]),
+        (
+            "Nom, prénom, classe;Maths\nDupont, Jean, 3B;12,5\nMartin, Léa, 3C;9\n",
+            ";",
+            ["Nom, prénom, classe", "Maths"],
+        ),
+        ('"Maths;Info",Physique\n1,2\n', ",", ["Maths;Info", "Physique"]),
+        ("Maths,Info;Physique,Chimie\n1,2,3\n", ",", ["Maths", "Info;Physique", "Chimie"]),
+        ("Maths;Info,Physique\n1;2,3\n", ";", ["Maths", "Info,Physique"]),
+    ],
+)
+def test_separator_detection(text: str, delimiter: str, headers: list[str]) -> None:
+    assert detect_dialect(text.encode())[0] == delimiter
+    table = read_text(text, id_column=headers[0])
+    assert [table.id_header, *table.headers] == headers
+
+
+def test_a_single_column_is_not_a_grade_table() -> None:
+    error = table_error("Maths\n12\n13\n")
+    assert "at least 2 columns" in error.message
+
+
+@pytest.mark.parametrize(
+    ("text", "dialect"),
+    [
+        (FRENCH_EXPORT.decode(), (";", True)),
+        ("id;Maths\n1;12.5\n", (";", False)),
+        ("id;Maths\n1;12\n", (";", True)),
+        ("id,Maths\n1,12.5\n", (",", False)),
+        ('id,Maths\n1,"12,5"\n', (",", True)),
+        ("id,Maths\n1,12\n", (",", False)),
+        ("id\tMaths\n1\t12,5\n", ("\t", True)),
+        ("id\tMaths\n1\t12.5\n", ("\t", False)),
+        ("id;Maths;Info\n1,5;12.5;13.5\n2,5;11.5;7\n", (";", False)),
+        ("sep=,\nid;x,Maths\n1;2,12.5\n", (",", False)),
+    ],
+)
+def test_detect_dialect(text: str, dialect: tuple[str, bool]) -> None:
+    assert detect_dialect(text.encode()) == dialect
+
+
+# --- header rules --------------------------------------------------------------------------
+
+
+def test_empty_header_cell_names_its_position() -> None:
+    error = table_error("id;Maths; ;Info\n1;2;3;4\n")
+    assert (error.row, error.column) == (0, "3")
+    assert "header cell 3 is empty" in error.message
+
+
+def test_duplicate_headers_after_feature_key_name_both() -> None:
+    error = table_error("id;Maths;Info;maths \n1;2;3;4\n")
+    assert error.column == "maths"
+    assert "'Maths'" in error.message
+    assert "'maths'" in error.message
+
+
+def test_header_without_letters_or_digits() -> None:
+    assert table_error("id;Maths;%\n1;2;3\n").column == "%"
+
+
+@pytest.mark.parametrize("id_header", ["INE", "ine", " Ine "])
+def test_id_column_matches_case_insensitively(id_header: str) -> None:
+    table = read_text(f"Maths;{id_header};Info\n12;A1;13\n", id_column="INE")
+    assert table.id_header == id_header.strip()
+    assert table.ids == ["A1"]
+    assert table.headers == ["Maths", "Info"]
+    np.testing.assert_array_equal(table.values, [[12, 13]])
+
+
+def test_default_id_column_is_id() -> None:
+    table = read_text("Id;Maths\n7;12\n")
+    assert (table.id_header, table.ids, table.headers) == ("Id", ["7"], ["Maths"])
+
+
+def test_without_id_column_every_column_is_a_value() -> None:
+    table = read_text("id;Maths\n7;12\n", id_column=None)
+    assert (table.id_header, table.ids, table.headers) == (None, None, ["id", "Maths"])
+    np.testing.assert_array_equal(table.values, [[7, 12]])
+
+
+def test_absent_id_column_means_no_ids() -> None:
+    table = read_text("Maths;Info\n12;13\n", id_column="ine")
+    assert (table.id_header, table.ids) == (None, None)
+    np.testing.assert_array_equal(table.values, [[12, 13]])
+
+
+def test_header_only_is_an_empty_table() -> None:
+    table = read_text("INE;Maths;Info\r\n\r\n", id_column="ine")
+    assert table.ids == []
+    assert table.values.shape == (0, 2)
+    assert table.values.dtype == np.float64
+
+
+# --- data rows -----------------------------------------------------------------------------
+
+
+def test_ragged_row_names_the_row() -> None:
+    error = table_error("id;a;b;c\n1;2;3;4\n2;2;3;4\n3;2;3;4\n4;2;3;4\n5;2;3\n6;2;3;4\n")
+    assert error.message == "row 5 has 3 values, the header has 4 columns"
+    assert (error.row, error.column) == (5, None)
+
+
+def test_row_with_too_many_values() -> None:
+    error = table_error("id;a;b\n1;2;3\n2;2;3;4\n")
+    assert error.message == "row 2 has 4 values, the header has 3 columns"
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "abc",
+        "nan",
+        "NaN",
+        "inf",
+        "-inf",
+        "Infinity",
+        "0x10",
+        "1_000",
+        "1e400",
+        "１２",
+        "١٢",
+        "12 %",
+        "1.234,5",
+        "1,234.5",
+        "1 234",
+        "1\u00a0234",
+        "12,5,1",
+        "- 3",
+    ],
+)
+def test_not_a_number_names_row_and_column(cell: str) -> None:
+    error = table_error(f"id;Maths;Info\n1;12;13\n2;{cell};14\n")
+    assert (error.row, error.column) == (2, "Maths")
+    assert error.message.startswith(f"row 2, column 'Maths': {cell.strip()!r} is not a number")
+
+
+def test_thousands_separator_gets_a_hint() -> None:
+    assert "thousands separator" in table_error("id;Maths\n1;1 234\n").message
+
+
+@pytest.mark.parametrize("cell", ["", "  "])
+def test_empty_cell_is_an_error(cell: str) -> None:
+    error = table_error(f"id;Maths;Info\n1;12;{cell}\n")
+    assert (error.row, error.column) == (1, "Info")
+    assert "empty" in error.message
+
+
+@pytest.mark.parametrize(
+    ("cell", "number"),
+    [
+        (" 12,5 ", 12.5),
+        ("12.5", 12.5),
+        ("+3", 3),
+        ("-0,5", -0.5),
+        (",5", 0.5),
+        ("1e2", 100),
+        ("1,5E-1", 0.15),
+        ('"13"', 13),
+        ("\u00a014\u00a0", 14),
+    ],
+)
+def test_numbers_accepted(cell: str, number: float) -> None:
+    table = read_text(f"id;Maths\n1;{cell}\n")
+    assert table.values[0, 0] == number
+
+
+def test_first_bad_cell_in_reading_order_is_reported() -> None:
+    error = table_error("id;a;b\n1;1;2\n2;3;x\n3;y;4\n")
+    assert (error.row, error.column) == (2, "b")
+
+
+@pytest.mark.parametrize(
+    ("pupil_id", "problem"),
+    [("", "empty"), ("   ", "empty"), ("x" * 65, "65 characters"), ("a\x07b", "control")],
+)
+def test_bad_ids(pupil_id: str, problem: str) -> None:
+    error = table_error(f"INE;Maths\nA;1\n{pupil_id};2\n", id_column="ine")
+    assert (error.row, error.column) == (2, "INE")
+    assert problem in error.message
+
+
+def test_ids_are_stripped_and_may_be_64_characters_long() -> None:
+    longest = "x" * 64
+    table = read_text(f"id;Maths\n  A1 ;1\n{' ' * 10}{longest}{' ' * 10};2\n")
+    assert table.ids == ["A1", longest]
+
+
+def test_nul_bytes_are_rejected() -> None:
+    error = table_error(b"id;Maths\n1;2\x00\n")
+    assert "line 2" in error.message
+    assert "NUL" in error.message
+
+
+@pytest.mark.parametrize(
+    "data", [b"PK\x03\x04\x14\x00\x06\x00", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", b"%PDF-1.7"]
+)
+def test_workbooks_and_documents_are_not_csv(data: bytes) -> None:
+    assert "not CSV" in table_error(data + b"\x00" * 40).message
+
+
+@pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf", b"\r\n\r\n", b"  \n"])
+def test_empty_file(data: bytes) -> None:
+    assert "empty" in table_error(data).message
+
+
+# --- max_rows ------------------------------------------------------------------------------
+
+
+def test_max_rows_allows_exactly_the_limit() -> None:
+    assert len(read_text("id;a\n1;1\n2;2\n\n;\n", max_rows=2).values) == 2
+
+
+def test_max_rows_exceeded() -> None:
+    with pytest.raises(TooManyRowsError) as caught:
+        read_text("id;a\n1;1\n2;2\n3;3\n", max_rows=2)
+    assert (caught.value.row, caught.value.limit) == (3, 2)
+    assert "more than 2 rows" in caught.value.message
+
+
+def test_max_rows_stops_before_reading_the_rest() -> None:
+    # A field longer than csv's field limit breaks parsing: only a reader that stops
+    # early reports the row count instead.
+    text = "id;a\n1;1\n2;2\n3;3\n4;" + "9" * 200_000 + "\n"
+    with pytest.raises(TableError, match="cannot be read as CSV"):
+        read_text(text)
+    with pytest.raises(TooManyRowsError):
+        read_text(text, max_rows=2)
+
+
+# --- the fast path really is taken, and agrees with the general one ---------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        FRENCH_EXPORT.decode("utf-8-sig"),
+        "id,Maths,Info\r\n1,12.5,9\r\n2,7,8\r\n",
+        "id\tMaths\tInfo\n1\t12,5\t9\n",
+        "id;Maths;Info\r1;12,5;9\r2;7;8\r",
+        'id;Maths;Info\n"A;1";"12,5";9\n\n',
+    ],
+)
+def test_common_dialects_take_the_fast_path(text: str) -> None:
+    fast, general = both_readers(text, id_column="id" if text.startswith("id") else "ine")
+    assert fast is not None
+    assert_same_table(fast, general)
+
+
+def test_max_rows_at_the_limit_keeps_the_fast_path() -> None:
+    text = "".join(f"{i};{i},5\r\n" for i in range(1, 101))
+    delimiter, text = tabular._find_delimiter("id;Maths\r\n" + text)
+    header, body = tabular._split_header(text, delimiter)
+    layout = tabular._read_header(header, delimiter, "id")
+    assert tabular._read_fast(body, layout, 100) is not None
+    assert tabular._read_fast(body, layout, 99) is None
+
+
+# Cells both readers must agree on; the odd ones are rare so that whole rows often pass.
+GOOD_CELLS = ["1", "12,5", "12.5", " 3 ", "-1e3", '"4"', '"7" ', "\u00a05", '"1,5"', "+.5"]
+ODD_CELLS = [
+    "",
+    " ",
+    "\t",
+    "nan",
+    "x",
+    "1_0",
+    "１",
+    "1e999",
+    '"1;2"',
+    '"a""b"',
+    ' "8"',
+    '"9"x',
+    '"',
+    'a"b',
+    '"a\nb"',
+    '"a\rb"',
+    "1,2,3",
+]
+ID_CELLS = ["A1", " B2 ", '"C;3"', '"D""4"', "é", "x" * 64, " " * 3 + "y" * 63, "\u00a0z"]
+cells = st.sampled_from(GOOD_CELLS * 8 + ODD_CELLS)
+
+
+@st.composite
+def messy_csv(draw: st.DrawFn) -> str:
+    delimiter = draw(st.sampled_from(tabular.DELIMITERS))
+    rows = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(ID_CELLS * 3 + ODD_CELLS),
+                # Mostly the header's width, sometimes one more or one less.
+                st.lists(cells, min_size=2, max_size=2) | st.lists(cells, min_size=1, max_size=3),
+            ).map(lambda row: [row[0], *row[1]]),
+            max_size=6,
+        )
+    )
+    blank_lines = draw(st.lists(st.sampled_from(["", delimiter * 2]), max_size=2))
+    lines = [delimiter.join(["id", "a", "b"]), *(delimiter.join(row) for row in rows)]
+    lines += blank_lines
+    newlines = draw(
+        st.sampled_from(["\n", "\r\n", "\r"]).flatmap(
+            lambda usual: st.lists(
+                st.sampled_from([usual] * 9 + ["\n", "\r\n", "\r"]),
+                min_size=len(lines),
+                max_size=len(lines),
+            )
+        )
+    )
+    return "".join(line + newline for line, newline in zip(lines, newlines, strict=True))
+
+
+@settings(max_examples=500)
+@given(messy_csv())
+def test_fast_path_accepts_nothing_the_general_path_rejects(text: str) -> None:
+    delimiter, text = tabular._find_delimiter(text)
+    header, body = tabular._split_header(text, delimiter)
+    layout = tabular._read_header(header, delimiter, "id")
+    fast = tabular._read_fast(body, layout, None)
+    if fast is not None:
+        assert_same_table(fast, tabular._read_general(body, layout, None))
+
+
+@given(st.binary(max_size=300), st.sampled_from([None, "utf-8", "windows-1252", "utf-16"]))
+def test_any_bytes_give_a_table_or_a_table_error(data: bytes, charset: str | None) -> None:
+    try:
+        table = read_grade_csv(data, charset=charset, max_rows=5)
+    except TableError:
+        return
+    assert table.values.shape[1] == len(table.headers)
+    assert np.isfinite(table.values).all()
+
+
+# --- duplicates ----------------------------------------------------------------------------
+
+
+def test_find_duplicate() -> None:
+    assert find_duplicate(["a", "b", "c"]) is None
+    assert find_duplicate([]) is None
+    assert find_duplicate(["a", "b", "c", "b", "a"]) == (2, 4, "b")
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def test_write_french_excel_dialect() -> None:
+    data = write_csv(
+        ["INE", "Prédiction"],
+        [["A;1", 'Le "Grand"', "C3"], np.array([12.5, math.nan, 0.1])],
+        delimiter=";",
+        decimal_comma=True,
+    )
+    assert data == 'INE;Prédiction\r\n"A;1";12,5\r\n"Le ""Grand""";\r\nC3;0,1\r\n'.encode()
+
+
+def test_write_comma_dialect_numbers() -> None:
+    data = write_csv(
+        ["id", "x", "n"],
+        [["a", "b", "c"], [1 / 3, None, 1e-05], [1, np.int64(2), 3.0]],
+    )
+    assert data == b"id,x,n\r\na,0.3333333333333333,1\r\nb,,2\r\nc,1e-05,3.0\r\n"
+
+
+def test_write_decimal_comma_with_comma_delimiter_quotes_numbers() -> None:
+    data = write_csv(["id", "x"], [["a"], np.array([12.5])], decimal_comma=True)
+    assert data == b'id,x\r\na,"12,5"\r\n'
+    assert read_grade_csv(data).values[0, 0] == 12.5
+
+
+def test_write_bom_for_excel() -> None:
+    data = write_csv(["id", "x"], [["a"], [1.5]], bom=True)
+    assert data.startswith(b"\xef\xbb\xbfid,x\r\n")
+
+
+@pytest.mark.parametrize(
+    ("header", "columns", "options"),
+    [
+        (["a", "b"], [[1.0]], {}),
+        (["a", "b"], [[1.0], [1.0, 2.0]], {}),
+        (["a"], [[1.0]], {"delimiter": "|"}),
+        (["a"], [np.array([math.inf])], {}),
+        (["a"], [[-math.inf]], {}),
+        (["a"], [[True]], {}),
+        (["a"], [[{"x": 1}]], {}),
+    ],
+)
+def test_write_rejects_what_it_cannot_write(
+    header: list[str], columns: list[list[float]], options: dict[str, object]
+) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        write_csv(header, columns, **options)  # type: ignore[arg-type]
+
+
+DIALECTS = [(",", False), (",", True), (";", True), (";", False), ("\t", True), ("\t", False)]
+ids_strategy = (
+    st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=64)
+    .map(str.strip)
+    .filter(bool)
+)
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(DIALECTS),
+    st.integers(min_value=1, max_value=4),
+    st.lists(ids_strategy, max_size=8),
+    st.data(),
+)
+def test_write_then_read_round_trips(
+    dialect: tuple[str, bool], n_values: int, ids: list[str], data: st.DataObject
+) -> None:
+    delimiter, decimal_comma = dialect
+    headers = ["Maths", "Info", "Français", "Histoire-Géo"][:n_values]
+    values = np.array(
+        [data.draw(st.lists(finite_floats, min_size=n_values, max_size=n_values)) for _ in ids]
+    ).reshape(len(ids), n_values)
+    written = write_csv(
+        ["INE", *headers],
+        [ids, *values.T],
+        delimiter=delimiter,
+        decimal_comma=decimal_comma,
+    )
+    table = read_grade_csv(written, id_column="ine")
+    assert table.ids == ids
+    assert table.headers == headers
+    np.testing.assert_array_equal(table.values, values)
+    detected_delimiter, detected_comma = detect_dialect(written)
+    assert detected_delimiter == delimiter
+    ids_look_like_numbers = any(
+        tabular._COMMA_DECIMAL.fullmatch(i) or tabular._POINT_DECIMAL.fullmatch(i) for i in ids
+    )
+    if not ids_look_like_numbers and any("." in repr(float(x)) for x in values.flat):
+        assert detected_comma == decimal_comma
