@@ -106,6 +106,8 @@ def private_database(database_url: str, tmp_path: Path, name: str = "gradecast_p
     if url.get_backend_name() == "sqlite":
         private = f"sqlite:///{tmp_path / (name + '.db')}"
     else:
+        # Derived from the test database's name, so two suites on one server don't collide.
+        name = f"{url.database}_{name}"
         admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
