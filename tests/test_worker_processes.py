@@ -193,3 +193,23 @@ def test_worker_survives_a_bad_job(api_only: LiveServer) -> None:
         finally:
             stop(worker)
         assert worker.returncode == 0
+
+
+def test_cancel_a_queued_job(api_only: LiveServer) -> None:
+    """No worker runs here, so the job stays queued until it is cancelled: at once."""
+    tenant = make_tenant(api_only)
+    with tenant.client(Role.trainer) as client:
+        cohort = upload_example(client)
+        job = submit(client, cohort_id=cohort["id"], model="queued", algorithm="closed_form")
+        assert client.get(f"/jobs/{job['id']}").json()["status"] == "queued"
+        cancelled = client.post(f"/jobs/{job['id']}/cancel")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["status"] == "cancelled"
+        assert cancelled.json()["finished_at"] is not None
+        worker = start_worker(api_only)
+        try:
+            time.sleep(1.0)  # a worker that starts now must not pick it up
+        finally:
+            stop(worker)
+        assert client.get(f"/jobs/{job['id']}").json()["status"] == "cancelled"
+        assert client.get("/models/queued").status_code == 404
