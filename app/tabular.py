@@ -374,7 +374,8 @@ def _read_general(body: str, layout: _Layout, max_rows: int | None) -> GradeTabl
         row = len(rows) + 1
         raise TableError(f"row {row} cannot be read as CSV: {error}", row=row) from None
 
-    for row, record in enumerate(rows, start=1):
+    ragged = set(map(len, rows)) - {layout.width}
+    for row, record in enumerate(rows if ragged else [], start=1):
         if len(record) != layout.width:
             hint = ""
             if layout.delimiter == "," and len(record) > layout.width:
@@ -386,7 +387,7 @@ def _read_general(body: str, layout: _Layout, max_rows: int | None) -> GradeTabl
 
     ids = None
     if layout.id_index is not None and layout.id_header is not None:
-        ids = [cell.strip() for cell in map(itemgetter(layout.id_index), rows)]
+        ids = list(map(str.strip, map(itemgetter(layout.id_index), rows)))
         bad = _first_bad_id(ids)
         if bad is not None:
             index, problem = bad
