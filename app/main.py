@@ -8,7 +8,8 @@ from fastapi import FastAPI
 
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
-from app.api.routes import cohorts, health, jobs, keys, models, predict
+from app.api.middleware import RequestObservability
+from app.api.routes import cohorts, health, jobs, keys, metrics, models, predict
 from app.core.config import Settings, get_settings
 from app.db.session import Database, create_db_engine, write_session
 from app.services.keys import ensure_bootstrap_key
@@ -31,11 +32,13 @@ def build_state(settings: Settings) -> AppState:
     engine = create_db_engine(
         settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
-    return AppState(
+    state = AppState(
         settings=settings,
         db=Database.from_engine(engine),
         auth_cache=AuthCache(ttl=settings.auth_cache_seconds),
     )
+    state.metrics.watch_jobs(state.db)
+    return state
 
 
 def _bootstrap(state: AppState) -> None:
@@ -54,12 +57,16 @@ def _bootstrap(state: AppState) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: AppState = app.state.gradecast
     _bootstrap(state)
-    pool = WorkerPool(state.db, state.settings, state.settings.workers)
+    port = state.settings.metrics_port
+    stop_metrics_server = state.metrics.serve(port) if port is not None else None
+    pool = WorkerPool(state.db, state.settings, state.settings.workers, state.metrics.jobs)
     pool.start()
     try:
         yield
     finally:
         pool.stop()
+        if stop_metrics_server is not None:
+            stop_metrics_server()
         state.db.engine.dispose()
 
 
@@ -74,10 +81,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.gradecast = build_state(settings)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: it also sees the 413s of BodySizeLimit.
+    app.add_middleware(RequestObservability, metrics=app.state.gradecast.metrics)
     app.include_router(health.router)
     app.include_router(keys.router)
     app.include_router(cohorts.router)
     app.include_router(models.router)
     app.include_router(predict.router)
     app.include_router(jobs.router)
+    if settings.metrics_port is None:
+        app.include_router(metrics.router)
     return app

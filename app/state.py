@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from app.core.config import Settings
+from app.core.metrics import ServiceMetrics
 from app.db.models import Role
 from app.db.session import Database
 from app.predict_cache import ModelCache
@@ -53,3 +54,4 @@ class AppState:
     db: Database
     auth_cache: AuthCache
     model_cache: ModelCache = field(default_factory=ModelCache)
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)

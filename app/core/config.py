@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="When set, GET /metrics requires 'Authorization: Bearer <token>'."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="When set, /metrics is served on this port (all interfaces, no token) "
+        "by prometheus_client's own server instead of on the API.",
+    )
     log_level: str = "INFO"
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
 

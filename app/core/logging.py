@@ -2,8 +2,24 @@
 
 import logging
 import sys
+from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
+
+# The id of the request being answered (set by the request middleware), so that every
+# record logged on its behalf, in the event loop or the thread pool, can be tied to it.
+request_id: ContextVar[str | None] = ContextVar("gradecast_request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to records logged while a request is being answered."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            current = request_id.get()
+            if current is not None:
+                record.request_id = current
+        return True
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -14,6 +30,7 @@ def configure_logging(level: str = "INFO") -> None:
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
     )
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

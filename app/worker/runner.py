@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.core.metrics import JobMetrics
 from app.db.models import Cohort, Job, JobStatus, Model, ModelVersion
 from app.db.session import Database, create_db_engine, write_session
 from app.engine import (
@@ -68,9 +69,16 @@ class _RunState:
 
 
 class Worker:
-    def __init__(self, database: Database, settings: Settings, name: str | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        name: str | None = None,
+        metrics: JobMetrics | None = None,
+    ) -> None:
         self.database = database
         self.settings = settings
+        self.metrics = metrics
         self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
         self._last_recovery = 0.0
@@ -128,6 +136,7 @@ class Worker:
         )
         heartbeat_stop = state.finished
         started = time.monotonic()
+        outcome = "failed"
         try:
             with self.database.reads() as session:
                 job = session.get_one(Job, job_id)
@@ -146,6 +155,7 @@ class Worker:
             heartbeat.join()
             self._flush(job_id, state)
             self._succeed(job, cohort, matrix, result)
+            outcome = "succeeded"
             logger.info(
                 "job succeeded",
                 extra={"job": str(job_id), "seconds": round(time.monotonic() - started, 3)},
@@ -155,10 +165,13 @@ class Worker:
             if heartbeat.is_alive():
                 heartbeat.join()
             if state.lease_lost.is_set():
+                outcome = "lease_lost"
                 logger.warning("job taken over by another worker", extra={"job": str(job_id)})
             elif state.cancel.is_set():
+                outcome = "cancelled"
                 self._finish(job_id, JobStatus.cancelled, "cancelled on request")
             else:
+                outcome = "released"
                 with write_session(self.database) as session:
                     job_service.release_job(session, job_id, self.worker_id)
                 logger.info("job released for another worker", extra={"job": str(job_id)})
@@ -170,6 +183,7 @@ class Worker:
             self._fail(job_id, str(exc))
         except LeaseLost:
             heartbeat_stop.set()
+            outcome = "lease_lost"
             logger.warning("job taken over by another worker", extra={"job": str(job_id)})
         except Exception as exc:
             heartbeat_stop.set()
@@ -179,6 +193,9 @@ class Worker:
                 f"internal error ({type(exc).__name__}); the job can be resubmitted, and the "
                 "operators have the details in the logs",
             )
+        finally:
+            if self.metrics is not None:
+                self.metrics.job_ended(outcome, started)
 
     def _fit(self, job: Job, matrix: np.ndarray, state: _RunState) -> FitResult:
         params = job.params
@@ -372,8 +389,14 @@ def _metrics_dict(result: FitResult) -> dict[str, float | int | bool | None]:
 class WorkerPool:
     """In-process workers, started and stopped by the app's lifespan."""
 
-    def __init__(self, database: Database, settings: Settings, count: int) -> None:
-        self.workers = [Worker(database, settings) for _ in range(count)]
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        count: int,
+        metrics: JobMetrics | None = None,
+    ) -> None:
+        self.workers = [Worker(database, settings, metrics=metrics) for _ in range(count)]
         self.threads = [
             threading.Thread(target=w.run_forever, name=f"gradecast-worker-{i}", daemon=True)
             for i, w in enumerate(self.workers)

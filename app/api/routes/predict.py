@@ -125,6 +125,7 @@ async def predict(
             state.db, settings.model_cache_seconds, organisation_id, parsed.model, parsed.version
         )
         content = await _run(len(body), predict_service.answer_json, snapshot, parsed.students)
+        state.metrics.predicted(snapshot.model, snapshot.version, len(parsed.students))
         return Response(content, media_type="application/json")
     if media in _CSV_TYPES:
         if model is None:
@@ -142,6 +143,7 @@ async def predict(
             state.db, settings.model_cache_seconds, organisation_id, model, version, source="query"
         )
         content = await _run(len(body), predict_service.answer_csv, snapshot, table)
+        state.metrics.predicted(snapshot.model, snapshot.version, len(table.values))
         return Response(content, media_type="text/csv")
     raise UnsupportedMediaType(
         f"unsupported Content-Type {media or '(none)'!r}; send application/json or text/csv",

@@ -1,0 +1,92 @@
+"""Per-request observability: a request id, one access log line, request metrics.
+
+Pure ASGI and cheap, since it wraps /predict: no body is read and nothing is buffered.
+The access line holds the method, the route *template* (``/cohorts/{cohort_id}``), the
+status, the duration, the request id and the caller's organisation: never the raw path,
+the query string, a body or a header, which could carry pupils' names, grades or keys.
+"""
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.logging import request_id
+from app.core.metrics import ServiceMetrics
+
+access_logger = logging.getLogger("gradecast.access")
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A caller's id is kept only if it cannot smuggle anything into the logs.
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "(unmatched)"
+
+
+def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            return value.decode("ascii") if _SANE_REQUEST_ID.fullmatch(value) else None
+    return None
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template; the router leaves the route in the scope."""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None)
+    return template if isinstance(template, str) else UNMATCHED_ROUTE
+
+
+def _organisation_id(scope: Scope) -> str | None:
+    # ``request.state`` is a view of ``scope["state"]``; the auth dependency sets the principal.
+    state: Any = scope.get("state")
+    principal = state.get("principal") if isinstance(state, dict) else None
+    organisation_id = getattr(principal, "organisation_id", None)
+    return str(organisation_id) if organisation_id is not None else None
+
+
+class RequestObservability:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = _incoming_request_id(scope["headers"]) or uuid.uuid4().hex
+        token = request_id.set(rid)
+        id_header = (REQUEST_ID_HEADER, rid.encode("ascii"))
+        status = 500  # what the client gets if the app raises before answering
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            route = route_template(scope)
+            self.metrics.request_done(method, route, status, seconds)
+            if access_logger.isEnabledFor(logging.INFO):
+                extra = {
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "request_id": rid,
+                }
+                organisation_id = _organisation_id(scope)
+                if organisation_id is not None:
+                    extra["organisation_id"] = organisation_id
+                access_logger.info("request", extra=extra)
+            request_id.reset(token)

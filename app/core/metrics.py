@@ -1,0 +1,144 @@
+"""Prometheus metrics of one service instance, in a registry of its own.
+
+Each app (and each standalone worker) owns a ``CollectorRegistry``, never the global
+default one, so that several apps in one process (the tests) do not collide. Labels are
+route templates, statuses, model names and versions: never a pupil, a grade or a key.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.db.models import Job, JobStatus
+from app.db.session import Database
+
+logger = logging.getLogger("gradecast.metrics")
+
+# /predict answers in about a millisecond; training jobs take from a second to an hour.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+JOB_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+
+
+class JobMetrics:
+    """What a worker observes when a job ends: its duration and its outcome."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            "gradecast_job_duration_seconds",
+            "Time a worker spent on a training job, from claim to end, by outcome.",
+            ["outcome"],
+            buckets=JOB_BUCKETS,
+            registry=registry,
+        )
+        self.outcomes = Counter(
+            "gradecast_job_outcomes",
+            "Training job runs ended by this process, by outcome (succeeded, failed, "
+            "cancelled, released, lease_lost).",
+            ["outcome"],
+            registry=registry,
+        )
+
+    def job_ended(self, outcome: str, started: float) -> None:
+        """``started`` is a ``time.monotonic()`` reading taken when the job was claimed."""
+        self.duration.labels(outcome).observe(time.monotonic() - started)
+        self.outcomes.labels(outcome).inc()
+
+
+class JobsCollector(Collector):
+    """Jobs by status across all organisations, read from the database at scrape time."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families({})
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            with self.database.reads() as session:
+                rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
+                counts = {JobStatus(status): int(count) for status, count in rows}
+        except SQLAlchemyError as exc:
+            logger.warning("jobs metrics unavailable", extra={"error": type(exc).__name__})
+            return []
+        return self._families(counts)
+
+    @staticmethod
+    def _families(counts: dict[JobStatus, int]) -> list[Metric]:
+        by_status = GaugeMetricFamily(
+            "gradecast_jobs", "Training jobs by status, all organisations.", labels=["status"]
+        )
+        for status in JobStatus:
+            by_status.add_metric([status.value], counts.get(status, 0))
+        queue = GaugeMetricFamily(
+            "gradecast_job_queue_depth",
+            "Training jobs waiting for a worker.",
+            value=counts.get(JobStatus.queued, 0),
+        )
+        return [by_status, queue]
+
+
+class ServiceMetrics:
+    """The registry of one app and the metrics its requests and workers move."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gradecast_http_requests",
+            "HTTP requests by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gradecast_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route template.",
+            ["method", "route"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "gradecast_predictions",
+            "Pupils predicted, by model name and version.",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.jobs = JobMetrics(self.registry)
+        # Children by label values: a dict lookup is cheaper than ``labels()`` on every request.
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def watch_jobs(self, database: Database) -> None:
+        self.registry.register(JobsCollector(database))
+
+    def serve(self, port: int) -> Callable[[], None]:
+        """Serve this registry on ``port`` with prometheus_client's own HTTP server (in a
+        thread of its own); returns the function that stops it."""
+        server, thread = start_http_server(port, registry=self.registry)
+        logger.info("metrics served on their own port", extra={"port": port})
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+        return stop
+
+    def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def predicted(self, model: str, version: int, pupils: int) -> None:
+        self.predictions.labels(model, str(version)).inc(pupils)

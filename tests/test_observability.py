@@ -1,0 +1,322 @@
+"""Metrics, request ids and logs, over real HTTP: /metrics moves with the traffic, is
+protected by its token or moved to its own port, and no log record ever carries a
+pupil's id, a grade or a key."""
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.core.logging import RequestIdFilter, request_id
+from app.db.migrations import upgrade_to_head
+from app.db.models import Role
+from tests.conftest import LiveServer, Tenant, free_port, make_settings, make_tenant, start_server
+
+FEATURES = ["maths", "info", "francais"]
+CLIENT_LOGGERS = frozenset({"httpx", "httpcore"})
+HAND_SET_VERSION = {
+    "features": FEATURES,
+    "target": "concours",
+    "theta": [0, 0.33, 0.33, 0.33],
+    "activate": True,
+}
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a scrape; 0 when it is absent (a counter never moved)."""
+    for family in text_string_to_metric_families(text):
+        for metric in family.samples:
+            if metric.name == name and all(metric.labels.get(k) == v for k, v in labels.items()):
+                return float(metric.value)
+    return 0.0
+
+
+def scrape(url: str, **headers: str) -> str:
+    response = httpx.get(f"{url}/metrics", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return response.text
+
+
+def register_version(client: httpx.Client, model: str) -> None:
+    response = client.post(f"/models/{model}/versions", json=HAND_SET_VERSION)
+    assert response.status_code == 201, response.text
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server on a SQLite database of its own: its job counts are exactly this test's."""
+    url = f"sqlite:///{tmp_path / 'private.db'}"
+    upgrade_to_head(url)
+    server = start_server(make_settings(url, tmp_path, workers=0))
+    yield server
+    server.stop()
+    server.database.engine.dispose()
+
+
+def test_requests_are_counted_by_route_template(
+    live_server: LiveServer, reader: httpx.Client
+) -> None:
+    before = scrape(live_server.url)
+    cohort_id = str(uuid.uuid4())
+    for _ in range(3):
+        assert reader.get(f"/cohorts/{cohort_id}").status_code == 404
+    after = scrape(live_server.url)
+
+    labels = {"method": "GET", "route": "/cohorts/{cohort_id}", "status": "404"}
+    name = "gradecast_http_requests_total"
+    assert sample(after, name, **labels) - sample(before, name, **labels) == 3
+    count = "gradecast_http_request_duration_seconds_count"
+    route = {"method": "GET", "route": "/cohorts/{cohort_id}"}
+    assert sample(after, count, **route) - sample(before, count, **route) >= 3
+    assert cohort_id not in after
+
+
+def test_predictions_are_counted_by_model_and_version(
+    live_server: LiveServer, admin: httpx.Client
+) -> None:
+    model = f"obs-{uuid.uuid4().hex[:8]}"
+    register_version(admin, model)
+    students = [{"id": f"n{i}", "maths": 12, "info": 13, "francais": 11} for i in range(5)]
+    response = admin.post("/predict", json={"model": model, "students": students})
+    assert response.status_code == 200, response.text
+    csv = "id;maths;info;francais\r\nn1;13;14;11\r\nn2;12,5;9;15\r\n"
+    response = admin.post(
+        "/predict", params={"model": model}, content=csv, headers={"Content-Type": "text/csv"}
+    )
+    assert response.status_code == 200, response.text
+
+    text = scrape(live_server.url)
+    assert sample(text, "gradecast_predictions_total", model=model, version="1") == 7
+    ok = {"method": "POST", "route": "/predict", "status": "200"}
+    assert sample(text, "gradecast_http_requests_total", **ok) >= 2
+
+
+def test_jobs_gauge_reads_the_queue(private_server: LiveServer) -> None:
+    tenant = make_tenant(private_server)
+    with tenant.client(Role.trainer) as trainer:
+        cohort = trainer.post("/cohorts", json=_cohort(f"c-{uuid.uuid4().hex[:6]}"))
+        assert cohort.status_code == 201, cohort.text
+        job = trainer.post("/jobs", json={"cohort_id": cohort.json()["id"]})
+        assert job.status_code == 202, job.text
+
+    text = scrape(private_server.url)
+    assert sample(text, "gradecast_jobs", status="queued") == 1
+    assert sample(text, "gradecast_jobs", status="succeeded") == 0
+    assert sample(text, "gradecast_job_queue_depth") == 1
+
+
+def test_worker_reports_job_outcome_and_duration(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'worker.db'}"
+    upgrade_to_head(url)
+    server = start_server(make_settings(url, tmp_path, workers=1))
+    try:
+        tenant = make_tenant(server)
+        with tenant.client(Role.trainer) as trainer:
+            cohort = trainer.post("/cohorts", json=_cohort("worked"))
+            assert cohort.status_code == 201, cohort.text
+            job = trainer.post(
+                "/jobs", json={"cohort_id": cohort.json()["id"], "algorithm": "closed_form"}
+            )
+            assert job.status_code == 202, job.text
+            deadline = time.monotonic() + 60
+            while trainer.get(f"/jobs/{job.json()['id']}").json()["status"] != "succeeded":
+                assert time.monotonic() < deadline, "the job did not succeed in 60 s"
+                time.sleep(0.05)
+        # The worker observes the outcome just after committing it.
+        deadline = time.monotonic() + 10
+        while True:
+            text = scrape(server.url)
+            if sample(text, "gradecast_job_outcomes_total", outcome="succeeded") == 1:
+                break
+            assert time.monotonic() < deadline, "no job outcome observed"
+            time.sleep(0.05)
+        assert sample(text, "gradecast_jobs", status="succeeded") == 1
+        assert sample(text, "gradecast_job_queue_depth") == 0
+        count = "gradecast_job_duration_seconds_count"
+        assert sample(text, count, outcome="succeeded") == 1
+    finally:
+        server.stop()
+        server.database.engine.dispose()
+
+
+def test_metrics_token_is_enforced(database_url: str, tmp_path: Path) -> None:
+    token = "metrics-" + uuid.uuid4().hex
+    server = start_server(make_settings(database_url, tmp_path, workers=0, metrics_token=token))
+    try:
+        missing = httpx.get(f"{server.url}/metrics")
+        assert missing.status_code == 401
+        assert missing.headers["WWW-Authenticate"] == "Bearer"
+        assert missing.json()["code"] == "unauthorized"
+        wrong = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        text = scrape(server.url, Authorization=f"Bearer {token}")
+        assert "gradecast_http_requests_total" in text
+        assert "gradecast_jobs" in text
+    finally:
+        server.stop()
+        server.database.engine.dispose()
+
+
+def test_metrics_on_their_own_port(database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    server = start_server(make_settings(database_url, tmp_path, workers=0, metrics_port=port))
+    try:
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert httpx.get(f"{server.url}/metrics").status_code == 404
+        text = scrape(f"http://127.0.0.1:{port}")
+        ok = {"method": "GET", "route": "/healthz", "status": "200"}
+        assert sample(text, "gradecast_http_requests_total", **ok) == 1
+        assert sample(text, "gradecast_http_requests_total", route="/metrics") == 0
+    finally:
+        server.stop()
+        server.database.engine.dispose()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [("abc.DEF-123_x", True), ("a" * 64, True), ("a" * 65, False), ("bad id!", False)],
+)
+def test_request_id_is_echoed_or_generated(anonymous: httpx.Client, sent: str, kept: bool) -> None:
+    response = anonymous.get("/healthz", headers={"X-Request-ID": sent})
+    echoed = response.headers["X-Request-ID"]
+    if kept:
+        assert echoed == sent
+    else:
+        assert re.fullmatch(r"[0-9a-f]{32}", echoed)
+
+
+def test_request_id_is_generated_for_every_answer(anonymous: httpx.Client) -> None:
+    ids = {anonymous.get("/healthz").headers["X-Request-ID"] for _ in range(3)}
+    ids.add(anonymous.get("/no-such-route").headers["X-Request-ID"])
+    assert len(ids) == 4
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in ids)
+
+
+def test_access_line(
+    tenant: Tenant, reader: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gradecast.access")
+    cohort_id = str(uuid.uuid4())
+    response = reader.get(f"/cohorts/{cohort_id}?name=secret", headers={"X-Request-ID": "t-1"})
+    assert response.status_code == 404
+    lines = _wait_for_records(caplog, lambda r: getattr(r, "request_id", None) == "t-1")
+    assert len(lines) == 1
+    line = lines[0]
+    assert line.name == "gradecast.access"
+    assert line.__dict__["method"] == "GET"
+    assert line.__dict__["route"] == "/cohorts/{cohort_id}"
+    assert line.__dict__["status"] == 404
+    assert line.__dict__["duration_ms"] >= 0
+    assert line.__dict__["organisation_id"] == str(tenant.organisation_id)
+    assert cohort_id not in _everything(line)
+    assert "secret" not in _everything(line)
+
+    anonymous = httpx.get(f"{tenant.base_url}/healthz", headers={"X-Request-ID": "t-2"})
+    assert anonymous.status_code == 200
+    (line,) = _wait_for_records(caplog, lambda r: getattr(r, "request_id", None) == "t-2")
+    assert "organisation_id" not in line.__dict__
+
+
+def test_request_id_filter_tags_other_records() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("gradecast.test-filter")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("outside")
+        token = request_id.set("req-42")
+        try:
+            logger.warning("inside")
+        finally:
+            request_id.reset(token)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    assert not hasattr(records[0], "request_id")
+    assert records[1].__dict__["request_id"] == "req-42"
+
+
+def test_logs_never_carry_pupils_grades_or_keys(
+    live_server: LiveServer, tenant: Tenant, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    marker = f"pupil-{uuid.uuid4().hex}"
+    grades = ["13.37", "17.29", "4.61", "11.83"]
+    model = f"obs-{uuid.uuid4().hex[:8]}"
+    with tenant.client(Role.admin) as admin:
+        cohort = _cohort(f"c-{marker}", marker=marker, grades=[float(g) for g in grades])
+        assert admin.post("/cohorts", json=cohort).status_code == 201
+        register_version(admin, model)
+        student = {"id": marker, "maths": 13.37, "info": 17.29, "francais": 4.61}
+        response = admin.post("/predict", json={"model": model, "students": [student]})
+        assert response.status_code == 200, response.text
+        csv = f"id;maths;info;francais\r\n{marker};13,37;17,29;4,61\r\n"
+        response = admin.post(
+            "/predict",
+            params={"model": model, "who": marker},
+            content=csv,
+            headers={"Content-Type": "text/csv"},
+        )
+        assert response.status_code == 200, response.text
+        bad = {"id": marker, "maths": 11.83, "info": "x", "francais": 4.61}
+        assert admin.post("/predict", json={"model": model, "students": [bad]}).status_code == 422
+        assert admin.get("/cohorts", params={"api_key": tenant.keys[Role.admin]}).is_error
+        done_id = admin.get("/healthz", headers={"X-Request-ID": "last"}).headers["X-Request-ID"]
+    _wait_for_records(caplog, lambda r: getattr(r, "request_id", None) == done_id)
+
+    forbidden = [marker, *grades, "13,37", *tenant.keys.values()]
+    # httpx and httpcore are this test's own client, which logs the URLs it requests.
+    server_records = [r for r in caplog.records if r.name.split(".")[0] not in CLIENT_LOGGERS]
+    assert any(r.name == "gradecast.access" for r in server_records)
+    for record in server_records:
+        text = _everything(record)
+        for value in forbidden:
+            assert value not in text, f"{value!r} logged by {record.name}: {record.getMessage()}"
+
+
+def _cohort(name: str, marker: str = "e", grades: list[float] | None = None) -> dict[str, object]:
+    maths, info, francais, concours = grades or [12, 15, 9, 14]
+    rows = [(maths, info, francais, concours), (5, 9, 12, 7), (13, 12, 13, 12), (10, 12, 15, 11)]
+    return {
+        "name": name,
+        "features": FEATURES,
+        "target": "concours",
+        "students": [
+            {"id": f"{marker}{i}", "maths": m, "info": n, "francais": f, "concours": c}
+            for i, (m, n, f, c) in enumerate(rows)
+        ],
+    }
+
+
+def _everything(record: logging.LogRecord) -> str:
+    """The message and every attribute of a record, as any formatter could render them."""
+    return record.getMessage() + json.dumps(record.__dict__, default=str)
+
+
+def _wait_for_records(
+    caplog: pytest.LogCaptureFixture, predicate: Callable[[logging.LogRecord], bool]
+) -> list[logging.LogRecord]:
+    # The access line is written after the response is sent: give the server a moment.
+    deadline = time.monotonic() + 5
+    while True:
+        found = [record for record in caplog.records if predicate(record)]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)
