@@ -237,18 +237,13 @@ def parse_csv_upload(
 
 
 def csv_error(exc: TableError) -> InvalidInput:
-    where = []
-    if exc.row is not None:
-        where.append(f"row {exc.row}")
-    if exc.column is not None:
-        where.append(f"column {exc.column!r}")
-    prefix = "CSV " + ", ".join(where) + ": " if where else "CSV: "
+    # The reader's message already names the row and the column.
     loc: list[str | int] = ["body", "csv"]
     if exc.row is not None:
         loc.append(exc.row)
     if exc.column is not None:
         loc.append(exc.column)
-    return InvalidInput(prefix + exc.message, loc=loc)
+    return InvalidInput(f"CSV: {exc.message}", loc=loc)
 
 
 def _parse_range(text: str | None) -> tuple[float, float]:
