@@ -7,7 +7,6 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
-import orjson
 from pydantic import ValidationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +16,7 @@ from app.core.errors import Conflict, InvalidInput, PayloadTooLarge
 from app.db.models import Cohort, CohortStudent, ModelVersion
 from app.schemas.cohorts import FEATURE_PATTERN, CohortCreate
 from app.services.grades import check_grade_range, check_grades, column_stats
+from app.services.jsonbody import load_json_object
 from app.tabular import TableError, TooManyRowsError, feature_key, find_duplicate, read_grade_csv
 
 MAX_ID_LENGTH = 64
@@ -54,12 +54,7 @@ def _check_name(name: str, loc: list[str | int]) -> str:
 
 
 def parse_json_upload(body: bytes, max_rows: int) -> CohortUpload:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON ({exc})", loc=["body"]) from None
-    if not isinstance(document, dict):
-        raise InvalidInput("the body must be a JSON object", loc=["body"])
+    document = load_json_object(body)
     students = document.get("students")
     if isinstance(students, list) and len(students) > max_rows:
         raise _too_many(len(students), max_rows)

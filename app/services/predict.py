@@ -20,6 +20,7 @@ from app.db.models import ModelVersion
 from app.schemas.predict import PredictRequest
 from app.services.cohorts import csv_error, students_to_matrix
 from app.services.grades import check_grades
+from app.services.jsonbody import load_json_object
 from app.tabular import (
     TableError,
     TooManyRowsError,
@@ -196,12 +197,7 @@ class JsonRequest:
 
 def parse_json_request(body: bytes, max_rows: int) -> JsonRequest:
     """The envelope, checked by its schema; the pupils are checked against the version later."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON ({exc})", loc=["body"]) from None
-    if not isinstance(document, dict):
-        raise InvalidInput("the body must be a JSON object", loc=["body"])
+    document = load_json_object(body)
     students = document.get("students")
     if isinstance(students, list) and len(students) > max_rows:
         raise PayloadTooLarge(
