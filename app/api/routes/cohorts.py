@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.api.deps import Reader, SessionDep, StateDep, Trainer
+from app.api.media import CSV_TYPES, media_type
 from app.core.errors import InvalidInput, NotFound, UnsupportedMediaType
 from app.db.models import Cohort
 from app.schemas.cohorts import (
@@ -22,7 +23,6 @@ from app.services import cohorts as cohort_service
 
 router = APIRouter(tags=["cohorts"])
 
-_CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "text/tab-separated-values"})
 
 _EXAMPLE_CSV = (
     "id;maths;info;francais;concours\r\ne1;12;15;9;14\r\ne2;5;9;12;7\r\ne3;13;12;13;12\r\n"
@@ -32,7 +32,7 @@ _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/CohortCreate"}},
+            "application/json": {"schema": CohortCreate.model_json_schema()},
             "text/csv": {
                 "schema": {"type": "string"},
                 "example": _EXAMPLE_CSV,
@@ -76,17 +76,6 @@ def valid_cohort(cohort_id: uuid.UUID, principal: Reader, session: SessionDep) -
 CohortDep = Annotated[Cohort, Depends(valid_cohort)]
 
 
-def _media_type(request: Request) -> tuple[str, str | None]:
-    header = request.headers.get("content-type", "")
-    media, _, params = header.partition(";")
-    charset = None
-    for param in params.split(";"):
-        key, _, value = param.strip().partition("=")
-        if key.lower() == "charset" and value:
-            charset = value.strip().strip('"')
-    return media.strip().lower(), charset
-
-
 @router.post(
     "/cohorts",
     status_code=status.HTTP_201_CREATED,
@@ -115,12 +104,12 @@ async def upload_cohort(
     """JSON: a `CohortCreate` object. CSV (`text/csv` body or multipart field `file`): a header
     row, an optional id column, `,` `;` or tab separators, decimal commas, UTF-8 (BOM or not)
     or the `charset` of the Content-Type. Nothing is stored unless every row is valid."""
-    media, charset = _media_type(request)
+    media, charset = media_type(request)
     max_rows = state.settings.max_cohort_rows
     if media == "application/json":
         body = await request.body()
         parse = partial(cohort_service.parse_json_upload, body, max_rows)
-    elif media in _CSV_TYPES or media == "multipart/form-data":
+    elif media in CSV_TYPES or media == "multipart/form-data":
         if media == "multipart/form-data":
             body, charset = await _multipart_file(request)
         else:

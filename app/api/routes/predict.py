@@ -5,6 +5,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import Reader, StateDep
+from app.api.media import CSV_TYPES, media_type
 from app.core.errors import InvalidInput, UnsupportedMediaType
 from app.schemas.common import error_responses
 from app.schemas.models import MODEL_NAME_PATTERN
@@ -15,7 +16,6 @@ router = APIRouter(tags=["predict"])
 
 T = TypeVar("T")
 
-_CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "text/tab-separated-values"})
 # Small requests are answered on the event loop (a thread hop costs more than the work);
 # large batches are parsed and computed in the thread pool so they never stall it.
 _INLINE_BODY_BYTES = 64 * 1024
@@ -67,16 +67,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _media_type(request: Request) -> tuple[str, str | None]:
-    media, _, params = request.headers.get("content-type", "").partition(";")
-    charset = None
-    for param in params.split(";"):
-        key, _, value = param.strip().partition("=")
-        if key.lower() == "charset" and value:
-            charset = value.strip().strip('"')
-    return media.strip().lower(), charset
-
-
 async def _run(size: int, function: Callable[..., T], *args: Any) -> T:
     if size <= _INLINE_BODY_BYTES:
         return function(*args)
@@ -112,7 +102,7 @@ async def predict(
     `id` column, `,` `;` or tab, decimal commas): the same table back with `prediction`,
     `raw`, `interval_low`, `interval_high` appended, in the request's dialect; the model
     and version then come from the query string."""
-    media, charset = _media_type(request)
+    media, charset = media_type(request)
     settings = state.settings
     cache = state.model_cache
     body = await request.body()
@@ -127,7 +117,7 @@ async def predict(
         content = await _run(len(body), predict_service.answer_json, snapshot, parsed.students)
         state.metrics.predicted(snapshot.model, snapshot.version, len(parsed.students))
         return Response(content, media_type="application/json")
-    if media in _CSV_TYPES:
+    if media in CSV_TYPES:
         if model is None:
             raise InvalidInput(
                 "a CSV body needs the model in the query string: /predict?model=concours",
