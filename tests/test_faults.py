@@ -153,8 +153,9 @@ def test_workers_killed_mid_training_leave_no_job_running(
                         "cohort_id": cohort["id"],
                         "model": "k",
                         "algorithm": "sgd",
-                        "epochs": 40,
+                        "epochs": 60,  # about a second each: long enough to be killed
                         "batch_size": 1,
+                        "shuffle": True,
                         "learning_rate": 1e-5,
                         "record_every": 500,
                         "activate": "never",

@@ -14,6 +14,16 @@ from tests.conftest import Tenant
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FINISHED = {"succeeded", "failed", "cancelled"}
+# Seconds of training on a 20,000-pupil cohort (shuffled SGD rebuilds its batch maps every
+# epoch, so it can't be sped past what a kill or a cancel needs to catch it running).
+LONG_SGD: dict[str, Any] = {
+    "algorithm": "sgd",
+    "epochs": 600,
+    "batch_size": 1,
+    "shuffle": True,
+    "learning_rate": 1e-5,
+    "record_every": 1000,
+}
 
 
 def upload_example(client: httpx.Client, name: str = "exemple") -> dict[str, Any]:
@@ -270,11 +280,7 @@ def test_cancel_running_and_finished_jobs(trainer: httpx.Client) -> None:
         trainer,
         cohort_id=cohort["id"],
         model="long",
-        algorithm="sgd",
-        epochs=2000,
-        batch_size=1,
-        learning_rate=1e-5,
-        record_every=10_000,
+        **LONG_SGD,
     )
     running = wait_for(trainer, job["id"], {"running", *FINISHED})
     assert running["status"] == "running", running

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from app.db.models import Role
 from tests.conftest import LiveServer, make_settings, make_tenant, start_server
 from tests.processes import private_database
-from tests.test_jobs import FINISHED, submit, upload_example, upload_synthetic, wait_for
+from tests.test_jobs import FINISHED, LONG_SGD, submit, upload_example, upload_synthetic, wait_for
 
 LEASE_SECONDS = 2.0
 
@@ -81,11 +81,7 @@ def test_killed_worker_job_is_rerun_by_another_with_one_version(api_only: LiveSe
             client,
             cohort_id=cohort["id"],
             model="crash",
-            algorithm="sgd",
-            epochs=150,
-            batch_size=1,
-            learning_rate=1e-5,
-            record_every=1000,
+            **LONG_SGD,
         )
         first = start_worker(api_only)
         try:
@@ -122,11 +118,7 @@ def test_sigterm_releases_the_job_for_another_worker(api_only: LiveServer) -> No
             client,
             cohort_id=cohort["id"],
             model="term",
-            algorithm="sgd",
-            epochs=150,
-            batch_size=1,
-            learning_rate=1e-5,
-            record_every=1000,
+            **LONG_SGD,
         )
         first = start_worker(api_only)
         try:
