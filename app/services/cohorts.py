@@ -73,12 +73,17 @@ def parse_json_upload(body: bytes, max_rows: int) -> CohortUpload:
 
     name = _check_name(spec.name, ["body", "name"])
     for i, feature in enumerate([*spec.features, spec.target]):
-        if feature != feature_key(feature) or feature == "id":
+        try:
+            key = feature_key(feature)
+        except TableError:  # no letter or digit at all: nothing to suggest
+            key = ""
+        if feature != key or feature == "id":
             where: list[str | int] = (
                 ["body", "features", i] if i < len(spec.features) else ["body", "target"]
             )
+            suggestion = f"must be written {key!r}" if key else "is not an API name"
             raise InvalidInput(
-                f"column name {feature!r} must be written {feature_key(feature)!r} "
+                f"column name {feature!r} {suggestion} "
                 f"(lowercase letters, digits and '_', matching {FEATURE_PATTERN}; not 'id')",
                 loc=where,
             )
