@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Route
 
 from app.core.errors import ServiceError, ServiceUnavailable
 
@@ -55,17 +56,36 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
     return _response(422, {"detail": detail, "code": "invalid_input", "errors": errors})
 
 
-async def http_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route at this path: Starlette's 405 names only the first
+    route that matched the path, so ``GET /api-keys`` was missing from ``OPTIONS /api-keys``."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "__none__"})
+        if match is not Match.NONE and isinstance(route, Route) and route.methods:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "error")
+    status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    loc = ["body"] if exc.status_code == 413 else []
+    headers = dict(exc.headers) if exc.headers else None
+    if status == 400:
+        # Only FastAPI's and Starlette's body parsing raise a bare 400 (undecodable JSON,
+        # broken multipart); like malformed JSON, it is invalid input: 422 naming the body.
+        status = 422
+    if status == 405:
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+    code = _HTTP_CODES.get(status, "error")
+    loc = ["body"] if status in (413, 422) else []
     body = {
         "detail": detail,
         "code": code,
         "errors": [{"loc": loc, "msg": detail, "type": code}] if loc else [],
     }
-    return _response(exc.status_code, body, dict(exc.headers) if exc.headers else None)
+    return _response(status, body, headers)
 
 
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
