@@ -1,11 +1,15 @@
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from app.schemas.common import StrictModel
 
 FEATURE_PATTERN = r"^[a-z0-9]+(_[a-z0-9]+)*$"
+# What the services accept as a column's API name, told to the schema (the services, not
+# pydantic, check it, so that the error can suggest the right spelling).
+API_NAME_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^(?!id$)[a-z0-9]+(_[a-z0-9]+)*$"}
 
 
 class CohortCreate(StrictModel):
@@ -13,11 +17,24 @@ class CohortCreate(StrictModel):
 
     name: str = Field(min_length=1, max_length=200, examples=["promo-2019-2020"])
     features: list[str] = Field(
-        min_length=1, max_length=100, examples=[["maths", "info", "francais"]]
+        min_length=1,
+        max_length=100,
+        examples=[["maths", "info", "francais"]],
+        json_schema_extra={"items": API_NAME_SCHEMA, "uniqueItems": True},
     )
-    target: str = Field(min_length=1, max_length=100, examples=["concours"])
+    target: str = Field(
+        min_length=1, max_length=100, examples=["concours"], json_schema_extra=API_NAME_SCHEMA
+    )
     grade_range: tuple[float, float] = Field(default=(0.0, 20.0), examples=[[0, 20]])
     students: list[dict[str, float | int | str | None]] = Field(
+        json_schema_extra={
+            "minItems": 2,
+            "items": {
+                "type": "object",
+                "properties": {"id": {"type": ["string", "integer"], "minLength": 1}},
+                "additionalProperties": {"type": "number"},
+            },
+        },
         description="One object per pupil: an optional pseudonymous `id` and one grade per "
         "feature and for the target.",
         examples=[

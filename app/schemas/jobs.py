@@ -26,7 +26,9 @@ class TrainingParameters(StrictModel):
     epochs: int = Field(default=5, ge=1, le=100_000, description="sgd: passes over the cohort")
     batch_size: int = Field(default=10, ge=1, le=1_000_000, description="sgd: pupils per step")
     iterations: int = Field(default=1000, ge=1, le=10_000_000, description="gd: steps")
-    shuffle: bool = Field(default=False, description="sgd: a fresh seeded permutation per epoch")
+    shuffle: bool = Field(
+        default=False, strict=True, description="sgd: a fresh seeded permutation per epoch"
+    )
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     init_theta: list[float] | None = Field(
         default=None,
@@ -34,7 +36,9 @@ class TrainingParameters(StrictModel):
         examples=[[0, 0.33, 0.33, 0.33]],
     )
     standardize: bool = Field(
-        default=False, description="Fit on z-scored grades; Θ is returned in grade units"
+        default=False,
+        strict=True,
+        description="Fit on z-scored grades; Θ is returned in grade units",
     )
     l2: float = Field(default=0.0, ge=0, le=1e6, description="Ridge penalty")
     validation_fraction: float = Field(

@@ -6,25 +6,32 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from app.schemas.cohorts import API_NAME_SCHEMA
 from app.schemas.common import StrictModel
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# strict: JSON numbers only (lax mode took `false` and "3" for numbers).
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 class VersionCreate(StrictModel):
     """A hand-set Θ, as in the course: "Prenons w0 = 0, w1 = 0.33, w2 = 0.33, w3 = 0.33"."""
 
     features: list[str] = Field(
-        min_length=1, max_length=100, examples=[["maths", "info", "francais"]]
+        min_length=1,
+        max_length=100,
+        examples=[["maths", "info", "francais"]],
+        json_schema_extra={"items": API_NAME_SCHEMA, "uniqueItems": True},
     )
     feature_labels: list[str] | None = Field(
         default=None,
         description="Display names of the features (default: the features themselves)",
         examples=[["Maths", "Info", "Français"]],
     )
-    target: str = Field(min_length=1, max_length=100, examples=["concours"])
+    target: str = Field(
+        min_length=1, max_length=100, examples=["concours"], json_schema_extra=API_NAME_SCHEMA
+    )
     theta: list[FiniteFloat] = Field(
         min_length=2,
         max_length=101,
@@ -45,7 +52,10 @@ class VersionCreate(StrictModel):
         examples=[None],
     )
     activate: bool = Field(
-        default=False, description="Make this the active version at once", examples=[True]
+        default=False,
+        strict=True,
+        description="Make this the active version at once",
+        examples=[True],
     )
     reason: str | None = Field(
         default=None, max_length=200, description="Kept in the activation history"
