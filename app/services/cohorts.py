@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Engine, delete, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -403,3 +403,19 @@ def delete_cohort(session: Session, cohort: Cohort) -> None:
     )
     session.execute(delete(CohortStudent).where(CohortStudent.cohort_id == cohort.id))
     session.delete(cohort)
+    engine = session.get_bind()
+    if isinstance(engine, Engine) and engine.dialect.name == "sqlite":
+        event.listen(session, "after_commit", lambda _s: _erase_wal(engine), once=True)
+
+
+def _erase_wal(engine: Engine) -> None:
+    """secure_delete zeroes the freed rows, but in WAL mode the zeroed pages are new frames
+    appended to the -wal file: the earlier frames, with the pupils' rows, stay there (and a
+    later checkpoint only copies the zeroed pages into the database file). A TRUNCATE
+    checkpoint writes the zeroed pages back and empties the WAL, so the erased rows are in
+    neither file. It waits for readers (busy timeout), which are short."""
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    finally:
+        raw.close()
