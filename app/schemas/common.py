@@ -11,6 +11,11 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Free text that is stored: no control characters (PostgreSQL refuses NUL in text, which
+# was a 500; the others have no place in a name, a label or a reason).
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+
 class ErrorItem(BaseModel):
     loc: list[str | int] = Field(examples=[["body", "students", 2, "maths"]])
     msg: str = Field(examples=["21 is outside the grade range [0, 20]"])

@@ -4,11 +4,13 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.models import Role
-from app.schemas.common import StrictModel
+from app.schemas.common import PRINTABLE_PATTERN, StrictModel
 
 
 class ApiKeyCreate(StrictModel):
-    name: str = Field(min_length=1, max_length=100, examples=["pronote integration"])
+    name: str = Field(
+        min_length=1, max_length=100, pattern=PRINTABLE_PATTERN, examples=["pronote integration"]
+    )
     role: Role = Field(examples=["reader"])
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from app.schemas.cohorts import API_NAME_SCHEMA
-from app.schemas.common import StrictModel
+from app.schemas.common import PRINTABLE_PATTERN, StrictModel
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"
 
@@ -24,7 +24,9 @@ class VersionCreate(StrictModel):
         examples=[["maths", "info", "francais"]],
         json_schema_extra={"items": API_NAME_SCHEMA, "uniqueItems": True},
     )
-    feature_labels: list[str] | None = Field(
+    feature_labels: (
+        list[Annotated[str, Field(max_length=200, pattern=PRINTABLE_PATTERN)]] | None
+    ) = Field(
         default=None,
         description="Display names of the features (default: the features themselves)",
         examples=[["Maths", "Info", "Français"]],
@@ -58,7 +60,10 @@ class VersionCreate(StrictModel):
         examples=[True],
     )
     reason: str | None = Field(
-        default=None, max_length=200, description="Kept in the activation history"
+        default=None,
+        max_length=200,
+        pattern=PRINTABLE_PATTERN,
+        description="Kept in the activation history",
     )
 
 
@@ -111,8 +116,13 @@ class ModelsRead(BaseModel):
 
 
 class ActivationUpdate(StrictModel):
-    version: int = Field(ge=1, examples=[2])
-    reason: str | None = Field(default=None, max_length=200, examples=["rollback: v3 overfits"])
+    version: int = Field(ge=1, le=2**31 - 1, examples=[2])
+    reason: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=PRINTABLE_PATTERN,
+        examples=["rollback: v3 overfits"],
+    )
 
 
 class ActivationRead(BaseModel):
