@@ -20,6 +20,7 @@ from app.services.jsonbody import load_json_object
 from app.tabular import TableError, TooManyRowsError, feature_key, find_duplicate, read_grade_csv
 
 MAX_ID_LENGTH = 64
+MAX_FEATURES = 100  # as for a JSON upload (CohortCreate.features)
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,18 @@ def parse_csv_upload(
     if len(table.keys) < 2:
         raise InvalidInput(
             "a cohort needs at least one feature column and the target column", loc=["body"]
+        )
+    if len(table.keys) > MAX_FEATURES + 1:
+        raise InvalidInput(
+            f"{len(table.keys)} grade columns: a cohort has at most {MAX_FEATURES} features "
+            "and the target",
+            loc=["body", "csv"],
+        )
+    if id_column not in (None, "id") and table.ids is None:
+        # A named id column that is not there would otherwise be read as a grade column.
+        raise InvalidInput(
+            f"id_column {id_column!r} is not in the header {table.headers}",
+            loc=["query", "id_column"],
         )
     if target is None:
         target_index = len(table.keys) - 1
