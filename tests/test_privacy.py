@@ -155,6 +155,8 @@ def test_an_issued_key_is_never_stored_echoed_or_logged_nor_are_pupils_data(
         assert key.encode() not in text, (response.request.method, response.request.url)
 
     assert find_in_database(live_server.database.engine, key) == []
+    # The erased cohort's pupils are in no table of either backend.
+    assert find_in_database(live_server.database.engine, MARKER) == []
     # Nor its suffix: a key stored split, or as a prefix for display, would show here.
     assert find_in_database(live_server.database.engine, key[-16:]) == []
 

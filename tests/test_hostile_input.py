@@ -1,0 +1,819 @@
+"""A catalogue of hostile inputs across cohorts, jobs, model versions and /predict: each gets
+its 4xx in the one error shape, ``errors[0].loc`` names the field, and nothing is stored.
+Then bodies over the size limit, refused while they stream into a server process of its own
+whose memory is watched."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from app.db.models import Role
+from tests.conftest import Tenant, free_port
+from tests.test_cohorts import cohort_json
+from tests.test_models import version_body
+
+TRAVERSAL = "../../etc/passwd"
+ENCODED_TRAVERSAL = "%2e%2e%2f%2e%2e%2fetc%2fpasswd"
+METADATA_URL = "http://169.254.169.254/"
+MEGABYTE_NAME = "n" * 1_000_000
+
+
+@dataclass
+class Case:
+    name: str
+    method: str
+    path: str
+    status: int
+    loc: list[Any] | None  # None: the router's own 404, which names no field
+    json: Any = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+def raw(text: str | bytes) -> dict[str, Any]:
+    data = text.encode() if isinstance(text, str) else text
+    return {"content": data, "headers": {"Content-Type": "application/json"}}
+
+
+def csv(data: bytes, **params: str) -> dict[str, Any]:
+    return {
+        "content": data,
+        "headers": {"Content-Type": "text/csv"},
+        "params": {"name": "hostile", **params},
+    }
+
+
+def student(**grades: Any) -> dict[str, Any]:
+    return {"id": "s", "maths": 10, "info": 10, "francais": 10, "concours": 10, **grades}
+
+
+def cohort_with(**grades: Any) -> dict[str, Any]:
+    return cohort_json(name="hostile", students=[student(id="a"), student(**{"id": "b", **grades})])
+
+
+def raw_cohort(token: str) -> str:
+    return (
+        '{"name":"raw","features":["maths"],"target":"concours","students":'
+        '[{"maths":1,"concours":2},{"maths":' + token + ',"concours":3}]}'
+    )
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def million_pupils() -> bytes:
+    row = b'{"a":1,"b":2},'
+    body = b'{"name":"big","features":["a"],"target":"b","students":['
+    return body + row * 1_000_000 + b'{"a":1,"b":2}]}'
+
+
+def predict_body(**grades: Any) -> dict[str, Any]:
+    pupil = {"id": "p", "maths": 13, "info": 14, "francais": 11, **grades}
+    return {"model": "concours", "students": [pupil]}
+
+
+def job(**fields: Any) -> dict[str, Any]:
+    return {"cohort_id": "{cohort_id}", "model": "hostile", "algorithm": "gd", **fields}
+
+
+STUDENTS = ["body", "students"]
+CSV_HEADER = b"id;maths;concours\n"
+
+CASES: list[Case] = [
+    # Cohorts, JSON
+    Case("cohort NaN", "POST", "/cohorts", 422, ["body"], **raw(raw_cohort("NaN"))),
+    Case("cohort +inf", "POST", "/cohorts", 422, ["body"], **raw(raw_cohort("Infinity"))),
+    Case("cohort -inf", "POST", "/cohorts", 422, ["body"], **raw(raw_cohort("-Infinity"))),
+    Case("cohort 1e999", "POST", "/cohorts", 422, ["body"], **raw(raw_cohort("1e999"))),
+    Case(
+        "cohort '12,5'",
+        "POST",
+        "/cohorts",
+        422,
+        [*STUDENTS, 1, "maths"],
+        json=cohort_with(maths="12,5"),
+    ),
+    Case(
+        "cohort 1e308",
+        "POST",
+        "/cohorts",
+        422,
+        [*STUDENTS, 1, "info"],
+        json=cohort_with(info=1e308),
+    ),
+    Case(
+        "cohort negative",
+        "POST",
+        "/cohorts",
+        422,
+        [*STUDENTS, 1, "concours"],
+        json=cohort_with(concours=-0.5),
+    ),
+    Case("cohort no pupils", "POST", "/cohorts", 422, STUDENTS, json=cohort_json(students=[])),
+    Case(
+        "cohort empty features",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "features"],
+        json=cohort_json(features=[]),
+    ),
+    Case("cohort 10^6+1 pupils", "POST", "/cohorts", 413, STUDENTS, **raw(million_pupils())),
+    Case(
+        "cohort student nested 10,000 deep",
+        "POST",
+        "/cohorts",
+        422,
+        ["body"],
+        **raw(raw_cohort(nested(10_000))),
+    ),
+    Case(
+        "cohort body nested 10,000 deep", "POST", "/cohorts", 422, ["body"], **raw(nested(10_000))
+    ),
+    Case(
+        "cohort unknown field",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "owner"],
+        json=cohort_json(owner="x"),
+    ),
+    Case(
+        "cohort features not a list",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "features"],
+        json=cohort_json(features="maths"),
+    ),
+    Case(
+        "cohort grade an object",
+        "POST",
+        "/cohorts",
+        422,
+        [*STUDENTS, 1, "maths"],
+        json=cohort_with(maths={"$gt": 0}),
+    ),
+    Case(
+        "cohort feature traversal",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "features", 0],
+        json=cohort_json(features=[TRAVERSAL, "info", "francais"]),
+    ),
+    Case(
+        "cohort target URL",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "target"],
+        json=cohort_json(target=METADATA_URL),
+    ),
+    Case(
+        "cohort 1 MB name",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "name"],
+        json=cohort_json(name=MEGABYTE_NAME),
+    ),
+    Case(
+        "cohort NUL in name",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "name"],
+        json=cohort_json(name="a\x00b"),
+    ),
+    Case(
+        "cohort NUL in pupil id",
+        "POST",
+        "/cohorts",
+        422,
+        [*STUDENTS, 1, "id"],
+        json=cohort_with(id="b\x00"),
+    ),
+    Case("cohort body a number", "POST", "/cohorts", 422, ["body"], **raw("42")),
+    Case("cohort body an array", "POST", "/cohorts", 422, ["body"], **raw("[1, 2]")),
+    Case("cohort body null", "POST", "/cohorts", 422, ["body"], **raw("null")),
+    Case(
+        "cohort invalid UTF-8 JSON",
+        "POST",
+        "/cohorts",
+        422,
+        ["body"],
+        **raw(b'{"name": "\xff\xfe"}'),
+    ),
+    Case(
+        "cohort XML",
+        "POST",
+        "/cohorts",
+        415,
+        ["header", "content-type"],
+        content=b"<cohort/>",
+        headers={"Content-Type": "application/xml"},
+    ),
+    Case(
+        "cohort no Content-Type", "POST", "/cohorts", 415, ["header", "content-type"], content=b"{}"
+    ),
+    # Cohorts, CSV
+    Case(
+        "csv invalid UTF-8",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "csv"],
+        **csv(CSV_HEADER + b"1;12;14\n\xff\xfe;5;7\n"),
+    ),
+    Case(
+        "csv ragged row",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "csv", 2],
+        **csv(CSV_HEADER + b"1;12;14\n2;7\n"),
+    ),
+    Case("csv only a header", "POST", "/cohorts", 422, ["body", "csv"], **csv(CSV_HEADER)),
+    Case(
+        "csv 10,000 columns",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "csv"],
+        **csv(
+            ";".join(f"c{i}" for i in range(10_000)).encode()
+            + b"\n"
+            + (";".join(["1"] * 10_000).encode() + b"\n") * 2
+        ),
+    ),
+    Case(
+        "csv NUL bytes",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "csv"],
+        **csv(CSV_HEADER + b"1;12;14\n2\x00;5;7\n"),
+    ),
+    Case(
+        "csv '12,5' with commas",
+        "POST",
+        "/cohorts",
+        422,
+        ["body", "csv", 2],
+        **csv(b"id,maths,concours\n1,12,14\n2,12,5,7\n"),
+    ),
+    Case(
+        "csv name of 201 characters",
+        "POST",
+        "/cohorts",
+        422,
+        ["query", "name"],
+        **csv(CSV_HEADER + b"1;1;2\n2;3;4\n", name="n" * 201),
+    ),
+    Case(
+        "csv id_column URL",
+        "POST",
+        "/cohorts",
+        422,
+        ["query", "id_column"],
+        **csv(CSV_HEADER + b"1;1;2\n2;3;4\n", id_column=METADATA_URL),
+    ),
+    # Cohort ids in the path
+    Case("cohort id traversal", "GET", f"/cohorts/{ENCODED_TRAVERSAL}", 404, None),
+    Case("cohort id dots", "GET", "/cohorts/...", 422, ["path", "cohort_id"]),
+    Case("cohort id URL", "DELETE", "/cohorts/http:169.254.169.254", 422, ["path", "cohort_id"]),
+    # Jobs
+    Case(
+        "job NaN learning rate",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "learning_rate"],
+        **raw('{"cohort_id": "{cohort_id}", "learning_rate": NaN}'),
+    ),
+    Case(
+        "job +inf l2",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "l2"],
+        **raw('{"cohort_id": "{cohort_id}", "l2": Infinity}'),
+    ),
+    Case(
+        "job '12,5' learning rate",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "learning_rate"],
+        json=job(learning_rate="12,5"),
+    ),
+    Case(
+        "job 1e308 learning rate",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "learning_rate"],
+        json=job(learning_rate=1e308),
+    ),
+    Case("job negative epochs", "POST", "/jobs", 422, ["body", "epochs"], json=job(epochs=-1)),
+    Case(
+        "job empty init_theta",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "init_theta"],
+        json=job(init_theta=[]),
+    ),
+    Case(
+        "job unknown field",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "webhook"],
+        json=job(webhook=METADATA_URL),
+    ),
+    Case(
+        "job cohort_id traversal",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "cohort_id"],
+        json=job(cohort_id=TRAVERSAL),
+    ),
+    Case("job model traversal", "POST", "/jobs", 422, ["body", "model"], json=job(model=TRAVERSAL)),
+    Case("job model URL", "POST", "/jobs", 422, ["body", "model"], json=job(model=METADATA_URL)),
+    Case("job body null", "POST", "/jobs", 422, ["body"], **raw("null")),
+    Case("job id traversal", "GET", f"/jobs/{ENCODED_TRAVERSAL}", 404, None),
+    Case("job id not a uuid", "POST", "/jobs/1 OR 1=1/cancel", 422, ["path", "job_id"]),
+    # Model versions
+    Case(
+        "version NaN theta",
+        "POST",
+        "/models/m/versions",
+        422,
+        ["body", "theta", 1],
+        **raw('{"features":["maths"],"target":"concours","theta":[0,NaN]}'),
+    ),
+    Case(
+        "version -inf theta",
+        "POST",
+        "/models/m/versions",
+        422,
+        ["body", "theta", 0],
+        **raw('{"features":["maths"],"target":"concours","theta":[-Infinity,1]}'),
+    ),
+    Case(
+        "version '12,5' theta",
+        "POST",
+        "/models/m/versions",
+        422,
+        ["body", "theta", 1],
+        json=version_body(theta=[0, "12,5", 0, 0]),
+    ),
+    Case(
+        "version negative sigma",
+        "POST",
+        "/models/m/versions",
+        422,
+        ["body", "residual_std"],
+        json=version_body(residual_std=-1),
+    ),
+    Case(
+        "version empty features",
+        "POST",
+        "/models/m/versions",
+        422,
+        ["body", "features"],
+        json=version_body(features=[]),
+    ),
+    Case(
+        "version feature traversal",
+        "POST",
+        "/models/m/versions",
+        422,
+        ["body", "features", 0],
+        json=version_body(features=[TRAVERSAL, "info", "francais"]),
+    ),
+    Case(
+        "version feature URL",
+        "POST",
+        "/models/m/versions",
+        422,
+        ["body", "features", 1],
+        json=version_body(features=["maths", METADATA_URL, "francais"]),
+    ),
+    Case(
+        "version NUL label",
+        "POST",
+        "/models/m/versions",
+        422,
+        ["body", "feature_labels", 0],
+        json=version_body(feature_labels=["a\x00", "b", "c"]),
+    ),
+    Case(
+        "version reason 1 MB",
+        "POST",
+        "/models/m/versions",
+        422,
+        ["body", "reason"],
+        json=version_body(reason=MEGABYTE_NAME),
+    ),
+    Case(
+        "version model name traversal",
+        "POST",
+        f"/models/{ENCODED_TRAVERSAL}/versions",
+        404,
+        None,
+        json=version_body(),
+    ),
+    Case(
+        "version model name dots",
+        "POST",
+        "/models/..x/versions",
+        422,
+        ["path", "name"],
+        json=version_body(),
+    ),
+    Case(
+        "version model name URL",
+        "POST",
+        "/models/http:169.254.169.254/versions",
+        422,
+        ["path", "name"],
+        json=version_body(),
+    ),
+    Case(
+        "version model name 1 MB",
+        "POST",
+        "/models/m/versions",
+        422,
+        ["body"],
+        json=[version_body()],
+    ),
+    Case(
+        "activation version 2^63",
+        "PUT",
+        "/models/concours/active",
+        422,
+        ["body", "version"],
+        json={"version": 2**63},
+    ),
+    Case(
+        "activation reason NUL",
+        "PUT",
+        "/models/concours/active",
+        422,
+        ["body", "reason"],
+        json={"version": 1, "reason": "\x00"},
+    ),
+    Case(
+        "activation reason URL 1 MB",
+        "PUT",
+        "/models/concours/active",
+        422,
+        ["body", "reason"],
+        json={"version": 1, "reason": METADATA_URL * 50_000},
+    ),
+    Case(
+        "version path not a number",
+        "GET",
+        "/models/concours/versions/1e308",
+        422,
+        ["path", "version"],
+    ),
+    # Predict
+    Case(
+        "predict NaN",
+        "POST",
+        "/predict",
+        422,
+        ["body"],
+        **raw('{"model":"concours","students":[{"maths":NaN,"info":1,"francais":1}]}'),
+    ),
+    Case(
+        "predict +inf",
+        "POST",
+        "/predict",
+        422,
+        ["body"],
+        **raw('{"model":"concours","students":[{"maths":Infinity,"info":1,"francais":1}]}'),
+    ),
+    Case(
+        "predict '12,5'",
+        "POST",
+        "/predict",
+        422,
+        [*STUDENTS, 0, "maths"],
+        json=predict_body(maths="12,5"),
+    ),
+    Case(
+        "predict 1e308",
+        "POST",
+        "/predict",
+        422,
+        [*STUDENTS, 0, "info"],
+        json=predict_body(info=1e308),
+    ),
+    Case(
+        "predict negative",
+        "POST",
+        "/predict",
+        422,
+        [*STUDENTS, 0, "francais"],
+        json=predict_body(francais=-1),
+    ),
+    Case(
+        "predict no pupils",
+        "POST",
+        "/predict",
+        422,
+        STUDENTS,
+        json={"model": "concours", "students": []},
+    ),
+    Case(
+        "predict 10,001 pupils",
+        "POST",
+        "/predict",
+        413,
+        STUDENTS,
+        json={"model": "concours", "students": [predict_body()["students"][0]] * 10_001},
+    ),
+    Case(
+        "predict pupil nested 10,000 deep",
+        "POST",
+        "/predict",
+        422,
+        ["body"],
+        **raw('{"model":"concours","students":[' + nested(10_000) + "]}"),
+    ),
+    Case(
+        "predict model traversal",
+        "POST",
+        "/predict",
+        422,
+        ["body", "model"],
+        json={**predict_body(), "model": TRAVERSAL},
+    ),
+    Case(
+        "predict model URL",
+        "POST",
+        "/predict",
+        422,
+        ["body", "model"],
+        json={**predict_body(), "model": METADATA_URL},
+    ),
+    Case(
+        "predict model 1 MB",
+        "POST",
+        "/predict",
+        422,
+        ["body", "model"],
+        json={**predict_body(), "model": MEGABYTE_NAME},
+    ),
+    Case(
+        "predict feature URL",
+        "POST",
+        "/predict",
+        422,
+        [*STUDENTS, 0, METADATA_URL],
+        json=predict_body(**{METADATA_URL: 1}),
+    ),
+    Case(
+        "predict unknown field",
+        "POST",
+        "/predict",
+        422,
+        ["body", "callback"],
+        json={**predict_body(), "callback": METADATA_URL},
+    ),
+    Case("predict body a number", "POST", "/predict", 422, ["body"], **raw("1e308")),
+    Case(
+        "predict CSV model traversal",
+        "POST",
+        "/predict",
+        422,
+        ["query", "model"],
+        content=b"maths;info;francais\n1;2;3\n",
+        headers={"Content-Type": "text/csv"},
+        params={"model": TRAVERSAL},
+    ),
+    Case(
+        "predict CSV NUL",
+        "POST",
+        "/predict",
+        422,
+        ["body", "csv"],
+        content=b"maths;info;francais\n1\x00;2;3\n",
+        headers={"Content-Type": "text/csv"},
+        params={"model": "concours"},
+    ),
+    Case(
+        "predict form",
+        "POST",
+        "/predict",
+        415,
+        ["header", "content-type"],
+        content=b"a=1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+]
+
+
+def stored(client: httpx.Client) -> dict[str, int]:
+    counts = {
+        listing: client.get(listing).json()["count"] for listing in ("/cohorts", "/jobs", "/models")
+    }
+    counts["versions"] = client.get("/models/concours/versions").json()["count"]
+    counts["activations"] = client.get("/models/concours/activations").json()["count"]
+    return counts
+
+
+@pytest.fixture
+def trainer_with_data(tenant: Tenant) -> Iterator[tuple[httpx.Client, str]]:
+    with tenant.client(Role.trainer) as trainer:
+        cohort = trainer.post("/cohorts", json=cohort_json(name="base"))
+        assert cohort.status_code == 201, cohort.text
+        assert trainer.post("/models/concours/versions", json=version_body()).status_code == 201
+        yield trainer, cohort.json()["id"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_hostile_input_is_refused_naming_the_field_and_nothing_is_stored(
+    trainer_with_data: tuple[httpx.Client, str], case: Case
+) -> None:
+    client, cohort_id = trainer_with_data
+    before = stored(client)
+    content = case.content.replace(b"{cohort_id}", cohort_id.encode()) if case.content else None
+    body = case.json
+    if isinstance(body, dict) and body.get("cohort_id") == "{cohort_id}":
+        body = {**body, "cohort_id": cohort_id}
+    response = client.request(
+        case.method,
+        case.path,
+        json=body,
+        content=content,
+        headers=case.headers,
+        params=case.params,
+    )
+    assert response.status_code == case.status, response.text[:2000]
+    error = response.json()
+    assert set(error) == {"detail", "code", "errors"}, error
+    assert error["detail"]
+    if case.loc is not None:
+        assert error["errors"], error
+        assert error["errors"][0]["loc"] == case.loc, error
+    assert len(response.content) < 10_000, "the error echoes the input back"
+    assert stored(client) == before
+
+
+def test_the_catalogue_is_large_enough() -> None:
+    assert len(CASES) >= 30
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
+    """The service as it runs in production: its own process, a migrated SQLite file."""
+    database = tmp_path / "limits.db"
+    env = {
+        **os.environ,
+        "GRADECAST_DATABASE_URL": f"sqlite:///{database}",
+        "GRADECAST_BOOTSTRAP_ADMIN_KEY": BOOTSTRAP_KEY,
+        "GRADECAST_WORKERS": "0",
+        "GRADECAST_MAX_BODY_BYTES": str(BODY_LIMIT),
+        "GRADECAST_DATA_DIR": str(tmp_path),
+    }
+    gradecast = Path(sys.executable).with_name("gradecast")
+    subprocess.run([str(gradecast), "migrate"], env=env, check=True, capture_output=True)
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    process = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "the server process exited"
+            assert time.monotonic() < deadline, "the server process did not start"
+            time.sleep(0.1)
+        yield url, psutil.Process(process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+BOOTSTRAP_KEY = "gc_hostile-input-test-bootstrap-key-0123456789abcdef"
+# Lower than the default 64 MiB, so that "refused before it is read into memory" is
+# measurable: a body under the limit is buffered whole by design.
+BODY_LIMIT = 4 * 1024 * 1024
+HUNDRED_MB = 100 * 1024 * 1024
+MB = 1024 * 1024
+
+
+class PeakRss:
+    """Samples a process's resident memory every 10 ms while the block runs."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self.process = process
+        self.peak = process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> "PeakRss":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def hundred_megabytes() -> Iterator[bytes]:
+    chunk = b"1;2;3\n" * (MB // 6)
+    sent = 0
+    while sent < HUNDRED_MB:
+        yield chunk
+        sent += len(chunk)
+
+
+def post_until_refused(url: str, **kwargs: Any) -> httpx.Response | None:
+    """The server answers 413 and closes while the client is still sending; None if the
+    client saw a broken connection instead of that answer."""
+    try:
+        return httpx.post(
+            f"{url}/cohorts",
+            params={"name": "huge"},
+            headers={"Authorization": f"Bearer {BOOTSTRAP_KEY}", "Content-Type": "text/csv"},
+            timeout=120,
+            **kwargs,
+        )
+    except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+        return None
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["chunked", "content-length"])
+def test_a_100_mb_body_is_refused_while_it_streams_in(
+    server_process: tuple[str, psutil.Process], declared: bool
+) -> None:
+    url, process = server_process
+    headers = {"Authorization": f"Bearer {BOOTSTRAP_KEY}"}
+    before = process.memory_info().rss
+    started = time.monotonic()
+    with PeakRss(process) as rss:
+        if declared:
+            # A Content-Length of 100 MB: refused from the headers, before any byte is read.
+            with httpx.Client(timeout=120) as client:
+                request = client.build_request(
+                    "POST",
+                    f"{url}/cohorts",
+                    params={"name": "huge"},
+                    headers={
+                        **headers,
+                        "Content-Type": "text/csv",
+                        "Content-Length": str(HUNDRED_MB),
+                    },
+                    content=hundred_megabytes(),
+                )
+                try:
+                    response = client.send(request)
+                except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+                    response = None
+        else:
+            response = post_until_refused(url, content=hundred_megabytes())
+    elapsed = time.monotonic() - started
+    assert response is not None, "the connection broke before the 413 was read"
+    assert response.status_code == 413, response.text
+    assert response.json()["code"] == "payload_too_large"
+    assert response.json()["errors"][0]["loc"] == ["body"]
+    assert rss.peak - before < 50 * MB, f"the server grew by {(rss.peak - before) / MB:.0f} MB"
+    assert elapsed < 60
+    # Still serving, and nothing was stored.
+    cohorts = httpx.get(f"{url}/cohorts", headers=headers, timeout=10)
+    assert cohorts.status_code == 200
+    assert cohorts.json()["count"] == 0
