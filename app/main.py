@@ -10,6 +10,7 @@ from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
 from app.api.routes import cohorts, health, jobs, keys, metrics, models, predict
+from app.api.routes.ui import mount_dashboard
 from app.core.config import Settings, get_settings
 from app.db.session import Database, create_db_engine, write_session
 from app.services.keys import ensure_bootstrap_key
@@ -91,4 +92,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     if settings.metrics_port is None:
         app.include_router(metrics.router)
+    mount_dashboard(app)
     return app

@@ -1,0 +1,190 @@
+// Charts drawn with the vendored uPlot (vendor/uplot, MIT): the loss curves and the grade
+// histograms. uPlot is loaded by a classic deferred script before this module runs.
+
+const COLORS = {
+  train: "#2458d3",
+  val: "#e07a1f",
+  compareTrain: "#8a96a6",
+  compareVal: "#c3a27f",
+  bar: "#5b7fdb",
+  target: "#e39a4f",
+  grid: "#edf0f4",
+  axis: "#5f6b7a",
+  epoch: "rgba(20, 33, 61, 0.22)",
+};
+
+const FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+
+function axis(extra = {}) {
+  return {
+    stroke: COLORS.axis,
+    font: FONT,
+    labelFont: FONT,
+    grid: { stroke: COLORS.grid, width: 1 },
+    ticks: { stroke: COLORS.grid, width: 1, size: 4 },
+    ...extra,
+  };
+}
+
+/** Follow the container's width; returns a function that stops following. */
+function fitWidth(chart, element, height) {
+  const observer = new ResizeObserver(() => {
+    const width = Math.floor(element.clientWidth);
+    if (width > 0 && width !== chart.width) chart.setSize({ width, height });
+  });
+  observer.observe(element);
+  return () => observer.disconnect();
+}
+
+/** A histogram of grades in [low, high]: one bar per grade point on a 0–20 scale, 20 bars
+ * otherwise. */
+export function histogram(element, values, [low, high], { target = false } = {}) {
+  const span = high - low;
+  const bins = span <= 40 && Number.isInteger(span) ? span : 20;
+  const width = span / bins;
+  const counts = new Array(bins).fill(0);
+  for (const value of values) {
+    const index = Math.min(bins - 1, Math.max(0, Math.floor((value - low) / width)));
+    counts[index] += 1;
+  }
+  const centres = counts.map((_, i) => low + (i + 0.5) * width);
+  element.replaceChildren();
+  const height = 110;
+  const chart = new uPlot(
+    {
+      width: Math.max(180, Math.floor(element.clientWidth)),
+      height,
+      legend: { show: false },
+      cursor: { show: false },
+      padding: [6, 4, 0, 0],
+      scales: { x: { time: false, range: [low, high] }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+      axes: [
+        axis({ size: 22, space: 28, grid: { show: false } }),
+        axis({ size: 30, space: 22, ticks: { show: false } }),
+      ],
+      series: [
+        {},
+        {
+          label: "pupils",
+          fill: target ? COLORS.target : COLORS.bar,
+          stroke: target ? COLORS.target : COLORS.bar,
+          width: 0,
+          paths: uPlot.paths.bars({ size: [0.88, Infinity], align: 0 }),
+          points: { show: false },
+        },
+      ],
+    },
+    [centres, counts],
+    element,
+  );
+  fitWidth(chart, element, height);
+  return chart;
+}
+
+/** Steps at which a new epoch starts (SGD); none for a single-epoch run. */
+function epochStarts(points) {
+  const starts = [];
+  for (let i = 1; i < points.length; i += 1) {
+    if (points[i].epoch !== points[i - 1].epoch) starts.push([points[i].step, points[i].epoch]);
+  }
+  return starts.length > 150 ? [] : starts;
+}
+
+function epochMarks(starts) {
+  return {
+    hooks: {
+      draw: [
+        (u) => {
+          if (!starts.length) return;
+          const { ctx } = u;
+          const { top, height } = u.bbox;
+          ctx.save();
+          ctx.strokeStyle = COLORS.epoch;
+          ctx.fillStyle = COLORS.axis;
+          ctx.lineWidth = 1;
+          ctx.setLineDash([4, 4]);
+          ctx.font = `${10 * devicePixelRatio}px system-ui, sans-serif`;
+          const labelEvery = Math.ceil(starts.length / 12);
+          starts.forEach(([step, epoch], i) => {
+            const x = Math.round(u.valToPos(step, "x", true));
+            ctx.beginPath();
+            ctx.moveTo(x, top);
+            ctx.lineTo(x, top + height);
+            ctx.stroke();
+            if (i % labelEvery === 0) ctx.fillText(`epoch ${epoch + 1}`, x + 3 * devicePixelRatio, top + 11 * devicePixelRatio);
+          });
+          ctx.restore();
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * The empirical risk against the step for one run, and optionally another overlaid.
+ * runs: [{ label, points }] with points as returned by GET /jobs/{id}/loss.
+ */
+export function lossChart(element, runs, { log = true } = {}) {
+  const positive = (v) => (v === null || v === undefined || !Number.isFinite(v) || (log && v <= 0) ? null : v);
+  const tables = [];
+  const series = [{ label: "step" }];
+  runs.forEach((run, index) => {
+    const main = index === 0;
+    const steps = run.points.map((p) => p.step);
+    const columns = [steps, run.points.map((p) => positive(p.train_loss))];
+    series.push({
+      label: `${run.label} · training R(Θ)`,
+      stroke: main ? COLORS.train : COLORS.compareTrain,
+      width: main ? 2 : 1.5,
+      spanGaps: true,
+      points: { show: false },
+    });
+    if (run.points.some((p) => p.val_loss !== null)) {
+      columns.push(run.points.map((p) => positive(p.val_loss)));
+      series.push({
+        label: `${run.label} · validation`,
+        stroke: main ? COLORS.val : COLORS.compareVal,
+        width: main ? 2 : 1.5,
+        dash: [6, 4],
+        spanGaps: true,
+        points: { show: false },
+      });
+    }
+    tables.push(columns);
+  });
+  const data = tables.length === 1 ? tables[0] : uPlot.join(tables);
+  element.replaceChildren();
+  const height = 340;
+  const chart = new uPlot(
+    {
+      width: Math.max(320, Math.floor(element.clientWidth)),
+      height,
+      padding: [12, 16, 0, 4],
+      cursor: { drag: { x: true, y: false } },
+      scales: { x: { time: false }, y: { distr: log ? 3 : 1 } },
+      axes: [
+        axis({ label: "step", size: 42, labelSize: 18 }),
+        axis({
+          label: log ? "risk (log scale)" : "risk",
+          size: 62,
+          labelSize: 18,
+          values: (_u, ticks) => ticks.map((t) => formatTick(t)),
+        }),
+      ],
+      series,
+      plugins: [epochMarks(epochStarts(runs[0].points))],
+    },
+    data,
+    element,
+  );
+  fitWidth(chart, element, height);
+  return chart;
+}
+
+function formatTick(value) {
+  if (value === null) return ""; // uPlot leaves some log-scale ticks unlabelled
+  if (value === 0) return "0";
+  const magnitude = Math.abs(value);
+  if (magnitude >= 1e4 || magnitude < 1e-3) return value.toExponential(0);
+  return String(Number(value.toPrecision(3)));
+}

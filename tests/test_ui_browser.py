@@ -1,0 +1,331 @@
+"""The dashboard at /ui, driven in headless Chromium (Debian's /usr/bin/chromium) through
+Playwright against the live server: sign in, upload, train, watch, cancel, compare, activate
+and roll back, predict; and what a reader's key does not get.
+
+GRADECAST_UI_SCREENSHOTS=docs writes the screenshots of the README there (default: the
+test's temporary directory).
+"""
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
+
+from app.db.migrations import upgrade_to_head
+from app.db.models import Role
+from tests.conftest import LiveServer, Tenant, make_settings, make_tenant, start_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE_BROWSER = os.environ.get("GRADECAST_REQUIRE_BROWSER") == "1"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+EXAMPLE_CSV = Path(__file__).resolve().parents[1] / "examples" / "cohort.csv"
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The page only talks to the public API, so one database backend is enough here."""
+    directory = tmp_path_factory.mktemp("ui")
+    url = f"sqlite:///{directory / 'gradecast.db'}"
+    upgrade_to_head(url)
+    server = start_server(make_settings(url, directory))
+    yield server
+    server.stop()
+    server.database.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        missing = f"{CHROMIUM} is absent (apt-get install -y chromium chromium-driver)"
+        if REQUIRE_BROWSER:
+            pytest.fail(f"{missing}, and GRADECAST_REQUIRE_BROWSER=1 (CI) makes it mandatory")
+        pytest.skip(f"browser tests skipped: {missing}")
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    directory = Path(os.environ.get("GRADECAST_UI_SCREENSHOTS") or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+class PageWatch:
+    """What a page did that it should not: CSP violations, script errors, keys in URLs."""
+
+    def __init__(self, page: Page, secrets: list[str]) -> None:
+        self.problems: list[str] = []
+        self.api_calls = 0
+        self.urls: list[str] = []
+        self.secrets = secrets
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        page.on("request", self._request)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error" and "status of 40" not in message.text:
+            self.problems.append(f"console error: {message.text}")
+
+    def _request(self, request: Request) -> None:
+        self.urls.append(request.url)
+        if any(secret in request.url for secret in self.secrets):
+            self.problems.append(f"a key in a URL: {request.url}")
+        if "/ui" not in request.url:
+            self.api_calls += 1
+            if not request.headers.get("authorization", "").startswith("Bearer "):
+                self.problems.append(f"an API call without the key: {request.url}")
+
+
+def open_page(browser: Browser, server: LiveServer, tenant: Tenant) -> tuple[Page, PageWatch]:
+    context = browser.new_context(viewport={"width": 1360, "height": 860}, locale="en-GB")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    watch = PageWatch(page, list(tenant.keys.values()))
+    response = page.goto(f"{server.url}/ui")
+    assert response is not None
+    assert response.ok
+    assert page.url == f"{server.url}/ui/"
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    return page, watch
+
+
+def sign_in(page: Page, key: str) -> None:
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#identity")).to_be_visible()
+
+
+def register_course_theta(tenant: Tenant) -> None:
+    with tenant.client(Role.trainer) as client:
+        response = client.post(
+            "/models/course/versions",
+            json={
+                "features": ["maths", "info", "francais"],
+                "feature_labels": ["Maths", "Info", "Français"],
+                "target": "concours",
+                "theta": [0, 0.33, 0.33, 0.33],
+                "activate": True,
+                "reason": "the course's hand-set Θ",
+            },
+        )
+        assert response.status_code == 201, response.text
+
+
+def job_row(page: Page, status: str | None = None) -> Locator:
+    rows = page.locator("#job-rows tr")
+    return rows.filter(has=page.locator(f".status.{status}")) if status else rows
+
+
+def start_training(page: Page, **fields: str) -> None:
+    form = page.locator("#train-form")
+    if "algorithm" in fields:
+        form.get_by_label("Algorithm").select_option(fields.pop("algorithm"))
+    for label, value in fields.items():
+        form.get_by_label(label, exact=True).fill(value)
+    form.get_by_role("button", name="Start training").click()
+
+
+@pytest.mark.browser
+def test_dashboard_walkthrough(ui_server: LiveServer, browser: Browser, screenshots: Path) -> None:
+    tenant = make_tenant(ui_server)
+    register_course_theta(tenant)
+    page, watch = open_page(browser, ui_server, tenant)
+
+    # Sign in: the key goes to sessionStorage only, and whoami's answer is shown.
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("API key").fill("gc_not_a_key")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#signin-error")).to_contain_text("refused")
+    page.get_by_label("API key").fill("")
+    page.screenshot(path=screenshots / "ui-signin.png")
+    sign_in(page, tenant.keys[Role.trainer])
+    expect(page.locator("#whoami-organisation")).to_have_text(tenant.name)
+    expect(page.locator("#whoami-role")).to_have_text("trainer")
+    assert page.evaluate("sessionStorage.getItem('gradecast.apiKey')") == tenant.keys[Role.trainer]
+    assert page.evaluate("localStorage.length") == 0
+    assert page.evaluate("document.cookie") == ""
+    assert page.context.cookies() == []
+
+    # Cohorts: upload the example CSV (';' and decimal commas), see stats and histograms.
+    upload = page.locator("#upload-form")
+    upload.get_by_label("Name").fill("promo-2019-2020")
+    upload.get_by_label("CSV file").set_input_files(EXAMPLE_CSV)
+    upload.get_by_role("button", name="Upload").click()
+    expect(page.locator("#cohort-rows tr")).to_have_count(1)
+    expect(page.locator("#cohort-rows tr")).to_contain_text("200")
+    detail = page.locator("#cohort-detail")
+    expect(detail.locator(".column-card")).to_have_count(4)
+    expect(detail.locator("[data-column=francais] h3")).to_contain_text("Français")
+    expect(detail.locator(".histogram canvas")).to_have_count(4)
+    expect(detail.locator("[data-column=concours]")).to_contain_text("target")
+    page.screenshot(path=screenshots / "ui-cohorts.png", full_page=True)
+
+    # Training: the course's defaults are prefilled.
+    page.get_by_role("button", name="Training").click()
+    form = page.locator("#train-form")
+    expect(form.get_by_label("Algorithm")).to_have_value("sgd")
+    expect(form.get_by_label("Batch size")).to_have_value("10")
+    expect(form.get_by_label("Epochs")).to_have_value("5")
+    expect(form.get_by_label("Learning rate λ")).to_have_value("0.001")
+
+    # A gradient descent run: its row reaches 100 % and its loss curve is drawn.
+    start_training(page, algorithm="gd", Iterations="3000")
+    expect(job_row(page, "succeeded")).to_have_count(1)
+    expect(job_row(page, "succeeded").locator("progress")).to_have_attribute("value", "100")
+    chart = page.locator("#loss-chart")
+    expect(chart.locator("canvas")).to_have_count(1)
+    expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
+    expect(page.locator("#loss-caption")).to_contain_text("3001 points")
+
+    # A long run: live progress while it runs, then cancelled from its row.
+    # (16 million single-pupil steps: about a minute of work, cancelled after a moment)
+    long_run = {"Batch size": "1", "Epochs": "100000", "Record every": "1000"}
+    start_training(page, algorithm="sgd", **long_run)
+    running = job_row(page, "running")
+    expect(running).to_have_count(1)
+    expect(running.locator("progress")).not_to_have_attribute("value", "0")
+    running.get_by_role("button", name=re.compile("^Cancel job")).click()
+    expect(job_row(page, "cancelled")).to_have_count(1)
+
+    # The course's SGD, compared with the gd run on one chart.
+    start_training(page, **{"Batch size": "10", "Epochs": "5", "Record every": "1"})
+    expect(job_row(page, "succeeded")).to_have_count(2)
+    succeeded = "#job-rows tr[data-status=succeeded][data-algorithm={}]"
+    sgd_job = page.locator(succeeded.format("sgd")).get_attribute("data-job")
+    gd_job = page.locator(succeeded.format("gd")).get_attribute("data-job")
+    assert sgd_job
+    assert gd_job
+    page.get_by_label("Run", exact=True).select_option(sgd_job)
+    page.get_by_label("Compare with").select_option(gd_job)
+    expect(chart.locator(".u-legend .u-series")).to_have_count(5)  # x + 2 runs × (train, val)
+    expect(page.locator("#loss-caption")).to_contain_text("Compared with")
+    expect(chart.locator("canvas")).to_have_count(1)
+    page.get_by_label("Log scale").uncheck()
+    expect(chart.locator("canvas")).to_have_count(1)
+    page.get_by_label("Log scale").check()
+    page.screenshot(path=screenshots / "ui-training.png", full_page=True)
+
+    # Models: activate the other version, then roll back.
+    page.get_by_role("button", name="Models").click()
+    page.locator("#view-models").get_by_label("Model", exact=True).select_option("concours")
+    versions = page.locator("#version-rows tr")
+    expect(versions).to_have_count(2)
+    expect(page.locator("#version-rows .status.active")).to_have_count(1)
+    expect(versions.first).to_contain_text("Français")
+    activations = page.locator("#activation-rows tr")
+    before = activations.count()
+    for _ in range(2):
+        button = page.locator("#version-rows button")
+        expect(button).to_have_count(1)
+        version = button.get_attribute("aria-label")
+        assert version is not None
+        number = version.rsplit(" ", 1)[1]
+        button.click()
+        active = page.locator(f"#version-rows tr[data-version='{number}'] .status.active")
+        expect(active).to_have_count(1)
+        expect(activations).to_have_count(before + 1)
+        before += 1
+    expect(activations.first).to_contain_text("rollback")
+    page.screenshot(path=screenshots / "ui-models.png", full_page=True)
+
+    # Predict: the course's new pupil (13, 14, 11) with the hand-set Θ gives 12.54.
+    page.get_by_role("button", name="Predict").click()
+    predict = page.locator("#predict-form")
+    predict.get_by_label("Model").select_option("course")
+    expect(predict.get_by_label("Version").locator("option")).to_have_text(["v1 (active)"])
+    predict.get_by_label("Maths").fill("13")
+    predict.get_by_label("Info").fill("14")
+    predict.get_by_label("Français").fill("11")
+    predict.get_by_role("button", name="Predict").click()
+    expect(page.locator("#prediction-value")).to_contain_text("12.54")
+    expect(page.locator("[data-contribution=maths]")).to_have_text("4.29")
+    expect(page.locator("[data-contribution=info]")).to_have_text("4.62")
+    expect(page.locator("[data-contribution=francais]")).to_have_text("3.63")
+    expect(page.locator("#predict-result .bar")).to_have_count(4)
+    page.screenshot(path=screenshots / "ui-predict.png", full_page=True)
+
+    # Signing out forgets the key.
+    page.get_by_role("button", name="Sign out").click()
+    assert page.evaluate("sessionStorage.length") == 0
+    assert watch.api_calls > 0
+    assert watch.problems == []
+
+
+@pytest.mark.browser
+def test_reader_sees_stats_but_no_pupil_rows_or_trainer_buttons(
+    ui_server: LiveServer, browser: Browser
+) -> None:
+    tenant = make_tenant(ui_server)
+    register_course_theta(tenant)
+    with tenant.client(Role.trainer) as client:
+        response = client.post(
+            "/cohorts?name=promo",
+            content=EXAMPLE_CSV.read_bytes(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert response.status_code == 201, response.text
+    page, watch = open_page(browser, ui_server, tenant)
+    sign_in(page, tenant.keys[Role.reader])
+    expect(page.locator("#whoami-role")).to_have_text("reader")
+    expect(page.locator("#upload-form")).to_be_hidden()
+    detail = page.locator("#cohort-detail")
+    expect(detail.locator(".column-card")).to_have_count(4)
+    expect(detail).to_contain_text("need a trainer key")
+    assert detail.locator(".histogram").count() == 0
+
+    page.get_by_role("button", name="Training").click()
+    expect(page.locator("#train-form")).to_be_hidden()
+    page.get_by_role("button", name="Models").click()
+    expect(page.locator("#version-rows tr")).to_have_count(1)
+    assert page.locator("#version-rows button").count() == 0
+    assert watch.problems == []
+    assert not any("/students" in url for url in watch.urls)
+
+
+def test_dashboard_headers_and_schema(ui_server: LiveServer) -> None:
+    with httpx.Client(base_url=ui_server.url, timeout=30) as client:
+        redirect = client.get("/ui")
+        assert redirect.status_code == 307
+        assert redirect.headers["location"] == "/ui/"
+        for path in ("/ui/", "/ui/app.js", "/ui/style.css", "/ui/vendor/uplot/uPlot.iife.min.js"):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            policy = response.headers["content-security-policy"]
+            assert "default-src 'self'" in policy
+            assert "script-src 'self'" in policy
+            assert "unsafe-inline" not in policy
+            assert response.headers["x-content-type-options"] == "nosniff"
+        page = client.get("/ui/").text
+        assert "<script>" not in page  # every script is a file
+        assert "http://" not in page  # nothing from a CDN
+        assert "https://" not in page
+        paths = client.get("/openapi.json").json()["paths"]
+        assert not [path for path in paths if path.startswith("/ui")]
