@@ -127,11 +127,13 @@ def set_active(
     session: Session, model: Model, version: int, *, key_id: uuid.UUID | None, reason: str
 ) -> None:
     """Make ``version`` the active one and record it in the history; no-op if it already is."""
+    # The model row first, then the activation lock: create_version holds the model row
+    # when a job activates its version, so the other order would deadlock with it.
+    session.refresh(model, with_for_update=True)
     if session.get_bind().dialect.name == "postgresql":
         # Activation ids come from a sequence: without this, a transaction holding id 7 could
         # commit after one holding id 8, and a cache that saw MAX(id) = 8 would miss it.
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ACTIVATION_LOCK})
-    session.refresh(model, with_for_update=True)
     if model.active_version == version:
         return
     if get_version(session, model, version) is None:

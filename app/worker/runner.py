@@ -185,6 +185,12 @@ class Worker:
             heartbeat_stop.set()
             outcome = "lease_lost"
             logger.warning("job taken over by another worker", extra={"job": str(job_id)})
+        except OperationalError:
+            # The database is away (or chose this transaction as a deadlock victim): the job
+            # keeps its lease until it expires, then runs again, like after a crash.
+            heartbeat_stop.set()
+            outcome = "released"
+            logger.warning("database error while running a job", extra={"job": str(job_id)})
         except Exception as exc:
             heartbeat_stop.set()
             logger.exception("job failed unexpectedly", extra={"job": str(job_id)})
