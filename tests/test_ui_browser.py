@@ -161,11 +161,10 @@ def test_dashboard_walkthrough(ui_server: LiveServer, browser: Browser, screensh
 
     # Sign in: the key goes to sessionStorage only, and whoami's answer is shown.
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.screenshot(path=screenshots / "ui-signin.png")
     page.get_by_label("API key").fill("gc_not_a_key")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#signin-error")).to_contain_text("refused")
-    page.get_by_label("API key").fill("")
-    page.screenshot(path=screenshots / "ui-signin.png")
     sign_in(page, tenant.keys[Role.trainer])
     expect(page.locator("#whoami-organisation")).to_have_text(tenant.name)
     expect(page.locator("#whoami-role")).to_have_text("trainer")
@@ -197,13 +196,13 @@ def test_dashboard_walkthrough(ui_server: LiveServer, browser: Browser, screensh
     expect(form.get_by_label("Learning rate λ")).to_have_value("0.001")
 
     # A gradient descent run: its row reaches 100 % and its loss curve is drawn.
-    start_training(page, algorithm="gd", Iterations="3000")
+    start_training(page, algorithm="gd", Iterations="2000")
     expect(job_row(page, "succeeded")).to_have_count(1)
     expect(job_row(page, "succeeded").locator("progress")).to_have_attribute("value", "100")
     chart = page.locator("#loss-chart")
     expect(chart.locator("canvas")).to_have_count(1)
     expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
-    expect(page.locator("#loss-caption")).to_contain_text("3001 points")
+    expect(page.locator("#loss-caption")).to_contain_text("2000 of 2001 points")
 
     # A long run: live progress while it runs, then cancelled from its row.
     # (16 million single-pupil steps: about a minute of work, cancelled after a moment)
@@ -216,7 +215,8 @@ def test_dashboard_walkthrough(ui_server: LiveServer, browser: Browser, screensh
     expect(job_row(page, "cancelled")).to_have_count(1)
 
     # The course's SGD, compared with the gd run on one chart.
-    start_training(page, **{"Batch size": "10", "Epochs": "5", "Record every": "1"})
+    # (125 epochs of 16 batches: as many steps as the gd run, for the comparison)
+    start_training(page, **{"Batch size": "10", "Epochs": "125", "Record every": "1"})
     expect(job_row(page, "succeeded")).to_have_count(2)
     succeeded = "#job-rows tr[data-status=succeeded][data-algorithm={}]"
     sgd_job = page.locator(succeeded.format("sgd")).get_attribute("data-job")
@@ -229,8 +229,10 @@ def test_dashboard_walkthrough(ui_server: LiveServer, browser: Browser, screensh
     expect(page.locator("#loss-caption")).to_contain_text("Compared with")
     expect(chart.locator("canvas")).to_have_count(1)
     page.get_by_label("Log scale").uncheck()
+    expect(chart).to_have_attribute("data-scale", "linear")
     expect(chart.locator("canvas")).to_have_count(1)
     page.get_by_label("Log scale").check()
+    expect(chart).to_have_attribute("data-scale", "log")
     page.screenshot(path=screenshots / "ui-training.png", full_page=True)
 
     # Models: activate the other version, then roll back.
@@ -253,7 +255,7 @@ def test_dashboard_walkthrough(ui_server: LiveServer, browser: Browser, screensh
         expect(active).to_have_count(1)
         expect(activations).to_have_count(before + 1)
         before += 1
-    expect(activations.first).to_contain_text("rollback")
+    expect(activations.filter(has_text="rollback to v1")).to_have_count(1)
     page.screenshot(path=screenshots / "ui-models.png", full_page=True)
 
     # Predict: the course's new pupil (13, 14, 11) with the hand-set Θ gives 12.54.
@@ -270,6 +272,14 @@ def test_dashboard_walkthrough(ui_server: LiveServer, browser: Browser, screensh
     expect(page.locator("[data-contribution=info]")).to_have_text("4.62")
     expect(page.locator("[data-contribution=francais]")).to_have_text("3.63")
     expect(page.locator("#predict-result .bar")).to_have_count(4)
+    expect(page.locator("#predict-result")).to_contain_text("No prediction interval")
+
+    # The learned version has a residual σ: a 95% interval comes with the prediction.
+    predict.get_by_label("Model").select_option("concours")
+    expect(predict.get_by_label("Version").locator("option")).to_have_count(2)
+    predict.get_by_role("button", name="Predict").click()
+    expect(page.locator("#predict-result h2")).to_contain_text(re.compile(r"concours v\d"))
+    expect(page.locator("#predict-result")).to_contain_text("95% prediction interval")
     page.screenshot(path=screenshots / "ui-predict.png", full_page=True)
 
     # Signing out forgets the key.

@@ -121,6 +121,7 @@ function signOut(message) {
 
 async function show(view) {
   state.view = view;
+  $("notice").hidden = true;
   for (const tab of document.querySelectorAll(".tab")) {
     if (tab.dataset.view === view) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
@@ -195,10 +196,9 @@ async function selectCohort(id) {
       el(
         "dl",
         {},
-        ["mean", "std", "min", "max"].flatMap((name) => [
-          el("dt", { text: name }),
-          el("dd", { text: stats ? fmt(stats[name]) : "—" }),
-        ]),
+        ["mean", "std", "min", "max"].map((name) =>
+          el("div", {}, el("dt", { text: name }), el("dd", { text: stats ? fmt(stats[name]) : "—" })),
+        ),
       ),
       canTrain()
         ? el("div", {
@@ -517,6 +517,7 @@ async function drawLoss() {
       job: state.jobs.get(ids[i]),
       points: history.points,
       total: history.total_points,
+      epochs: state.jobs.get(ids[i])?.algorithm === "sgd",
     }));
     for (const c of state.lossCharts) c.destroy();
     state.lossCharts = [];
@@ -526,7 +527,9 @@ async function drawLoss() {
       caption.textContent = "No point recorded yet.";
       return;
     }
-    state.lossCharts.push(lossChart(chart, runs, { log: $("loss-log").checked }));
+    const log = $("loss-log").checked;
+    state.lossCharts.push(lossChart(chart, runs, { log }));
+    chart.dataset.scale = log ? "log" : "linear";
     chart.dataset.points = String(runs[0].points.length);
     caption.textContent = runs
       .map((run) => {
@@ -740,6 +743,7 @@ function showPrediction(answer, version) {
     ];
   });
   $("predict-result").replaceChildren(
+    ...[
     el("h2", { text: `Predicted ${version.target} · ${answer.model} v${answer.version}` }),
     el("div", { class: "prediction", id: "prediction-value" }, fmt(result.prediction), el("small", { text: ` / ${high}` })),
     el(
@@ -755,6 +759,7 @@ function showPrediction(answer, version) {
       : null,
     el("h3", { text: "Contribution of each grade (wj·xj)" }),
     el("div", { class: "bars" }, bars, el("span", { class: "bars-total", text: "h_Θ(x)" }), el("span"), el("span", { class: "bar-value bars-total", text: fmt(result.raw) })),
+    ].filter(Boolean),
   );
 }
 

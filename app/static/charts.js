@@ -56,7 +56,7 @@ export function histogram(element, values, [low, high], { target = false } = {})
       height,
       legend: { show: false },
       cursor: { show: false },
-      padding: [6, 4, 0, 0],
+      padding: [6, 12, 0, 0],
       scales: { x: { time: false, range: [low, high] }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [
         axis({ size: 22, space: 28, grid: { show: false } }),
@@ -81,13 +81,14 @@ export function histogram(element, values, [low, high], { target = false } = {})
   return chart;
 }
 
-/** Steps at which a new epoch starts (SGD); none for a single-epoch run. */
+/** Steps at which SGD starts its 2nd, 3rd, … epoch (step 0, the initial Θ, is epoch 0). */
 function epochStarts(points) {
   const starts = [];
   for (let i = 1; i < points.length; i += 1) {
-    if (points[i].epoch !== points[i - 1].epoch) starts.push([points[i].step, points[i].epoch]);
+    const [previous, current] = [points[i - 1].epoch, points[i].epoch];
+    if (current !== previous && previous > 0) starts.push([points[i].step, current]);
   }
-  return starts.length > 150 ? [] : starts;
+  return starts;
 }
 
 function epochMarks(starts) {
@@ -104,15 +105,24 @@ function epochMarks(starts) {
           ctx.lineWidth = 1;
           ctx.setLineDash([4, 4]);
           ctx.font = `${10 * devicePixelRatio}px system-ui, sans-serif`;
-          const labelEvery = Math.ceil(starts.length / 12);
-          starts.forEach(([step, epoch], i) => {
+          // Lines at least 20 px apart, labels where the previous one leaves room.
+          const lineGap = 20 * devicePixelRatio;
+          const labelWidth = 64 * devicePixelRatio;
+          let lastLine = -Infinity;
+          let lastLabel = -Infinity;
+          for (const [step, epoch] of starts) {
             const x = Math.round(u.valToPos(step, "x", true));
+            if (x - lastLine < lineGap) continue;
+            lastLine = x;
             ctx.beginPath();
             ctx.moveTo(x, top);
             ctx.lineTo(x, top + height);
             ctx.stroke();
-            if (i % labelEvery === 0) ctx.fillText(`epoch ${epoch + 1}`, x + 3 * devicePixelRatio, top + 11 * devicePixelRatio);
-          });
+            if (x - lastLabel >= labelWidth) {
+              ctx.fillText(`epoch ${epoch}`, x + 3 * devicePixelRatio, top + 11 * devicePixelRatio);
+              lastLabel = x;
+            }
+          }
           ctx.restore();
         },
       ],
@@ -122,7 +132,8 @@ function epochMarks(starts) {
 
 /**
  * The empirical risk against the step for one run, and optionally another overlaid.
- * runs: [{ label, points }] with points as returned by GET /jobs/{id}/loss.
+ * runs: [{ label, points, epochs }] with points as returned by GET /jobs/{id}/loss; epoch
+ * boundaries are marked for the first run when its `epochs` is true (SGD).
  */
 export function lossChart(element, runs, { log = true } = {}) {
   const positive = (v) => (v === null || v === undefined || !Number.isFinite(v) || (log && v <= 0) ? null : v);
@@ -172,7 +183,7 @@ export function lossChart(element, runs, { log = true } = {}) {
         }),
       ],
       series,
-      plugins: [epochMarks(epochStarts(runs[0].points))],
+      plugins: [epochMarks(runs[0].epochs ? epochStarts(runs[0].points) : [])],
     },
     data,
     element,
