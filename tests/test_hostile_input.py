@@ -3,9 +3,6 @@ its 4xx in the one error shape, ``errors[0].loc`` names the field, and nothing i
 Then bodies over the size limit, refused while they stream into a server process of its own
 whose memory is watched."""
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,8 +14,10 @@ import httpx
 import psutil
 import pytest
 
+from app.db.migrations import upgrade_to_head
 from app.db.models import Role
-from tests.conftest import Tenant, free_port
+from tests.conftest import Tenant
+from tests.processes import ServerProcess
 from tests.test_cohorts import cohort_json
 from tests.test_models import version_body
 
@@ -687,41 +686,22 @@ def test_the_catalogue_is_large_enough() -> None:
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[tuple[str, psutil.Process]]:
     """The service as it runs in production: its own process, a migrated SQLite file."""
-    database = tmp_path / "limits.db"
-    env = {
-        **os.environ,
-        "GRADECAST_DATABASE_URL": f"sqlite:///{database}",
-        "GRADECAST_BOOTSTRAP_ADMIN_KEY": BOOTSTRAP_KEY,
-        "GRADECAST_WORKERS": "0",
-        "GRADECAST_MAX_BODY_BYTES": str(BODY_LIMIT),
-        "GRADECAST_DATA_DIR": str(tmp_path),
-    }
-    gradecast = Path(sys.executable).with_name("gradecast")
-    subprocess.run([str(gradecast), "migrate"], env=env, check=True, capture_output=True)
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    process = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parents[1])
-    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(
+        f"sqlite:///{tmp_path / 'limits.db'}",
+        tmp_path,
+        env={
+            "GRADECAST_BOOTSTRAP_ADMIN_KEY": BOOTSTRAP_KEY,
+            "GRADECAST_WORKERS": "0",
+            "GRADECAST_MAX_BODY_BYTES": str(BODY_LIMIT),
+        },
+    )
+    upgrade_to_head(server.database_url)
+    server.start()
+    assert server.process is not None
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "the server process exited"
-            assert time.monotonic() < deadline, "the server process did not start"
-            time.sleep(0.1)
-        yield url, psutil.Process(process.pid)
+        yield server.url, psutil.Process(server.process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()
 
 
 BOOTSTRAP_KEY = "gc_hostile-input-test-bootstrap-key-0123456789abcdef"

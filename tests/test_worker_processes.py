@@ -1,18 +1,16 @@
 """Workers as real processes: SIGKILL mid-job, SIGTERM, two workers racing over a queue."""
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from app.db.models import Role
+from tests import processes
 from tests.conftest import LiveServer, make_settings, make_tenant, start_server
 from tests.processes import private_database
 from tests.test_jobs import FINISHED, LONG_SGD, submit, upload_example, upload_synthetic, wait_for
@@ -37,29 +35,9 @@ def api_only(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def start_worker(server: LiveServer) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "GRADECAST_DATABASE_URL": server.settings.resolved_database_url,
-        "GRADECAST_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
-        "GRADECAST_LOG_LEVEL": "WARNING",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"],
-        env=env,
-        cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    return processes.start_worker(
+        server.settings.resolved_database_url, GRADECAST_JOB_LEASE_SECONDS=str(LEASE_SECONDS)
     )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def versions_per_job(server: LiveServer) -> dict[str, int]:
@@ -94,14 +72,14 @@ def test_killed_worker_job_is_rerun_by_another_with_one_version(api_only: LiveSe
             first.send_signal(signal.SIGKILL)
             first.wait()
         finally:
-            stop(first)
+            processes.stop_process(first)
         assert client.get(f"/jobs/{job['id']}").json()["status"] == "running"
 
         second = start_worker(api_only)
         try:
             done = wait_for(client, job["id"], timeout=120)
         finally:
-            stop(second)
+            processes.stop_process(second)
         assert done["status"] == "succeeded", done
         assert done["attempts"] == 2, done
         assert versions_per_job(api_only).get(job["id"]) == 1
@@ -129,14 +107,14 @@ def test_sigterm_releases_the_job_for_another_worker(api_only: LiveServer) -> No
             first.send_signal(signal.SIGTERM)
             assert first.wait(timeout=15) == 0
         finally:
-            stop(first)
+            processes.stop_process(first)
         released = client.get(f"/jobs/{job['id']}").json()
         assert released["status"] == "queued", released
         second = start_worker(api_only)
         try:
             done = wait_for(client, job["id"], timeout=120)
         finally:
-            stop(second)
+            processes.stop_process(second)
         assert done["status"] == "succeeded"
         assert versions_per_job(api_only).get(job["id"]) == 1
 
@@ -162,7 +140,7 @@ def test_two_workers_race_over_fifty_jobs(api_only: LiveServer) -> None:
             finished = [wait_for(client, job["id"], timeout=120) for job in jobs]
         finally:
             for worker in workers:
-                stop(worker)
+                processes.stop_process(worker)
         assert {job["status"] for job in finished} == {"succeeded"}
         assert all(job["attempts"] == 1 for job in finished)
         assert sorted(job["model_version"] for job in finished) == list(range(1, 51))
@@ -183,7 +161,7 @@ def test_worker_survives_a_bad_job(api_only: LiveServer) -> None:
             assert wait_for(client, bad["id"])["status"] == "failed"
             assert wait_for(client, good["id"])["status"] == "succeeded"
         finally:
-            stop(worker)
+            processes.stop_process(worker)
         assert worker.returncode == 0
 
 
@@ -202,6 +180,6 @@ def test_cancel_a_queued_job(api_only: LiveServer) -> None:
         try:
             time.sleep(1.0)  # a worker that starts now must not pick it up
         finally:
-            stop(worker)
+            processes.stop_process(worker)
         assert client.get(f"/jobs/{job['id']}").json()["status"] == "cancelled"
         assert client.get("/models/queued").status_code == 404
