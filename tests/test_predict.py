@@ -3,9 +3,6 @@ inputs, version pinning and the cache seeing an activation made by another proce
 
 import csv
 import io
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +16,8 @@ from app.db.models import Role
 from app.db.session import write_session
 from app.services import models as model_service
 from app.services.predict import student_t_975
-from tests.conftest import LiveServer, Tenant, free_port
+from tests.conftest import LiveServer, Tenant
+from tests.processes import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ["maths", "info", "francais"]
@@ -449,34 +447,20 @@ def test_csv_with_more_rows_than_the_limit_is_413(
 @pytest.fixture
 def second_server(live_server: LiveServer, tmp_path: Path) -> Iterator[str]:
     """Another uvicorn, two worker processes, on the same database as the live server."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "GRADECAST_DATABASE_URL": live_server.settings.resolved_database_url,
-        "GRADECAST_DATA_DIR": str(tmp_path),
-        "GRADECAST_WORKERS": "0",
-        "GRADECAST_MODEL_CACHE_SECONDS": "0.5",
-        "GRADECAST_AUTH_CACHE_SECONDS": "60",
-    }
-    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
-    command += ["--workers", "2", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen([*command, "--log-level", "warning"], cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
+    server = ServerProcess(
+        live_server.settings.resolved_database_url,
+        tmp_path,
+        workers=2,
+        env={
+            "GRADECAST_WORKERS": "0",
+            "GRADECAST_MODEL_CACHE_SECONDS": "0.5",
+            "GRADECAST_AUTH_CACHE_SECONDS": "60",
+        },
+    ).start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "the second server exited"
-            assert time.monotonic() < deadline, "the second server did not start"
-            time.sleep(0.1)
-        yield url
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()
 
 
 def test_an_activation_reaches_every_worker_process_within_a_second(
