@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import POSTGRES_URL, skip_or_fail_without_postgres
 from tests.processes import ServerProcess, private_database, start_worker, stop_process
 
 pytestmark = pytest.mark.slow
@@ -253,10 +254,9 @@ PG_CLUSTER = shutil.which("pg_ctlcluster")
     os.environ.get("GRADECAST_TEST_PG_RESTART") != "1" or PG_CLUSTER is None,
     reason="stops the shared PostgreSQL server: set GRADECAST_TEST_PG_RESTART=1 (CI does)",
 )
-def test_postgresql_stopped_gives_503_then_recovers(database_url: str, tmp_path: Path) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only")
-    database = private_database(database_url, tmp_path, "gradecast_fault_pg")
+def test_postgresql_stopped_gives_503_then_recovers(tmp_path: Path) -> None:
+    skip_or_fail_without_postgres()
+    database = private_database(POSTGRES_URL, tmp_path, "gradecast_fault_pg")
     key = "gc_" + secrets.token_urlsafe(32)
     server = ServerProcess(
         database, tmp_path, env={"GRADECAST_BOOTSTRAP_ADMIN_KEY": key, "GRADECAST_WORKERS": "1"}
