@@ -24,6 +24,8 @@ metrics_bearer = HTTPBearer(
     "/metrics",
     summary="Prometheus metrics (no personal data)",
     response_class=Response,
+    # Public unless GRADECAST_METRICS_TOKEN is set: say both in the schema.
+    openapi_extra={"security": [{}]},
     responses={
         200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
         401: {"description": "GRADECAST_METRICS_TOKEN is set and the token is missing or wrong"},
