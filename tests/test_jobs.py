@@ -284,6 +284,22 @@ def test_cancel_running_and_finished_jobs(trainer: httpx.Client) -> None:
     )
     running = wait_for(trainer, job["id"], {"running", *FINISHED})
     assert running["status"] == "running", running
+
+    # Progress and the loss history are visible while the job runs.
+    deadline = time.monotonic() + 20
+    while True:
+        now = trainer.get(f"/jobs/{job['id']}").json()
+        loss = trainer.get(f"/jobs/{job['id']}/loss").json()
+        if now["progress"]["steps_done"] > 0 and loss["total_points"] > 0:
+            break
+        assert now["status"] == "running", now
+        assert time.monotonic() < deadline, "no progress or history while running"
+        time.sleep(0.1)
+    assert now["progress"]["total_steps"] == 600 * 20_000
+    assert 0 < now["progress"]["steps_done"] < now["progress"]["total_steps"]
+    assert now["progress"]["risk"] is not None
+    assert loss["points"][0]["step"] == 0
+
     asked = time.monotonic()
     response = trainer.post(f"/jobs/{job['id']}/cancel")
     assert response.status_code == 200
