@@ -41,12 +41,15 @@ pytest: $(VENV)/.installed-dev
 test: lint typecheck pytest
 
 stress: $(VENV)/.installed-dev
-	$(BIN)/pytest -m slow -p no:cacheprovider tests/stress
+	$(BIN)/pytest -m slow
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/upload.py
+	$(BIN)/python bench/history.py
 	$(BIN)/python bench/predict.py
+	$(BIN)/python bench/load.py --backend sqlite
+	$(BIN)/python bench/load.py --backend postgres
 
 docker-test:
 	bash scripts/docker-test.sh
