@@ -160,7 +160,7 @@ def write_csv(
     cells = [_format_column(column, decimal_comma) for column in columns]
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
-    writer.writerow(header)
+    writer.writerow([spreadsheet_safe(name) for name in header])
     writer.writerows(zip(*cells, strict=True))
     return (("\ufeff" if bom else "") + out.getvalue()).encode("utf-8")
 
@@ -522,5 +522,15 @@ def _format_cell(value: object, decimal_comma: bool) -> str:
         text = repr(number)
         return text.replace(".", ",") if decimal_comma else text
     if isinstance(value, str):
-        return value
+        return spreadsheet_safe(value)
     raise TypeError(f"cannot write a {type(value).__name__} to CSV")
+
+
+# A spreadsheet opening the file evaluates a cell that starts with one of these as a formula
+# (CSV injection, OWASP): such text is written behind an apostrophe, which Excel and
+# LibreOffice show as plain text. Numbers are formatted from floats and never start so.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
