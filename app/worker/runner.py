@@ -23,8 +23,6 @@ from app.core.metrics import JobMetrics
 from app.db.models import Cohort, Job, JobStatus, Model, ModelVersion
 from app.db.session import Database, create_db_engine, write_session
 from app.engine import (
-    DegenerateDataError,
-    DivergenceError,
     EngineError,
     FitResult,
     History,
@@ -134,7 +132,6 @@ class Worker:
             name="gradecast-heartbeat",
             daemon=True,
         )
-        heartbeat_stop = state.finished
         started = time.monotonic()
         outcome = "failed"
         try:
@@ -150,9 +147,11 @@ class Worker:
                     return
                 matrix = load_matrix(session, cohort)
             heartbeat.start()
-            result = self._fit(job, matrix, state)
-            heartbeat_stop.set()
-            heartbeat.join()
+            try:
+                result = self._fit(job, matrix, state)
+            finally:
+                state.finished.set()
+                heartbeat.join()
             self._flush(job_id, state)
             self._succeed(job, cohort, matrix, result)
             outcome = "succeeded"
@@ -161,9 +160,6 @@ class Worker:
                 extra={"job": str(job_id), "seconds": round(time.monotonic() - started, 3)},
             )
         except TrainingCancelled:
-            heartbeat_stop.set()
-            if heartbeat.is_alive():
-                heartbeat.join()
             if state.lease_lost.is_set():
                 outcome = "lease_lost"
                 logger.warning("job taken over by another worker", extra={"job": str(job_id)})
@@ -175,24 +171,20 @@ class Worker:
                 with write_session(self.database) as session:
                     job_service.release_job(session, job_id, self.worker_id)
                 logger.info("job released for another worker", extra={"job": str(job_id)})
-        except (DivergenceError, DegenerateDataError, EngineError) as exc:
-            heartbeat_stop.set()
-            if heartbeat.is_alive():
-                heartbeat.join()
+        except EngineError as exc:
+            # Divergence, degenerate data: a sentence the user can act on, and the history
+            # recorded up to that point, to see where it went wrong.
             self._flush(job_id, state)
             self._fail(job_id, str(exc))
         except LeaseLost:
-            heartbeat_stop.set()
             outcome = "lease_lost"
             logger.warning("job taken over by another worker", extra={"job": str(job_id)})
         except OperationalError:
             # The database is away (or chose this transaction as a deadlock victim): the job
             # keeps its lease until it expires, then runs again, like after a crash.
-            heartbeat_stop.set()
             outcome = "released"
             logger.warning("database error while running a job", extra={"job": str(job_id)})
         except Exception as exc:
-            heartbeat_stop.set()
             logger.exception("job failed unexpectedly", extra={"job": str(job_id)})
             self._fail(
                 job_id,
@@ -200,6 +192,7 @@ class Worker:
                 "operators have the details in the logs",
             )
         finally:
+            state.finished.set()
             if self.metrics is not None:
                 self.metrics.job_ended(outcome, started)
 
