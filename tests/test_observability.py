@@ -2,6 +2,7 @@
 protected by its token or moved to its own port, and no log record ever carries a
 pupil's id, a grade or a key."""
 
+import asyncio
 import json
 import logging
 import re
@@ -322,3 +323,33 @@ def _wait_for_records(
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.01)
+
+
+def test_an_unhandled_error_is_a_json_500_with_the_request_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.core.config import Settings
+    from app.main import create_app
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/x.db", data_dir=tmp_path))
+
+    def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom)
+    caplog.set_level(logging.ERROR)
+    transport = httpx.ASGITransport(app=app)
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/boom", headers={"X-Request-ID": "req-boom"})
+
+    response = asyncio.run(call())
+    assert response.status_code == 500
+    assert response.headers["X-Request-ID"] == "req-boom"
+    assert response.json()["code"] == "internal_error"
+    assert set(response.json()) == {"detail", "code", "errors"}
+    logged = [r for r in caplog.records if r.name == "gradecast.errors"]
+    assert logged
+    assert logged[0].exc_info is not None
+    assert logged[0].__dict__["request_id"] == "req-boom"

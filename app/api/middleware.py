@@ -12,12 +12,26 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.logging import request_id
 from app.core.metrics import ServiceMetrics
 
 access_logger = logging.getLogger("gradecast.access")
+logger = logging.getLogger("gradecast.errors")
+
+_ERROR_BODY = orjson.dumps(
+    {
+        "detail": "internal error; the operators can find it in the logs by the X-Request-ID",
+        "code": "internal_error",
+        "errors": [],
+    }
+)
+_ERROR_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(_ERROR_BODY)).encode()),
+]
 
 REQUEST_ID_HEADER = b"x-request-id"
 # A caller's id is kept only if it cannot smuggle anything into the logs.
@@ -62,16 +76,28 @@ class RequestObservability:
         token = request_id.set(rid)
         id_header = (REQUEST_ID_HEADER, rid.encode("ascii"))
         status = 500  # what the client gets if the app raises before answering
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # A bug, not bad input: logged with its traceback and this request's id, and
+            # answered in the service's one error shape, with the id the operator can grep.
+            logger.exception("unhandled error", extra={"request_id": rid})
+            if started_response:
+                raise
+            await send_with_id(
+                {"type": "http.response.start", "status": 500, "headers": _ERROR_HEADERS}
+            )
+            await send_with_id({"type": "http.response.body", "body": _ERROR_BODY})
         finally:
             seconds = time.perf_counter() - started
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
