@@ -1,10 +1,12 @@
 """Model versions in memory, so that /predict reads the database only to learn of changes.
 
-Versions never change once created, so ``(organisation, model, version)`` → snapshot is
-cached for good. What changes is which version is active: that pointer is cached too,
-and at most every ``model_cache_seconds`` one indexed read, ``SELECT MAX(id) FROM
-activations``, tells whether any model of any organisation was (re)activated since; only
-then are the changed models' pointers re-read. Every process (uvicorn worker, host)
+Θ never changes once a version is created, so ``(organisation, model, version)`` →
+snapshot is cached. What changes is which version is active: that pointer is cached too,
+and at most every ``model_cache_seconds`` one indexed read of ``MAX(id)`` of the
+activations (and of the cohort erasures) tells whether any model of any organisation was
+(re)activated since; only then are the changed models' pointers re-read. A cohort erasure
+changes the provenance of the versions trained on it (their ``cohort_id`` is cleared), so
+it drops the cached snapshots. Every process (uvicorn worker, host)
 therefore answers with a new active version within that interval, and a request resolves
 its version once, so one response never mixes two versions.
 
@@ -18,10 +20,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, event, func, select
+from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, NotFound
-from app.db.models import Activation, Model, ModelVersion
+from app.db.models import Activation, CohortErasure, Model, ModelVersion
 from app.db.session import Database
 from app.services.predict import VersionSnapshot
 
@@ -40,12 +43,18 @@ class ModelCache:
     _versions: dict[tuple[uuid.UUID, str, int], VersionSnapshot] = field(default_factory=dict)
     _active: dict[tuple[uuid.UUID, str], int | None] = field(default_factory=dict)
     _seen_activation: int = -1
+    _seen_erasure: int = -1
     _checked_at: float = -math.inf
     _lock: asyncio.Lock | None = None
 
     def invalidate(self) -> None:
-        """Check for activations at the next request (called after a commit that made one)."""
+        """Check for activations and erasures at the next request."""
         self._checked_at = -math.inf
+
+    def invalidate_after_commit(self, session: Session) -> None:
+        """This process sees the session's activation or erasure at its next request, other
+        processes within ``model_cache_seconds``."""
+        event.listen(session, "after_commit", lambda _s: self.invalidate(), once=True)
 
     async def resolve(
         self,
@@ -63,13 +72,16 @@ class ModelCache:
         if version is None:
             version = await self._active_version(db, organisation_id, name, source)
         key = (organisation_id, name, version)
-        snapshot = self._versions.get(key)
-        if snapshot is None:
-            snapshot = await run_in_threadpool(
-                _load_version, db, organisation_id, name, version, source
-            )
-            if len(self._versions) >= MAX_CACHED_VERSIONS:
-                self._versions.clear()
+        cached = self._versions.get(key)
+        if cached is not None:
+            return cached
+        snapshot, as_of_erasure = await run_in_threadpool(
+            _load_version, db, organisation_id, name, version, source
+        )
+        if len(self._versions) >= MAX_CACHED_VERSIONS:
+            self._versions.clear()
+        # As for pointers: kept only if no erasure was seen that it may predate.
+        if as_of_erasure >= self._seen_erasure:
             self._versions[key] = snapshot
         return snapshot
 
@@ -104,19 +116,32 @@ class ModelCache:
             if time.monotonic() - self._checked_at < max_age:
                 return
             started = time.monotonic()
-            latest, changed = await run_in_threadpool(_read_changes, db, self._seen_activation)
+            latest, erased, changed = await run_in_threadpool(
+                _read_changes, db, self._seen_activation
+            )
             for key, active in changed.items():
                 if key in self._active:
                     self._active[key] = active
+            if erased != self._seen_erasure:
+                self._versions.clear()
             self._seen_activation = latest
+            self._seen_erasure = erased
             self._checked_at = started
 
 
-def _read_changes(db: Database, seen: int) -> tuple[int, dict[tuple[uuid.UUID, str], int | None]]:
+def _latest_erasure() -> ScalarSelect[int]:
+    return select(func.coalesce(func.max(CohortErasure.id), 0)).scalar_subquery()
+
+
+def _read_changes(
+    db: Database, seen: int
+) -> tuple[int, int, dict[tuple[uuid.UUID, str], int | None]]:
     with db.reads() as session:
-        latest = session.scalar(select(func.max(Activation.id))) or 0
+        latest, erased = session.execute(
+            select(func.coalesce(func.max(Activation.id), 0), _latest_erasure())
+        ).one()
         if latest == seen or seen < 0:
-            return latest, {}
+            return latest, erased, {}
         changed_models = select(Activation.model_id).where(
             Activation.id > seen, Activation.id <= latest
         )
@@ -125,7 +150,7 @@ def _read_changes(db: Database, seen: int) -> tuple[int, dict[tuple[uuid.UUID, s
                 Model.id.in_(changed_models)
             )
         )
-        return latest, {(org, name): active for org, name, active in rows}
+        return latest, erased, {(org, name): active for org, name, active in rows}
 
 
 def _load_pointer(db: Database, organisation_id: uuid.UUID, name: str) -> _Pointer:
@@ -144,10 +169,11 @@ def _load_pointer(db: Database, organisation_id: uuid.UUID, name: str) -> _Point
 
 def _load_version(
     db: Database, organisation_id: uuid.UUID, name: str, version: int, source: str
-) -> VersionSnapshot:
+) -> tuple[VersionSnapshot, int]:
+    """The version, and the latest erasure it reflects (read in the same statement)."""
     with db.reads() as session:
         row = session.execute(
-            select(Model.id, ModelVersion)
+            select(Model.id, ModelVersion, _latest_erasure())
             .outerjoin(
                 ModelVersion,
                 (ModelVersion.model_id == Model.id) & (ModelVersion.version == version),
@@ -158,4 +184,4 @@ def _load_version(
         raise NotFound(f"no model named {name!r}", loc=[source, "model"])
     if row[1] is None:
         raise NotFound(f"model {name!r} has no version {version}", loc=[source, "version"])
-    return VersionSnapshot.of(name, row[1])
+    return VersionSnapshot.of(name, row[1]), row[2]

@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from app.db.models import Role
+from app.db.models import CohortErasure, Role
 from app.db.session import write_session
 from app.services import models as model_service
 from app.services.predict import student_t_975
@@ -493,6 +494,44 @@ def test_an_activation_reaches_every_worker_process_within_a_second(
     assert any(v == 2 for _, v in seen)
     assert last_old < 1.5, f"version 1 still answered {last_old:.2f} s after the activation"
     assert all(v == 2 for t, v in seen if t > last_old)
+
+
+def test_an_erased_cohort_leaves_every_worker_process_within_a_second(
+    tenant: Tenant, trainer: httpx.Client, second_server: str, live_server: LiveServer
+) -> None:
+    from tests.test_jobs import submit, upload_example, wait_for
+
+    cohort = upload_example(trainer)
+    job = submit(trainer, cohort_id=cohort["id"], algorithm="closed_form")
+    assert wait_for(trainer, job["id"])["status"] == "succeeded"
+    headers = {"Authorization": f"Bearer {tenant.keys[Role.reader]}"}
+    body = {"model": "concours", "students": [NEW_PUPIL]}
+    with httpx.Client(base_url=second_server, headers=headers, timeout=10) as other:
+
+        def provenance() -> str | None:
+            response = other.post("/predict", json=body, headers={"Connection": "close"})
+            assert response.status_code == 200, response.text
+            cohort_id: str | None = response.json()["cohort_id"]
+            return cohort_id
+
+        for _ in range(10):  # both worker processes cache the version
+            assert provenance() == cohort["id"]
+        assert trainer.delete(f"/cohorts/{cohort['id']}").status_code == 204
+        erased = time.monotonic()
+        seen: list[tuple[float, str | None]] = []
+        while time.monotonic() - erased < 2.5:
+            seen.append((time.monotonic() - erased, provenance()))
+    last_named = max((t for t, c in seen if c is not None), default=0.0)
+    assert last_named < 1.5, f"the erased cohort was named {last_named:.2f} s after"
+    assert all(c is None for t, c in seen if t > last_named)
+    # The erasure is on record, without any pupil data.
+    with live_server.database.reads() as session:
+        record = session.scalars(
+            select(CohortErasure).where(CohortErasure.cohort_id == uuid.UUID(cohort["id"]))
+        ).one()
+    row = (record.cohort_name, record.n_students, record.key_id)
+    assert tuple(row[:2]) == ("exemple", 200)
+    assert row[2] is not None
 
 
 def test_an_activation_is_seen_by_the_same_process_at_once(

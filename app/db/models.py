@@ -228,3 +228,24 @@ class Activation(Base):
     reason: Mapped[str] = mapped_column(String(200))
     key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CohortErasure(Base):
+    """Append-only record that a cohort's pupils were erased: when, by which key, how many.
+
+    It holds no pupil data. Its increasing id also tells every /predict cache that the
+    provenance of some cached versions changed.
+    """
+
+    __tablename__ = "cohort_erasures"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    cohort_id: Mapped[uuid.UUID] = mapped_column()
+    cohort_name: Mapped[str] = mapped_column(String(200))
+    n_students: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow)

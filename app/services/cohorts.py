@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, InvalidInput, PayloadTooLarge
-from app.db.models import Cohort, CohortStudent, ModelVersion
+from app.db.models import Cohort, CohortErasure, CohortStudent, ModelVersion
 from app.schemas.cohorts import FEATURE_PATTERN, CohortCreate
 from app.services.grades import check_grade_range, check_grades, column_stats
 from app.services.jsonbody import load_json_object
@@ -407,8 +407,18 @@ def load_matrix(session: Session, cohort: Cohort) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype="<f8").reshape(len(blobs), width)
 
 
-def delete_cohort(session: Session, cohort: Cohort) -> None:
-    """Erase the pupils' rows; versions trained on it stay, marked as erased provenance."""
+def delete_cohort(session: Session, cohort: Cohort, key_id: uuid.UUID | None) -> None:
+    """Erase the pupils' rows; versions trained on it stay, marked as erased provenance, and
+    the erasure itself is recorded (when, which key, how many pupils: no pupil data)."""
+    session.add(
+        CohortErasure(
+            organisation_id=cohort.organisation_id,
+            cohort_id=cohort.id,
+            cohort_name=cohort.name,
+            n_students=cohort.n_students,
+            key_id=key_id,
+        )
+    )
     session.execute(
         update(ModelVersion)
         .where(ModelVersion.cohort_id == cohort.id)

@@ -206,10 +206,14 @@ def list_students(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401, 403, 404, 422),
 )
-def delete_cohort(cohort: CohortDep, principal: Trainer, session: SessionDep) -> Response:
+def delete_cohort(
+    cohort: CohortDep, principal: Trainer, session: SessionDep, state: StateDep
+) -> Response:
     """Erase the cohort and every pupil row of it. Model versions trained on it are kept
-    (they hold no pupil data) and marked as trained on an erased cohort."""
-    cohort_service.delete_cohort(session, cohort)
+    (they hold no pupil data) and marked as trained on an erased cohort; the erasure is
+    recorded (when, by which key, how many pupils)."""
+    cohort_service.delete_cohort(session, cohort, principal.key_id)
+    state.model_cache.invalidate_after_commit(session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -1,8 +1,6 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
-from sqlalchemy import event
-from sqlalchemy.orm import Session
 
 from app.api.deps import Reader, SessionDep, StateDep, Trainer
 from app.core.errors import NotFound
@@ -21,7 +19,6 @@ from app.schemas.models import (
     VersionsRead,
 )
 from app.services import models as model_service
-from app.state import AppState
 
 router = APIRouter(tags=["models"])
 
@@ -105,12 +102,6 @@ def valid_model(name: ModelName, principal: Reader, session: SessionDep) -> Mode
 ModelDep = Annotated[Model, Depends(valid_model)]
 
 
-def _refresh_predict_cache_on_commit(session: Session, state: AppState) -> None:
-    """This process's /predict sees the new active version at its next request (other
-    processes within GRADECAST_MODEL_CACHE_SECONDS)."""
-    event.listen(session, "after_commit", lambda _s: state.model_cache.invalidate(), once=True)
-
-
 @router.get("/models", response_model=ModelsRead, responses=error_responses(401, 422))
 def list_models(
     principal: Reader, session: SessionDep, limit: Limit = 100, offset: Offset = 0
@@ -173,7 +164,7 @@ def create_version(
         session, principal.organisation_id, name, spec, key_id=principal.key_id
     )
     if spec.activate:
-        _refresh_predict_cache_on_commit(session, state)
+        state.model_cache.invalidate_after_commit(session)
     response.headers["Location"] = f"/models/{model.name}/versions/{version.version}"
     return version_read(model, version)
 
@@ -195,7 +186,7 @@ def set_active(
     model_service.set_active(
         session, model, update.version, key_id=principal.key_id, reason=update.reason or ""
     )
-    _refresh_predict_cache_on_commit(session, state)
+    state.model_cache.invalidate_after_commit(session)
     return model_read(model)
 
 
