@@ -339,3 +339,69 @@ def test_deleting_the_cohort_keeps_versions_and_marks_provenance(trainer: httpx.
     assert version["cohort_erased"] is True
     assert version["cohort_id"] is None
     assert version["theta"]
+
+
+@pytest.mark.parametrize("algorithm", ["gd", "sgd"])
+def test_a_hold_out_too_large_for_the_cohort_is_a_422(
+    trainer: httpx.Client, algorithm: str
+) -> None:
+    """Issue 14, bug 1: a 3-pupil cohort with validation_fraction=0.5 was a 500 (the
+    engine's split raised before the service's own check could run)."""
+    body = {
+        "name": f"trois-{algorithm}",
+        "features": ["maths"],
+        "target": "concours",
+        "students": [
+            {"maths": 10, "concours": 11},
+            {"maths": 12, "concours": 13},
+            {"maths": 14, "concours": 15},
+        ],
+    }
+    cohort = trainer.post("/cohorts", json=body).json()
+    response = trainer.post(
+        "/jobs",
+        json={"cohort_id": cohort["id"], "algorithm": algorithm, "validation_fraction": 0.5},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["loc"] == ["body", "validation_fraction"]
+    assert trainer.get("/jobs").json()["count"] == 0
+
+
+def test_a_model_name_is_one_rule_for_versions_and_jobs(trainer: httpx.Client) -> None:
+    """Issue 14, bug 2: POST /models/_x/versions was a 201 but POST /jobs {model: _x} a 422."""
+    version = trainer.post(
+        "/models/_x/versions",
+        json={
+            "features": ["maths", "info", "francais"],
+            "target": "concours",
+            "theta": [0, 0.33, 0.33, 0.33],
+        },
+    )
+    assert version.status_code == 201, version.text
+    cohort = upload_example(trainer, "nom-modele")
+    job = submit(trainer, cohort_id=cohort["id"], model="_x", algorithm="closed_form")
+    assert wait_for(trainer, job["id"])["status"] == "succeeded"
+    assert trainer.get("/models/_x").json()["latest_version"] == 2
+    for name in (".x", "x" * 101, "a b"):
+        assert (
+            trainer.post("/jobs", json={"cohort_id": cohort["id"], "model": name}).status_code
+            == 422
+        )
+        assert trainer.post(
+            f"/models/{name}/versions",
+            json={"features": ["maths"], "target": "concours", "theta": [0, 1]},
+        ).status_code in (404, 422)
+
+
+def test_training_defaults_are_the_engines() -> None:
+    """Issue 14: learning_rate was 1e-3 in the API schema and 1e-4 in the engine."""
+    from app.engine import TrainingConfig
+    from app.schemas.jobs import TrainingParameters
+
+    api = TrainingParameters()
+    engine = TrainingConfig()
+    for name in TrainingParameters.model_fields:
+        expected = getattr(engine, name)
+        assert getattr(api, name) == (
+            list(expected) if isinstance(expected, tuple) else expected
+        ), name
