@@ -7,18 +7,13 @@ import sys
 
 from app.core.config import get_settings
 from app.db.models import Role
-from app.db.session import Database, create_db_engine, write_session
+from app.db.session import Database, open_database, write_session
 
 logger = logging.getLogger("gradecast")
 
 
 def _database() -> Database:
-    settings = get_settings()
-    return Database.from_engine(
-        create_db_engine(
-            settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
-        )
-    )
+    return open_database(get_settings())
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -11,10 +12,12 @@ from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
 from app.api.routes import cohorts, health, jobs, keys, metrics, models, predict
 from app.api.routes.ui import mount_dashboard
+from app.api.state import AppState, AuthCache
 from app.core.config import Settings, get_settings
-from app.db.session import Database, create_db_engine, write_session
+from app.core.metrics import ServiceMetrics
+from app.db.session import open_database, write_session
+from app.services import jobs as job_service
 from app.services.keys import ensure_bootstrap_key
-from app.state import AppState, AuthCache
 from app.worker.runner import WorkerPool
 
 logger = logging.getLogger("gradecast")
@@ -29,16 +32,14 @@ Errors share one shape: `{"detail": "...", "code": "...", "errors": [{"loc": [..
 """
 
 
-def build_state(settings: Settings) -> AppState:
-    engine = create_db_engine(
-        settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
-    )
+def build_state(settings: Settings, metrics: ServiceMetrics) -> AppState:
     state = AppState(
         settings=settings,
-        db=Database.from_engine(engine),
+        db=open_database(settings),
         auth_cache=AuthCache(ttl=settings.auth_cache_seconds),
+        metrics=metrics,
     )
-    state.metrics.watch_jobs(state.db)
+    state.metrics.watch_jobs(partial(job_service.count_by_status, state.db))
     return state
 
 
@@ -56,7 +57,8 @@ def _bootstrap(state: AppState) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    state: AppState = app.state.gradecast
+    state = build_state(app.state.settings, app.state.metrics)
+    app.state.gradecast = state
     _bootstrap(state)
     port = state.settings.metrics_port
     stop_metrics_server = state.metrics.serve(port) if port is not None else None
@@ -79,11 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.gradecast = build_state(settings)
+    # Nothing is connected here: the lifespan opens the database and starts the workers.
+    app.state.settings = settings
+    app.state.metrics = ServiceMetrics()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     # Added last, so outermost: it also sees the 413s of BodySizeLimit.
-    app.add_middleware(RequestObservability, metrics=app.state.gradecast.metrics)
+    app.add_middleware(RequestObservability, metrics=app.state.metrics)
     app.include_router(health.router)
     app.include_router(keys.router)
     app.include_router(cohorts.router)

@@ -18,7 +18,7 @@ import uvicorn
 from app.core.config import Settings
 from app.db.migrations import upgrade_to_head
 from app.db.models import Role
-from app.db.session import Database, create_db_engine, write_session
+from app.db.session import Database, open_database, write_session
 from app.main import create_app
 from app.services.keys import get_or_create_organisation, issue_key
 
@@ -105,7 +105,7 @@ def start_server(settings: Settings) -> LiveServer:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
-    database = Database.from_engine(create_db_engine(settings.resolved_database_url))
+    database = open_database(settings)
     return LiveServer(f"http://127.0.0.1:{port}", settings, database, thread, server)
 
 

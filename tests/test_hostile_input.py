@@ -742,19 +742,25 @@ def hundred_megabytes() -> Iterator[bytes]:
         sent += len(chunk)
 
 
-def post_until_refused(url: str, **kwargs: Any) -> httpx.Response | None:
-    """The server answers 413 and closes while the client is still sending; None if the
-    client saw a broken connection instead of that answer."""
-    try:
-        return httpx.post(
+def post_until_refused(url: str, *, declared: bool) -> httpx.Response | None:
+    """POST 100 MB of CSV, chunked or with its Content-Length declared. The server answers
+    413 and closes while the client is still sending; None if the client saw a broken
+    connection instead of that answer."""
+    headers = {"Authorization": f"Bearer {BOOTSTRAP_KEY}", "Content-Type": "text/csv"}
+    if declared:  # refused from the headers, before any byte is read
+        headers["Content-Length"] = str(HUNDRED_MB)
+    with httpx.Client(timeout=120) as client:
+        request = client.build_request(
+            "POST",
             f"{url}/cohorts",
             params={"name": "huge"},
-            headers={"Authorization": f"Bearer {BOOTSTRAP_KEY}", "Content-Type": "text/csv"},
-            timeout=120,
-            **kwargs,
+            headers=headers,
+            content=hundred_megabytes(),
         )
-    except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
-        return None
+        try:
+            return client.send(request)
+        except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+            return None
 
 
 @pytest.mark.parametrize("declared", [False, True], ids=["chunked", "content-length"])
@@ -766,26 +772,7 @@ def test_a_100_mb_body_is_refused_while_it_streams_in(
     before = process.memory_info().rss
     started = time.monotonic()
     with PeakRss(process) as rss:
-        if declared:
-            # A Content-Length of 100 MB: refused from the headers, before any byte is read.
-            with httpx.Client(timeout=120) as client:
-                request = client.build_request(
-                    "POST",
-                    f"{url}/cohorts",
-                    params={"name": "huge"},
-                    headers={
-                        **headers,
-                        "Content-Type": "text/csv",
-                        "Content-Length": str(HUNDRED_MB),
-                    },
-                    content=hundred_megabytes(),
-                )
-                try:
-                    response = client.send(request)
-                except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
-                    response = None
-        else:
-            response = post_until_refused(url, content=hundred_megabytes())
+        response = post_until_refused(url, declared=declared)
     elapsed = time.monotonic() - started
     assert response is not None, "the connection broke before the 413 was read"
     assert response.status_code == 413, response.text

@@ -1,18 +1,25 @@
-"""Request dependencies: the database session, the caller's key, role checks."""
+"""Request dependencies: the database session, the caller's key, role checks, paging
+parameters, and the load-or-404 of each resource (`valid_<thing>`)."""
 
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.errors import Forbidden, InvalidInput, Unauthorized
+from app.api.state import AppState, Principal
+from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from app.core.security import digests_match, hash_key
-from app.db.models import ApiKey, Role
-from app.state import AppState, Principal
+from app.db.models import ApiKey, Cohort, Job, Model, ModelVersion, Role
+from app.db.session import unit_of_work
+from app.schemas.common import MODEL_NAME_DESCRIPTION, MODEL_NAME_PATTERN
+from app.services import cohorts as cohort_service
+from app.services import jobs as job_service
+from app.services import models as model_service
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ROLE_RANK = {Role.reader: 0, Role.trainer: 1, Role.admin: 2}
@@ -36,13 +43,8 @@ def get_session(request: Request, state: StateDep) -> Iterator[Session]:
     so their read-then-write can never fail with "database is locked" half-way.
     """
     factory = state.db.reads if request.method in _READ_METHODS else state.db.writes
-    with factory() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with unit_of_work(factory) as session:
+        yield session
 
 
 # scope="function": the commit happens before the response is sent, so a client that
@@ -98,3 +100,59 @@ def require_role(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
 Reader = Annotated[Principal, Depends(require_role(Role.reader))]
 Trainer = Annotated[Principal, Depends(require_role(Role.trainer))]
 Admin = Annotated[Principal, Depends(require_role(Role.admin))]
+
+
+# --- paging -----------------------------------------------------------------------------
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=10**9)]
+
+# --- load or 404: another organisation's objects are a 404 too -----------------------------
+
+ModelName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=100,
+        pattern=MODEL_NAME_PATTERN,
+        description=MODEL_NAME_DESCRIPTION,
+        examples=["concours"],
+    ),
+]
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def valid_cohort(cohort_id: uuid.UUID, principal: Reader, session: SessionDep) -> Cohort:
+    cohort = cohort_service.get_cohort(session, principal.organisation_id, cohort_id)
+    if cohort is None:
+        raise NotFound("no such cohort", loc=["path", "cohort_id"])
+    return cohort
+
+
+def valid_job(job_id: uuid.UUID, principal: Reader, session: SessionDep) -> Job:
+    job = job_service.get_job(session, principal.organisation_id, job_id)
+    if job is None:
+        raise NotFound("no such job", loc=["path", "job_id"])
+    return job
+
+
+def valid_model(name: ModelName, principal: Reader, session: SessionDep) -> Model:
+    model = model_service.get_model(session, principal.organisation_id, name)
+    if model is None:
+        raise NotFound(f"no model named {name!r}", loc=["path", "name"])
+    return model
+
+
+CohortDep = Annotated[Cohort, Depends(valid_cohort)]
+JobDep = Annotated[Job, Depends(valid_job)]
+ModelDep = Annotated[Model, Depends(valid_model)]
+
+
+def valid_version(model: ModelDep, version: VersionNumber, session: SessionDep) -> ModelVersion:
+    found = model_service.get_version(session, model, version)
+    if found is None:
+        raise NotFound(f"model {model.name!r} has no version {version}", loc=["path", "version"])
+    return found
+
+
+VersionDep = Annotated[ModelVersion, Depends(valid_version)]

@@ -11,7 +11,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from app.core.errors import ServiceError, ServiceUnavailable
+from app.core.errors import InvalidInput, ServiceError, ServiceUnavailable, error_body
+from app.engine import DegenerateDataError, InvalidConfigError
+from app.tables import TableError, csv_error
 
 logger = logging.getLogger("gradecast.errors")
 
@@ -44,6 +46,24 @@ async def service_error_handler(_request: Request, exc: Exception) -> JSONRespon
     return _response(exc.status_code, exc.body(), exc.headers)
 
 
+def as_service_error(exc: Exception) -> ServiceError:
+    """The one translation of the typed errors of the layers below into an HTTP answer."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, TableError):
+        return csv_error(exc)
+    if isinstance(exc, InvalidConfigError):
+        # The engine names its option as the API does (TrainingParameters).
+        return InvalidInput(str(exc), loc=["body", exc.parameter])
+    if isinstance(exc, DegenerateDataError):
+        return InvalidInput(str(exc), loc=["body", exc.parameter] if exc.parameter else ["body"])
+    raise TypeError(f"no HTTP translation for {type(exc).__name__}")
+
+
+async def typed_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    return await service_error_handler(request, as_service_error(exc))
+
+
 async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Never echo the submitted value: it may be a pupil's grade.
@@ -53,7 +73,7 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
     ]
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     detail = f"{_describe(first['loc'])}: {first['msg']}"
-    return _response(422, {"detail": detail, "code": "invalid_input", "errors": errors})
+    return _response(422, error_body(detail, "invalid_input", errors))
 
 
 def _allowed_methods(request: Request) -> str:
@@ -80,12 +100,8 @@ async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
         headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     code = _HTTP_CODES.get(status, "error")
     loc = ["body"] if status in (413, 422) else []
-    body = {
-        "detail": detail,
-        "code": code,
-        "errors": [{"loc": loc, "msg": detail, "type": code}] if loc else [],
-    }
-    return _response(status, body, headers)
+    errors = [{"loc": loc, "msg": detail, "type": code}] if loc else []
+    return _response(status, error_body(detail, code, errors), headers)
 
 
 async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -103,6 +119,8 @@ async def database_error_handler(request: Request, exc: Exception) -> JSONRespon
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, service_error_handler)
+    for typed in (TableError, InvalidConfigError, DegenerateDataError):
+        app.add_exception_handler(typed, typed_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
     app.add_exception_handler(DBAPIError, database_error_handler)

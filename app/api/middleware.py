@@ -15,19 +15,14 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.errors import InternalError
 from app.core.logging import request_id
 from app.core.metrics import ServiceMetrics
 
 access_logger = logging.getLogger("gradecast.access")
 logger = logging.getLogger("gradecast.errors")
 
-_ERROR_BODY = orjson.dumps(
-    {
-        "detail": "internal error; the operators can find it in the logs by the X-Request-ID",
-        "code": "internal_error",
-        "errors": [],
-    }
-)
+_ERROR_BODY = orjson.dumps(InternalError().body())
 _ERROR_HEADERS = [
     (b"content-type", b"application/json"),
     (b"content-length", str(len(_ERROR_BODY)).encode()),

@@ -9,6 +9,13 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def error_body(
+    detail: str, code: str, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The one JSON shape of every error answer."""
+    return {"detail": detail, "code": code, "errors": errors or []}
+
+
 class ServiceError(Exception):
     status_code = 400
     code = "bad_request"
@@ -29,7 +36,7 @@ class ServiceError(Exception):
         self.headers = headers
 
     def body(self) -> dict[str, Any]:
-        return {"detail": self.detail, "code": self.code, "errors": self.errors}
+        return error_body(self.detail, self.code, self.errors)
 
 
 class Unauthorized(ServiceError):
@@ -70,21 +77,21 @@ class InvalidInput(ServiceError):
     code = "invalid_input"
 
 
+class InternalError(ServiceError):
+    """A bug: the answer says only where the operators can find it."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "internal error; the operators can find it in the logs by the X-Request-ID"
+        )
+
+
 class ServiceUnavailable(ServiceError):
     status_code = 503
     code = "unavailable"
 
     def __init__(self, detail: str = "the database is unavailable; retry shortly") -> None:
         super().__init__(detail, headers={"Retry-After": "1"})
-
-
-def table_error(
-    detail: str, *, row: int | None, column: str | None, field: str = "students"
-) -> InvalidInput:
-    """An error in a table of pupils; ``row`` is the 0-based index of the pupil."""
-    loc: list[str | int] = ["body", field]
-    if row is not None:
-        loc.append(row)
-    if column is not None:
-        loc.append(column)
-    return InvalidInput(detail, loc=loc)

@@ -7,16 +7,14 @@ route templates, statuses, model names and versions: never a pupil, a grade or a
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.db.models import Job, JobStatus
-from app.db.session import Database
+from app.db.models import JobStatus
 
 logger = logging.getLogger("gradecast.metrics")
 
@@ -50,27 +48,28 @@ class JobMetrics:
         self.outcomes.labels(outcome).inc()
 
 
-class JobsCollector(Collector):
-    """Jobs by status across all organisations, read from the database at scrape time."""
+JobCounts = Callable[[], Mapping[JobStatus, int]]
 
-    def __init__(self, database: Database) -> None:
-        self.database = database
+
+class JobsCollector(Collector):
+    """Jobs by status across all organisations, counted (by the database) at scrape time."""
+
+    def __init__(self, count_jobs: JobCounts) -> None:
+        self.count_jobs = count_jobs
 
     def describe(self) -> Iterable[Metric]:
         return self._families({})
 
     def collect(self) -> Iterable[Metric]:
         try:
-            with self.database.reads() as session:
-                rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
-                counts = {JobStatus(status): int(count) for status, count in rows}
+            counts = self.count_jobs()
         except SQLAlchemyError as exc:
             logger.warning("jobs metrics unavailable", extra={"error": type(exc).__name__})
             return []
         return self._families(counts)
 
     @staticmethod
-    def _families(counts: dict[JobStatus, int]) -> list[Metric]:
+    def _families(counts: Mapping[JobStatus, int]) -> list[Metric]:
         by_status = GaugeMetricFamily(
             "gradecast_jobs", "Training jobs by status, all organisations.", labels=["status"]
         )
@@ -112,8 +111,8 @@ class ServiceMetrics:
         # Children by label values: a dict lookup is cheaper than ``labels()`` on every request.
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
-    def watch_jobs(self, database: Database) -> None:
-        self.registry.register(JobsCollector(database))
+    def watch_jobs(self, count_jobs: JobCounts) -> None:
+        self.registry.register(JobsCollector(count_jobs))
 
     def serve(self, port: int) -> Callable[[], None]:
         """Serve this registry on ``port`` with prometheus_client's own HTTP server (in a

@@ -91,6 +91,10 @@ class Cohort(Base):
     stats: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    @property
+    def grade_range(self) -> tuple[float, float]:
+        return (self.grade_min, self.grade_max)
+
 
 class CohortStudent(Base):
     """One pupil of a cohort: a pseudonymous id and the grades, features then target.

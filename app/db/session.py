@@ -8,7 +8,7 @@ transactions (driver autocommit off, BEGIN emitted from the "begin" event).
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from app.core.config import Settings
 
 WRITE_OPTION = "gradecast_write"
 
@@ -80,13 +82,28 @@ class Database:
         )
 
 
+def open_database(settings: Settings) -> Database:
+    """The service's database as configured: the one way the app, the workers, the CLI and
+    the tests connect."""
+    return Database.from_engine(
+        create_db_engine(
+            settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
+    )
+
+
 @contextmanager
-def write_session(database: Database) -> Iterator[Session]:
-    """A writer session for work outside requests: commit on success, roll back on error."""
-    with database.writes() as session:
+def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session that commits when the block ends normally and rolls back otherwise."""
+    with factory() as session:
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+
+
+def write_session(database: Database) -> AbstractContextManager[Session]:
+    """A writer session for work outside requests: commit on success, roll back on error."""
+    return unit_of_work(database.writes)

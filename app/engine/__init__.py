@@ -15,6 +15,7 @@ from app.engine.errors import (
 )
 from app.engine.history import FitMetrics, History, Progress
 from app.engine.linear import max_stable_learning_rate, predict, risk
+from app.engine.schedule import planned_steps
 from app.engine.training import FitResult, fit
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "TrainingConfig",
     "fit",
     "max_stable_learning_rate",
+    "planned_steps",
     "predict",
     "risk",
     "split_holdout",

@@ -20,7 +20,7 @@ class TrainingConfig:
     """
 
     algorithm: Algorithm = "sgd"
-    learning_rate: float = 1e-4
+    learning_rate: float = 1e-3
     iterations: int = 1000
     epochs: int = 5
     batch_size: int = 10

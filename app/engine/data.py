@@ -78,7 +78,8 @@ def split_holdout(n: int, validation_fraction: float, seed: int) -> tuple[IndexA
     if n - n_val < 2:
         raise DegenerateDataError(
             f"validation_fraction={validation_fraction} keeps {n - n_val} of {n} rows "
-            "for training; at least 2 are needed"
+            "for training; at least 2 are needed",
+            parameter="validation_fraction",
         )
     order = np.random.default_rng((seed, 0)).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])

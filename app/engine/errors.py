@@ -14,11 +14,18 @@ class InvalidConfigError(EngineError, ValueError):
 
 
 class DegenerateDataError(EngineError, ValueError):
-    """The data cannot be fitted as given (shape, non-finite value, constant column...)."""
+    """The data cannot be fitted as given (shape, non-finite value, constant column...).
 
-    def __init__(self, message: str, *, feature: int | None = None) -> None:
+    `feature` is the offending column, if one is; `parameter` the option that makes these
+    data unusable (a hold-out that leaves too few training rows), if one does.
+    """
+
+    def __init__(
+        self, message: str, *, feature: int | None = None, parameter: str | None = None
+    ) -> None:
         super().__init__(message)
         self.feature = feature
+        self.parameter = parameter
 
 
 class DivergenceError(EngineError):

@@ -33,6 +33,7 @@ from app.engine.linear import (
     solve_pseudo_inverse,
 )
 from app.engine.scan import PreparedMaps, prepare, scan
+from app.engine.schedule import steps_per_epoch
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -578,7 +579,7 @@ class _MiniBatches:
         self.problem = problem
         self.batch_size = config.batch_size
         n = problem.train_features.shape[0]
-        self.steps_per_epoch = -(-n // config.batch_size)
+        self.steps_per_epoch = steps_per_epoch(n, config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.steps_per_chunk = max(1, min(_CHUNK_STEPS, _CHUNK_ROWS // config.batch_size))
         self._order: IntArray | None = None

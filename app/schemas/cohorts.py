@@ -1,15 +1,9 @@
 import uuid
 from datetime import datetime
-from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import StrictModel
-
-FEATURE_PATTERN = r"^[a-z0-9]+(_[a-z0-9]+)*$"
-# What the services accept as a column's API name, told to the schema (the services, not
-# pydantic, check it, so that the error can suggest the right spelling).
-API_NAME_SCHEMA: dict[str, Any] = {"type": "string", "pattern": r"^(?!id$)[a-z0-9]+(_[a-z0-9]+)*$"}
+from app.schemas.common import API_NAME_SCHEMA, StrictModel
 
 
 class CohortCreate(StrictModel):
@@ -54,6 +48,8 @@ class GradeStats(BaseModel):
 
 
 class CohortRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     name: str
     features: list[str] = Field(examples=[["maths", "info", "francais"]])

@@ -4,12 +4,25 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.tables import API_NAME_PATTERN, ID_NAME
+
 
 class StrictModel(BaseModel):
     """Request bodies: unknown fields are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
 
+
+# A model's name, in URLs and in bodies alike.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"
+MODEL_NAME_DESCRIPTION = "Letters, digits, '.', '_' and '-' (not starting with '.')"
+
+# What the services accept as a column's API name, told to the schema (the services, not
+# pydantic, check it, so that the error can suggest the right spelling).
+API_NAME_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": API_NAME_PATTERN.replace("^", f"^(?!{ID_NAME}$)", 1),
+}
 
 # Free text that is stored: no control characters (PostgreSQL refuses NUL in text, which
 # was a 500; the others have no place in a name, a label or a reason).

@@ -5,9 +5,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from app.schemas.common import StrictModel
+from app.engine import TrainingConfig
+from app.schemas.common import MODEL_NAME_DESCRIPTION, MODEL_NAME_PATTERN, StrictModel
 
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+# The engine's defaults are the API's: one source of truth.
+_DEFAULT = TrainingConfig()
 Activate = Literal["always", "if_better", "never"]
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -16,41 +18,59 @@ class TrainingParameters(StrictModel):
     """The engine's options, named as in the course; every one has a default."""
 
     algorithm: Literal["sgd", "gd", "closed_form"] = Field(
-        default="sgd",
+        default=_DEFAULT.algorithm,
         description="`sgd` (mini-batch, as the course), `gd` (full batch) or "
         "`closed_form` (least squares)",
     )
     learning_rate: float = Field(
-        default=1e-3, gt=0, le=1e3, description="λ in Θ ← Θ − λ∇R", examples=[0.001]
+        default=_DEFAULT.learning_rate,
+        gt=0,
+        le=1e3,
+        description="λ in Θ ← Θ − λ∇R",
+        examples=[0.001],
     )
-    epochs: int = Field(default=5, ge=1, le=100_000, description="sgd: passes over the cohort")
-    batch_size: int = Field(default=10, ge=1, le=1_000_000, description="sgd: pupils per step")
-    iterations: int = Field(default=1000, ge=1, le=10_000_000, description="gd: steps")
+    epochs: int = Field(
+        default=_DEFAULT.epochs, ge=1, le=100_000, description="sgd: passes over the cohort"
+    )
+    batch_size: int = Field(
+        default=_DEFAULT.batch_size, ge=1, le=1_000_000, description="sgd: pupils per step"
+    )
+    iterations: int = Field(
+        default=_DEFAULT.iterations, ge=1, le=10_000_000, description="gd: steps"
+    )
     shuffle: bool = Field(
-        default=False, strict=True, description="sgd: a fresh seeded permutation per epoch"
+        default=_DEFAULT.shuffle,
+        strict=True,
+        description="sgd: a fresh seeded permutation per epoch",
     )
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    seed: int = Field(default=_DEFAULT.seed, ge=0, le=2**32 - 1)
     init_theta: list[float] | None = Field(
         default=None,
         description="Initial Θ = (w0, w1, …, wp) in grade units; default zeros",
         examples=[[0, 0.33, 0.33, 0.33]],
     )
     standardize: bool = Field(
-        default=False,
+        default=_DEFAULT.standardize,
         strict=True,
         description="Fit on z-scored grades; Θ is returned in grade units",
     )
-    l2: float = Field(default=0.0, ge=0, le=1e6, description="Ridge penalty")
+    l2: float = Field(default=_DEFAULT.l2, ge=0, le=1e6, description="Ridge penalty")
     validation_fraction: float = Field(
-        default=0.0, ge=0, lt=1, description="Share of pupils held out (seeded) for validation"
+        default=_DEFAULT.validation_fraction,
+        ge=0,
+        lt=1,
+        description="Share of pupils held out (seeded) for validation",
     )
     patience: int | None = Field(
-        default=None,
+        default=_DEFAULT.patience,
         ge=1,
         description="Early stopping: recorded points without a better validation risk",
     )
     record_every: int = Field(
-        default=1, ge=1, le=10_000_000, description="Record the loss history every k steps"
+        default=_DEFAULT.record_every,
+        ge=1,
+        le=10_000_000,
+        description="Record the loss history every k steps",
     )
 
     @field_validator("learning_rate", "l2", "validation_fraction")
@@ -79,7 +99,12 @@ class TrainingParameters(StrictModel):
 
 class JobCreate(TrainingParameters):
     cohort_id: uuid.UUID
-    model: str = Field(default="concours", pattern=MODEL_NAME_PATTERN, examples=["concours"])
+    model: str = Field(
+        default="concours",
+        pattern=MODEL_NAME_PATTERN,
+        description=MODEL_NAME_DESCRIPTION,
+        examples=["concours"],
+    )
     activate: Activate = Field(
         default="if_better",
         description="`if_better`: activate when there is no active version or when the new Θ "

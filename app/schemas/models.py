@@ -4,12 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.cohorts import API_NAME_SCHEMA
-from app.schemas.common import PRINTABLE_PATTERN, StrictModel
-
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"
+from app.schemas.common import API_NAME_SCHEMA, PRINTABLE_PATTERN, StrictModel
 
 # strict: JSON numbers only (lax mode took `false` and "3" for numbers).
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -104,6 +101,8 @@ class VersionsRead(BaseModel):
 
 
 class ModelRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     name: str = Field(examples=["concours"])
     active_version: int | None = Field(examples=[1])
     latest_version: int = Field(examples=[1])
@@ -126,6 +125,8 @@ class ActivationUpdate(StrictModel):
 
 
 class ActivationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     from_version: int | None = Field(examples=[1])
     to_version: int = Field(examples=[2])
     created_at: datetime

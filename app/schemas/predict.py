@@ -5,8 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import StrictModel
-from app.schemas.models import MODEL_NAME_PATTERN
+from app.schemas.common import MODEL_NAME_PATTERN, StrictModel
 
 
 class PredictRequest(StrictModel):

@@ -1,25 +1,34 @@
 """Cohorts: parse (JSON or CSV), validate completely, then store in one transaction."""
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import repeat
-from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
-from sqlalchemy import Engine, delete, event, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, InvalidInput, PayloadTooLarge
-from app.db.models import Cohort, CohortErasure, CohortStudent, ModelVersion
-from app.schemas.cohorts import FEATURE_PATTERN, CohortCreate
-from app.services.grades import check_grade_range, check_grades, column_stats
-from app.services.jsonbody import load_json_object
-from app.tabular import TableError, TooManyRowsError, feature_key, find_duplicate, read_grade_csv
+from app.db.erasure import erase_freed_pages_after_commit
+from app.db.models import Cohort, CohortErasure, ModelVersion
+from app.db.paging import paginate
+from app.db.students import delete_students, insert_students, load_matrix, page_students
+from app.schemas.cohorts import CohortCreate
+from app.tables import (
+    TableError,
+    TooManyRowsError,
+    check_api_names,
+    check_grade_range,
+    check_grades,
+    column_stats,
+    feature_key,
+    find_duplicate,
+    load_json_object,
+    parse_envelope,
+    read_grade_csv,
+    students_to_matrix,
+)
 
-MAX_ID_LENGTH = 64
 MAX_FEATURES = 100  # as for a JSON upload (CohortCreate.features)
 
 
@@ -59,39 +68,14 @@ def parse_json_upload(body: bytes, max_rows: int) -> CohortUpload:
     students = document.get("students")
     if isinstance(students, list) and len(students) > max_rows:
         raise _too_many(len(students), max_rows)
-    # The envelope is checked by its schema; the rows column by column below (a million
-    # pupils through pydantic one by one would cost seconds).
-    envelope = {k: v for k, v in document.items() if k != "students"}
-    envelope["students"] = []
-    try:
-        spec = CohortCreate.model_validate(envelope)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc: list[str | int] = ["body", *first["loc"]]
-        raise InvalidInput(f"{'.'.join(map(str, first['loc']))}: {first['msg']}", loc=loc) from None
+    # The envelope is checked by its schema; the rows column by column below.
+    spec = parse_envelope(CohortCreate, {**document, "students": []})
     if not isinstance(students, list):
         raise InvalidInput("students must be a list of objects", loc=["body", "students"])
-
     name = _check_name(spec.name, ["body", "name"])
-    for i, feature in enumerate([*spec.features, spec.target]):
-        try:
-            key = feature_key(feature)
-        except TableError:  # no letter or digit at all: nothing to suggest
-            key = ""
-        if feature != key or feature == "id":
-            where: list[str | int] = (
-                ["body", "features", i] if i < len(spec.features) else ["body", "target"]
-            )
-            suggestion = f"must be written {key!r}" if key else "is not an API name"
-            raise InvalidInput(
-                f"column name {feature!r} {suggestion} "
-                f"(lowercase letters, digits and '_', matching {FEATURE_PATTERN}; not 'id')",
-                loc=where,
-            )
-    columns = [*spec.features, spec.target]
-    _check_columns(spec.features, spec.target, loc_prefix=["body"])
+    check_api_names(spec.features, spec.target, loc=["body"])
     grade_range = check_grade_range(spec.grade_range, loc=["body", "grade_range"])
-    ids, values = students_to_matrix(students, columns, field="students")
+    ids, values = students_to_matrix(students, [*spec.features, spec.target], field="students")
     return CohortUpload(
         name=name,
         features=list(spec.features),
@@ -102,91 +86,6 @@ def parse_json_upload(body: bytes, max_rows: int) -> CohortUpload:
         ids=ids,
         values=values,
     )
-
-
-def _check_columns(features: Sequence[str], target: str, loc_prefix: list[str | int]) -> None:
-    seen: dict[str, int] = {}
-    for i, feature in enumerate(features):
-        if feature in seen:
-            raise InvalidInput(
-                f"feature {feature!r} is listed twice", loc=[*loc_prefix, "features", i]
-            )
-        seen[feature] = i
-    if target in seen:
-        raise InvalidInput(
-            f"the target {target!r} cannot also be a feature", loc=[*loc_prefix, "target"]
-        )
-
-
-def students_to_matrix(
-    students: list[Any], columns: Sequence[str], *, field: str
-) -> tuple[list[str] | None, np.ndarray]:
-    """JSON pupils → (ids, float64 matrix in ``columns`` order); 422 naming pupil and column."""
-    expected = set(columns)
-    with_id = expected | {"id"}
-    has_ids: bool | None = None
-    for i, student in enumerate(students):
-        if not isinstance(student, dict):
-            raise InvalidInput(f"{field}[{i}] must be an object", loc=["body", field, i])
-        keys = student.keys()
-        if keys != expected and keys != with_id:
-            missing = sorted(expected - keys)
-            extra = sorted(keys - with_id)
-            if missing:
-                raise InvalidInput(
-                    f"{field}[{i}] has no value for {missing[0]!r}",
-                    loc=["body", field, i, missing[0]],
-                )
-            raise InvalidInput(
-                f"{field}[{i}] has an unknown column {extra[0]!r}; expected {sorted(expected)}",
-                loc=["body", field, i, extra[0]],
-            )
-        row_has_id = "id" in keys
-        if has_ids is None:
-            has_ids = row_has_id
-        elif row_has_id != has_ids:
-            raise InvalidInput(
-                f"{field}[{i}]: either every pupil has an id or none has",
-                loc=["body", field, i, "id"],
-            )
-
-    n = len(students)
-    values = np.empty((n, len(columns)), dtype=np.float64)
-    for j, column in enumerate(columns):
-        cells = [s[column] for s in students]
-        kinds = set(map(type, cells))
-        if not kinds <= {int, float}:
-            bad = next(i for i, v in enumerate(cells) if type(v) not in (int, float))
-            raise InvalidInput(
-                f"{field}[{bad}], column {column!r}: the grade must be a JSON number",
-                loc=["body", field, bad, column],
-            )
-        try:
-            values[:, j] = cells
-        except OverflowError:
-            bad = next(i for i, v in enumerate(cells) if abs(v) > 1e308)
-            raise InvalidInput(
-                f"{field}[{bad}], column {column!r}: the grade is not a finite number",
-                loc=["body", field, bad, column],
-            ) from None
-
-    ids: list[str] | None = None
-    if has_ids:
-        ids = []
-        for i, student in enumerate(students):
-            raw = student["id"]
-            if type(raw) not in (str, int) or isinstance(raw, bool):
-                raise InvalidInput(
-                    f"{field}[{i}].id must be a string or an integer", loc=["body", field, i, "id"]
-                )
-            ident = str(raw).strip()
-            if not ident or len(ident) > MAX_ID_LENGTH or not ident.isprintable():
-                raise InvalidInput(
-                    f"{field}[{i}].id must be 1 to {MAX_ID_LENGTH} printable characters",
-                    loc=["body", field, i, "id"],
-                )
-            ids.append(ident)
-    return ids, values
 
 
 def parse_csv_upload(
@@ -207,8 +106,6 @@ def parse_csv_upload(
         table = read_grade_csv(data, id_column=id_column, charset=charset, max_rows=max_rows)
     except TooManyRowsError:
         raise _too_many(None, max_rows) from None
-    except TableError as exc:
-        raise csv_error(exc) from None
     if len(table.keys) < 2:
         raise InvalidInput(
             "a cohort needs at least one feature column and the target column", loc=["body"]
@@ -225,16 +122,7 @@ def parse_csv_upload(
             f"id_column {id_column!r} is not in the header {table.headers}",
             loc=["query", "id_column"],
         )
-    if target is None:
-        target_index = len(table.keys) - 1
-    else:
-        wanted = feature_key(target) if target.strip() else ""
-        if wanted not in table.keys:
-            raise InvalidInput(
-                f"target column {target!r} is not in the header {table.headers}",
-                loc=["query", "target"],
-            )
-        target_index = table.keys.index(wanted)
+    target_index = _target_index(table.keys, table.headers, target)
     order = [j for j in range(len(table.keys)) if j != target_index] + [target_index]
     values = table.values[:, order] if target_index != len(order) - 1 else table.values
     return CohortUpload(
@@ -249,14 +137,19 @@ def parse_csv_upload(
     )
 
 
-def csv_error(exc: TableError) -> InvalidInput:
-    # The reader's message already names the row and the column.
-    loc: list[str | int] = ["body", "csv"]
-    if exc.row is not None:
-        loc.append(exc.row)
-    if exc.column is not None:
-        loc.append(exc.column)
-    return InvalidInput(f"CSV: {exc.message}", loc=loc)
+def _target_index(keys: list[str], headers: list[str], target: str | None) -> int:
+    """The target column: the one named (any spelling of its header), else the last."""
+    if target is None:
+        return len(keys) - 1
+    try:
+        wanted = feature_key(target)
+    except TableError:
+        wanted = ""
+    if wanted not in keys:
+        raise InvalidInput(
+            f"target column {target!r} is not in the header {headers}", loc=["query", "target"]
+        )
+    return keys.index(wanted)
 
 
 def _parse_range(text: str | None) -> tuple[float, float]:
@@ -326,55 +219,15 @@ def create_cohort(session: Session, organisation_id: uuid.UUID, upload: CohortUp
         raise Conflict(
             f"a cohort named {upload.name!r} already exists", loc=["body", "name"]
         ) from None
-    _insert_students(session, cohort.id, upload)
+    insert_students(session, cohort.id, upload.ids, upload.values)
     return cohort
-
-
-_INSERT_STUDENTS = {
-    # sqlite3
-    "qmark": "INSERT INTO cohort_students (cohort_id, row_index, external_id, grades) "
-    "VALUES (?, ?, ?, ?)",
-    # psycopg
-    "pyformat": "INSERT INTO cohort_students (cohort_id, row_index, external_id, grades) "
-    "VALUES (%s, %s, %s, %s)",
-}
-
-
-def _insert_students(session: Session, cohort_id: uuid.UUID, upload: CohortUpload) -> None:
-    """One executemany of plain tuples on the driver's cursor, in the session's transaction.
-
-    The ORM bulk path builds and re-processes a dict per pupil; for a national cohort that
-    is most of the upload's time and memory. Grades are packed in one numpy pass.
-    """
-    connection = session.connection()
-    dialect = connection.dialect
-    column = CohortStudent.__table__.c.cohort_id
-    sql = _INSERT_STUDENTS.get(dialect.paramstyle)
-    if sql is None:  # pragma: no cover - only SQLite and psycopg are supported
-        raise RuntimeError(f"unsupported DBAPI paramstyle {dialect.paramstyle!r}")
-    # The id as the column type stores it (a 32-hex string on SQLite, a UUID on PostgreSQL).
-    process = column.type.bind_processor(dialect)
-    bound_id = process(cohort_id) if process is not None else cohort_id
-    values = np.ascontiguousarray(upload.values, dtype="<f8")
-    n, width = values.shape
-    blobs: list[bytes] = values.view(f"V{8 * width}").reshape(n).tolist()
-    ids = upload.ids if upload.ids is not None else repeat(None, n)
-    cursor = connection.connection.cursor()
-    try:
-        cursor.executemany(sql, list(zip(repeat(bound_id, n), range(n), ids, blobs, strict=True)))
-    finally:
-        cursor.close()
 
 
 def list_cohorts(
     session: Session, organisation_id: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[Cohort], int]:
     query = select(Cohort).where(Cohort.organisation_id == organisation_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = session.scalars(
-        query.order_by(Cohort.created_at.desc(), Cohort.id).limit(limit).offset(offset)
-    )
-    return list(page), total
+    return paginate(session, query, Cohort.created_at.desc(), Cohort.id, limit=limit, offset=offset)
 
 
 def get_cohort(session: Session, organisation_id: uuid.UUID, cohort_id: uuid.UUID) -> Cohort | None:
@@ -385,26 +238,18 @@ def get_cohort(session: Session, organisation_id: uuid.UUID, cohort_id: uuid.UUI
 
 def list_students(
     session: Session, cohort: Cohort, limit: int, offset: int
-) -> list[tuple[int, str | None, np.ndarray]]:
-    # row_index runs 0..n-1, so the offset is a key range, not a scan.
-    rows = session.execute(
-        select(CohortStudent.row_index, CohortStudent.external_id, CohortStudent.grades)
-        .where(CohortStudent.cohort_id == cohort.id, CohortStudent.row_index >= offset)
-        .order_by(CohortStudent.row_index)
-        .limit(limit)
-    )
-    return [(r, ident, np.frombuffer(blob, dtype="<f8")) for r, ident, blob in rows]
+) -> list[tuple[int, str | None, dict[str, float]]]:
+    """(row, id, grades by column) of a page of the cohort's pupils, in upload order."""
+    columns = [*cohort.features, cohort.target]
+    return [
+        (row, ident, dict(zip(columns, grades.tolist(), strict=True)))
+        for row, ident, grades in page_students(session, cohort.id, limit, offset)
+    ]
 
 
-def load_matrix(session: Session, cohort: Cohort) -> np.ndarray:
+def load_grades(session: Session, cohort: Cohort) -> np.ndarray:
     """All the cohort's grades as one (n, p + 1) float64 array, features then target."""
-    blobs = session.scalars(
-        select(CohortStudent.grades)
-        .where(CohortStudent.cohort_id == cohort.id)
-        .order_by(CohortStudent.row_index)
-    ).all()
-    width = len(cohort.features) + 1
-    return np.frombuffer(b"".join(blobs), dtype="<f8").reshape(len(blobs), width)
+    return load_matrix(session, cohort.id, len(cohort.features) + 1)
 
 
 def delete_cohort(session: Session, cohort: Cohort, key_id: uuid.UUID | None) -> None:
@@ -424,21 +269,6 @@ def delete_cohort(session: Session, cohort: Cohort, key_id: uuid.UUID | None) ->
         .where(ModelVersion.cohort_id == cohort.id)
         .values(cohort_erased=True, cohort_id=None)
     )
-    session.execute(delete(CohortStudent).where(CohortStudent.cohort_id == cohort.id))
+    delete_students(session, cohort.id)
     session.delete(cohort)
-    engine = session.get_bind()
-    if isinstance(engine, Engine) and engine.dialect.name == "sqlite":
-        event.listen(session, "after_commit", lambda _s: _erase_wal(engine), once=True)
-
-
-def _erase_wal(engine: Engine) -> None:
-    """secure_delete zeroes the freed rows, but in WAL mode the zeroed pages are new frames
-    appended to the -wal file: the earlier frames, with the pupils' rows, stay there (and a
-    later checkpoint only copies the zeroed pages into the database file). A TRUNCATE
-    checkpoint writes the zeroed pages back and empties the WAL, so the erased rows are in
-    neither file. It waits for readers (busy timeout), which are short."""
-    raw = engine.raw_connection()
-    try:
-        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
-    finally:
-        raw.close()
+    erase_freed_pages_after_commit(session)

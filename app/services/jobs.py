@@ -15,68 +15,16 @@ import numpy as np
 from sqlalchemy import CursorResult, Executable, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.core.errors import Conflict, InvalidInput, NotFound
+from app.core.errors import Conflict
 from app.db.base import utcnow
-from app.db.models import Cohort, Job, JobStatus, LossChunk
-from app.engine import History, split_holdout
-from app.schemas.jobs import JobCreate, JobProgress, JobRead, TrainingParameters
+from app.db.models import Job, JobStatus, LossChunk
+from app.db.paging import paginate
+from app.db.session import Database
+from app.engine import History
+from app.schemas.jobs import JobProgress, JobRead
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 LOSS_COLUMNS = 5  # step, epoch, train_loss, val_loss (NaN: none), grad_norm
-
-
-def total_steps(params: dict[str, Any], n_students: int) -> int:
-    if params["algorithm"] == "closed_form":
-        return 1
-    if params["algorithm"] == "gd":
-        return int(params["iterations"])
-    _, val = split_holdout(n_students, params["validation_fraction"], params["seed"])
-    n_train = n_students - len(val)
-    return int(params["epochs"]) * math.ceil(n_train / int(params["batch_size"]))
-
-
-def create_job(
-    session: Session, organisation_id: uuid.UUID, body: JobCreate, cohort: Cohort, key_id: uuid.UUID
-) -> Job:
-    params = body.model_dump(include=set(TrainingParameters.model_fields))
-    n_features = len(cohort.features)
-    if body.init_theta is not None and len(body.init_theta) != n_features + 1:
-        raise InvalidInput(
-            f"init_theta needs {n_features + 1} values (w0 and one weight for each of "
-            f"{cohort.features}), got {len(body.init_theta)}",
-            loc=["body", "init_theta"],
-        )
-    steps = total_steps(params, cohort.n_students)
-    if body.algorithm == "sgd" and steps > 50_000_000:
-        raise InvalidInput(
-            f"{steps} SGD steps is more than the 50,000,000 allowed; use fewer epochs or "
-            "larger batches",
-            loc=["body", "epochs"],
-        )
-    n_train = cohort.n_students - len(
-        split_holdout(cohort.n_students, body.validation_fraction, body.seed)[1]
-    )
-    if n_train < 2 or (n_train == cohort.n_students and body.validation_fraction > 0):
-        raise InvalidInput(
-            f"validation_fraction={body.validation_fraction} leaves no usable hold-out or "
-            f"training rows for a cohort of {cohort.n_students} pupils",
-            loc=["body", "validation_fraction"],
-        )
-    job = Job(
-        organisation_id=organisation_id,
-        cohort_id=cohort.id,
-        model_name=body.model,
-        algorithm=body.algorithm,
-        params=params,
-        activate=body.activate,
-        status=JobStatus.queued,
-        steps_done=0,
-        total_steps=steps,
-        created_by=key_id,
-    )
-    session.add(job)
-    session.flush()
-    return job
 
 
 def job_read(job: Job) -> JobRead:
@@ -110,13 +58,6 @@ def get_job(session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID) -> 
     ).one_or_none()
 
 
-def require_job(session: Session, organisation_id: uuid.UUID, job_id: uuid.UUID) -> Job:
-    job = get_job(session, organisation_id, job_id)
-    if job is None:
-        raise NotFound("no such job", loc=["path", "job_id"])
-    return job
-
-
 def list_jobs(
     session: Session,
     organisation_id: uuid.UUID,
@@ -131,11 +72,14 @@ def list_jobs(
         query = query.where(Job.status == status)
     if model is not None:
         query = query.where(Job.model_name == model)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    page = session.scalars(
-        query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)
-    )
-    return list(page), total
+    return paginate(session, query, Job.created_at.desc(), Job.id, limit=limit, offset=offset)
+
+
+def count_by_status(database: Database) -> dict[JobStatus, int]:
+    """Jobs of every organisation by status (for the metrics), in a session of its own."""
+    with database.reads() as session:
+        rows = session.execute(select(Job.status, func.count()).group_by(Job.status))
+        return {JobStatus(status): int(count) for status, count in rows}
 
 
 def cancel_job(session: Session, job: Job) -> Job:
@@ -283,6 +227,33 @@ def release_job(session: Session, job_id: uuid.UUID, worker_id: str) -> None:
 
 
 # --- loss history --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LossTable:
+    """A job's recorded points, column by column; ``val_loss`` is None without a hold-out."""
+
+    total_points: int
+    step: np.ndarray
+    epoch: np.ndarray
+    train_loss: np.ndarray
+    val_loss: np.ndarray | None
+    grad_norm: np.ndarray
+
+
+def loss_table(session: Session, job_id: uuid.UUID, max_points: int | None) -> LossTable:
+    """The loss history, thinned evenly to ``max_points`` keeping the first and last point."""
+    points = read_loss(session, job_id)
+    shown = thin(points, max_points)
+    step, epoch, train, val, grad = shown.T
+    return LossTable(
+        total_points=int(points.shape[0]),
+        step=step.astype(np.int64),
+        epoch=epoch.astype(np.int64),
+        train_loss=train,
+        val_loss=val if bool(np.isfinite(val).any()) else None,
+        grad_norm=grad,
+    )
 
 
 def pack_history(history: History) -> np.ndarray:

@@ -5,24 +5,43 @@ changed only by ``set_active``, which also appends to the activation history; /p
 caches learn of any change by reading ``MAX(activations.id)``.
 """
 
+import dataclasses
 import math
 import uuid
-from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.errors import InvalidInput, NotFound
+from app.db.locks import serialise_activations
 from app.db.models import Activation, Model, ModelVersion
+from app.db.paging import paginate
 from app.schemas.models import VersionCreate
-from app.services.grades import check_grade_range
-from app.tabular import TableError, feature_key
+from app.tables import check_api_names, check_grade_range
 
-# Any constant: one transaction-scoped lock that serialises activations on PostgreSQL, so
-# activation ids become visible in increasing order (see set_active).
-_ACTIVATION_LOCK = 0x67726164
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """What a version holds: Θ and what it was learned from. Immutable once stored."""
+
+    features: list[str]
+    feature_labels: list[str]
+    target: str
+    grade_range: tuple[float, float]
+    theta: list[float]
+    residual_std: float | None
+    n_train: int | None
+    source: str  # "job" or "manual"
+    feature_min: list[float] | None = None
+    feature_max: list[float] | None = None
+    metrics: dict[str, Any] | None = None
+    hyperparameters: dict[str, Any] | None = None
+    cohort_id: uuid.UUID | None = None
+    cohort_name: str | None = None
+    job_id: uuid.UUID | None = None
 
 
 def get_model(session: Session, organisation_id: uuid.UUID, name: str) -> Model | None:
@@ -63,22 +82,8 @@ def create_version(
     session: Session,
     organisation_id: uuid.UUID,
     model_name: str,
+    spec: VersionSpec,
     *,
-    features: list[str],
-    feature_labels: list[str],
-    target: str,
-    grade_range: tuple[float, float],
-    theta: list[float],
-    residual_std: float | None,
-    n_train: int | None,
-    feature_min: list[float] | None,
-    feature_max: list[float] | None,
-    metrics: dict[str, Any] | None,
-    hyperparameters: dict[str, Any] | None,
-    source: str,
-    cohort_id: uuid.UUID | None,
-    cohort_name: str | None,
-    job_id: uuid.UUID | None,
     created_by: uuid.UUID | None,
 ) -> ModelVersion:
     """Add version ``latest_version + 1`` of the model, creating the model if needed.
@@ -86,37 +91,26 @@ def create_version(
     Idempotent per job: a job that calls this twice gets its first version back.
     Does not activate it; call ``set_active``.
     """
-    if len(theta) != len(features) + 1:
-        raise ValueError(f"theta has {len(theta)} values for {len(features)} features")
+    if len(spec.theta) != len(spec.features) + 1:
+        raise ValueError(f"theta has {len(spec.theta)} values for {len(spec.features)} features")
     model = _get_or_create_locked_model(session, organisation_id, model_name)
-    if job_id is not None:
+    if spec.job_id is not None:
         existing = session.scalars(
-            select(ModelVersion).where(ModelVersion.job_id == job_id)
+            select(ModelVersion).where(ModelVersion.job_id == spec.job_id)
         ).one_or_none()
         if existing is not None:
             return existing
     model.latest_version += 1
+    fields = dataclasses.asdict(spec)
+    low, high = fields.pop("grade_range")
     version = ModelVersion(
         model_id=model.id,
         version=model.latest_version,
-        features=list(features),
-        feature_labels=list(feature_labels),
-        target=target,
-        grade_min=float(grade_range[0]),
-        grade_max=float(grade_range[1]),
-        theta=[float(w) for w in theta],
-        residual_std=residual_std,
-        n_train=n_train,
-        feature_min=feature_min,
-        feature_max=feature_max,
-        metrics=metrics,
-        hyperparameters=hyperparameters,
-        source=source,
-        cohort_id=cohort_id,
-        cohort_name=cohort_name,
+        grade_min=float(low),
+        grade_max=float(high),
         cohort_erased=False,
-        job_id=job_id,
         created_by=created_by,
+        **fields,
     )
     session.add(version)
     session.flush()
@@ -130,10 +124,7 @@ def set_active(
     # The model row first, then the activation lock: create_version holds the model row
     # when a job activates its version, so the other order would deadlock with it.
     session.refresh(model, with_for_update=True)
-    if session.get_bind().dialect.name == "postgresql":
-        # Activation ids come from a sequence: without this, a transaction holding id 7 could
-        # commit after one holding id 8, and a cache that saw MAX(id) = 8 would miss it.
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ACTIVATION_LOCK})
+    serialise_activations(session)
     if model.active_version == version:
         return
     if get_version(session, model, version) is None:
@@ -153,36 +144,7 @@ def set_active(
 
 def check_manual_version(spec: VersionCreate) -> tuple[float, float]:
     """What the schema cannot say about a hand-set Θ; returns the grade range."""
-    names = [*spec.features, spec.target]
-    for i, name in enumerate(names):
-        try:
-            key = feature_key(name)
-        except TableError:
-            key = ""
-        if name != key or name == "id":
-            loc: list[str | int] = (
-                ["body", "features", i]
-                if i < len(spec.features)
-                else [
-                    "body",
-                    "target",
-                ]
-            )
-            suggestion = f" (write it {key!r})" if key and key != "id" else ""
-            raise InvalidInput(
-                f"{name!r} is not an API column name: lowercase letters, digits and '_', "
-                f"not 'id'{suggestion}",
-                loc=loc,
-            )
-    first_seen: dict[str, int] = {}
-    for i, name in enumerate(spec.features):
-        if name in first_seen:
-            raise InvalidInput(f"feature {name!r} is listed twice", loc=["body", "features", i])
-        first_seen[name] = i
-    if spec.target in first_seen:
-        raise InvalidInput(
-            f"the target {spec.target!r} cannot also be a feature", loc=["body", "target"]
-        )
+    check_api_names(spec.features, spec.target, loc=["body"])
     if len(spec.theta) != len(spec.features) + 1:
         raise InvalidInput(
             f"theta needs {len(spec.features) + 1} values (w0, then one weight per feature), "
@@ -211,21 +173,16 @@ def register_manual_version(
         session,
         organisation_id,
         model_name,
-        features=spec.features,
-        feature_labels=spec.feature_labels or spec.features,
-        target=spec.target,
-        grade_range=grade_range,
-        theta=spec.theta,
-        residual_std=spec.residual_std,
-        n_train=spec.n_train,
-        feature_min=None,
-        feature_max=None,
-        metrics=None,
-        hyperparameters=None,
-        source="manual",
-        cohort_id=None,
-        cohort_name=None,
-        job_id=None,
+        VersionSpec(
+            features=spec.features,
+            feature_labels=spec.feature_labels or spec.features,
+            target=spec.target,
+            grade_range=grade_range,
+            theta=[float(w) for w in spec.theta],
+            residual_std=spec.residual_std,
+            n_train=spec.n_train,
+            source="manual",
+        ),
         created_by=key_id,
     )
     model = session.get_one(Model, version.model_id)
@@ -242,36 +199,20 @@ def register_manual_version(
 
 def list_models(
     session: Session, organisation_id: uuid.UUID, limit: int, offset: int
-) -> tuple[Sequence[Model], int]:
-    where = Model.organisation_id == organisation_id
-    total = session.scalar(select(func.count()).select_from(Model).where(where)) or 0
-    page = session.scalars(
-        select(Model).where(where).order_by(Model.name).limit(limit).offset(offset)
-    )
-    return page.all(), total
+) -> tuple[list[Model], int]:
+    query = select(Model).where(Model.organisation_id == organisation_id)
+    return paginate(session, query, Model.name, limit=limit, offset=offset)
 
 
 def list_versions(
     session: Session, model: Model, limit: int, offset: int
-) -> tuple[Sequence[ModelVersion], int]:
-    where = ModelVersion.model_id == model.id
-    total = session.scalar(select(func.count()).select_from(ModelVersion).where(where)) or 0
-    page = session.scalars(
-        select(ModelVersion)
-        .where(where)
-        .order_by(ModelVersion.version.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return page.all(), total
+) -> tuple[list[ModelVersion], int]:
+    query = select(ModelVersion).where(ModelVersion.model_id == model.id)
+    return paginate(session, query, ModelVersion.version.desc(), limit=limit, offset=offset)
 
 
 def list_activations(
     session: Session, model: Model, limit: int, offset: int
-) -> tuple[Sequence[Activation], int]:
-    where = Activation.model_id == model.id
-    total = session.scalar(select(func.count()).select_from(Activation).where(where)) or 0
-    page = session.scalars(
-        select(Activation).where(where).order_by(Activation.id.desc()).limit(limit).offset(offset)
-    )
-    return page.all(), total
+) -> tuple[list[Activation], int]:
+    query = select(Activation).where(Activation.model_id == model.id)
+    return paginate(session, query, Activation.id.desc(), limit=limit, offset=offset)

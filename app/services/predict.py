@@ -13,19 +13,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-from pydantic import ValidationError
 
 from app.core.errors import InvalidInput, PayloadTooLarge
 from app.db.models import ModelVersion
 from app.schemas.predict import PredictRequest
-from app.services.cohorts import csv_error, students_to_matrix
-from app.services.grades import check_grades
-from app.services.jsonbody import load_json_object
-from app.tabular import (
-    TableError,
+from app.tables import (
+    GradeTable,
     TooManyRowsError,
+    check_grades,
     detect_dialect,
+    load_json_object,
+    parse_envelope,
     read_grade_csv,
+    students_to_matrix,
     write_csv,
 )
 
@@ -209,12 +209,7 @@ def parse_json_request(body: bytes, max_rows: int) -> JsonRequest:
     envelope = dict(document)
     if isinstance(students, list):
         envelope["students"] = students[:1]
-    try:
-        spec = PredictRequest.model_validate(envelope)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc: list[str | int] = ["body", *first["loc"]]
-        raise InvalidInput(f"{'.'.join(map(str, first['loc']))}: {first['msg']}", loc=loc) from None
+    spec = parse_envelope(PredictRequest, envelope)
     assert isinstance(students, list)
     return JsonRequest(model=spec.model, version=spec.version, students=students)
 
@@ -290,11 +285,9 @@ def render_json(snapshot: VersionSnapshot, batch: Batch, result: Predictions) ->
 
 @dataclass(frozen=True)
 class CsvTable:
-    headers: list[str]
-    keys: list[str]
-    id_header: str | None
-    ids: list[str] | None
-    values: Array
+    """A CSV request: its table, and its dialect, which the answer is written in."""
+
+    table: GradeTable
     delimiter: str
     decimal_comma: bool
     bom: bool
@@ -309,23 +302,17 @@ def parse_csv_request(data: bytes, *, charset: str | None, max_rows: int) -> Csv
             f"more than {max_rows} pupils per request (GRADECAST_MAX_PREDICT_ROWS)",
             loc=["body", "csv"],
         ) from None
-    except TableError as exc:
-        raise csv_error(exc) from None
     if table.values.shape[0] == 0:
         raise InvalidInput("the CSV has a header but no pupil rows", loc=["body", "csv"])
     return CsvTable(
-        headers=table.headers,
-        keys=table.keys,
-        id_header=table.id_header,
-        ids=table.ids,
-        values=table.values,
+        table=table,
         delimiter=delimiter,
         decimal_comma=decimal_comma,
         bom=data.startswith(b"\xef\xbb\xbf"),
     )
 
 
-def csv_batch(snapshot: VersionSnapshot, table: CsvTable) -> Batch:
+def csv_batch(snapshot: VersionSnapshot, table: GradeTable) -> Batch:
     """The CSV's columns, matched by API name to the version's features, in its order."""
     position = {key: j for j, key in enumerate(table.keys)}
     for feature in snapshot.features:
@@ -355,8 +342,9 @@ def csv_batch(snapshot: VersionSnapshot, table: CsvTable) -> Batch:
     return Batch(ids=table.ids, values=values)
 
 
-def render_csv(table: CsvTable, result: Predictions) -> bytes:
+def render_csv(request: CsvTable, result: Predictions) -> bytes:
     """The request's columns, then prediction, raw and the interval, in the request's dialect."""
+    table = request.table
     header: list[str] = []
     columns: list[Any] = []
     if table.ids is not None and table.id_header is not None:
@@ -378,9 +366,9 @@ def render_csv(table: CsvTable, result: Predictions) -> bytes:
     return write_csv(
         header,
         columns,
-        delimiter=table.delimiter,
-        decimal_comma=table.decimal_comma,
-        bom=table.bom,
+        delimiter=request.delimiter,
+        decimal_comma=request.decimal_comma,
+        bom=request.bom,
     )
 
 
@@ -389,6 +377,6 @@ def answer_json(snapshot: VersionSnapshot, students: list[Any]) -> bytes:
     return render_json(snapshot, batch, predict(snapshot, batch.values))
 
 
-def answer_csv(snapshot: VersionSnapshot, table: CsvTable) -> bytes:
-    batch = csv_batch(snapshot, table)
-    return render_csv(table, predict(snapshot, batch.values))
+def answer_csv(snapshot: VersionSnapshot, request: CsvTable) -> bytes:
+    batch = csv_batch(snapshot, request.table)
+    return render_csv(request, predict(snapshot, batch.values))

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -20,22 +20,12 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.metrics import JobMetrics
-from app.db.models import Cohort, Job, JobStatus, Model, ModelVersion
-from app.db.session import Database, create_db_engine, write_session
-from app.engine import (
-    EngineError,
-    FitResult,
-    History,
-    Progress,
-    TrainingCancelled,
-    TrainingConfig,
-    fit,
-    risk,
-    split_holdout,
-)
+from app.db.models import Cohort, Job, JobStatus
+from app.db.session import Database, open_database, write_session
+from app.engine import EngineError, FitResult, History, Progress, TrainingCancelled, fit
 from app.services import jobs as job_service
-from app.services import models as model_service
-from app.services.cohorts import get_cohort, load_matrix
+from app.services.cohorts import get_cohort, load_grades
+from app.services.training import complete_job, training_config
 
 logger = logging.getLogger("gradecast.worker")
 
@@ -125,95 +115,93 @@ class Worker:
     # --- one job -----------------------------------------------------------------
 
     def _run(self, job_id: uuid.UUID) -> None:
+        """Load, train, settle: every way a job can end is settled here, in one place."""
         state = _RunState()
-        heartbeat = threading.Thread(
-            target=self._heartbeat_loop,
-            args=(job_id, state),
-            name="gradecast-heartbeat",
-            daemon=True,
-        )
         started = time.monotonic()
         outcome = "failed"
         try:
-            with self.database.reads() as session:
-                job = session.get_one(Job, job_id)
-                cohort = (
-                    get_cohort(session, job.organisation_id, job.cohort_id)
-                    if job.cohort_id is not None
-                    else None
-                )
-                if cohort is None:
-                    self._fail(job_id, "the cohort of this job was deleted before it ran")
-                    return
-                matrix = load_matrix(session, cohort)
-            heartbeat.start()
-            try:
-                result = self._fit(job, matrix, state)
-            finally:
-                state.finished.set()
-                heartbeat.join()
+            loaded = self._load(job_id)
+            if loaded is None:
+                self._fail(job_id, "the cohort of this job was deleted before it ran")
+                return
+            job, cohort, grades = loaded
+            result = self._train(job, grades, state)
             self._flush(job_id, state)
-            self._succeed(job, cohort, matrix, result)
+            self._succeed(job, cohort, grades, result)
             outcome = "succeeded"
             logger.info(
                 "job succeeded",
                 extra={"job": str(job_id), "seconds": round(time.monotonic() - started, 3)},
             )
-        except TrainingCancelled:
-            if state.lease_lost.is_set():
-                outcome = "lease_lost"
-                logger.warning("job taken over by another worker", extra={"job": str(job_id)})
-            elif state.cancel.is_set():
-                outcome = "cancelled"
-                self._finish(job_id, JobStatus.cancelled, "cancelled on request")
-            else:
-                outcome = "released"
-                with write_session(self.database) as session:
-                    job_service.release_job(session, job_id, self.worker_id)
-                logger.info("job released for another worker", extra={"job": str(job_id)})
-        except EngineError as exc:
-            # Divergence, degenerate data: a sentence the user can act on, and the history
-            # recorded up to that point, to see where it went wrong.
-            self._flush(job_id, state)
-            self._fail(job_id, str(exc))
-        except LeaseLost:
-            outcome = "lease_lost"
-            logger.warning("job taken over by another worker", extra={"job": str(job_id)})
-        except OperationalError:
-            # The database is away (or chose this transaction as a deadlock victim): the job
-            # keeps its lease until it expires, then runs again, like after a crash.
-            outcome = "released"
-            logger.warning("database error while running a job", extra={"job": str(job_id)})
         except Exception as exc:
-            logger.exception("job failed unexpectedly", extra={"job": str(job_id)})
-            self._fail(
-                job_id,
-                f"internal error ({type(exc).__name__}); the job can be resubmitted, and the "
-                "operators have the details in the logs",
-            )
+            outcome = self._settle_failure(job_id, state, exc)
         finally:
             state.finished.set()
             if self.metrics is not None:
                 self.metrics.job_ended(outcome, started)
 
-    def _fit(self, job: Job, matrix: np.ndarray, state: _RunState) -> FitResult:
-        params = job.params
-        config = TrainingConfig(
-            algorithm=params["algorithm"],
-            learning_rate=params["learning_rate"],
-            iterations=params["iterations"],
-            epochs=params["epochs"],
-            batch_size=params["batch_size"],
-            shuffle=params["shuffle"],
-            seed=params["seed"],
-            init_theta=tuple(params["init_theta"]) if params["init_theta"] is not None else None,
-            standardize=params["standardize"],
-            l2=params["l2"],
-            validation_fraction=params["validation_fraction"],
-            patience=params["patience"],
-            record_every=params["record_every"],
-        )
+    def _load(self, job_id: uuid.UUID) -> tuple[Job, Cohort, np.ndarray] | None:
+        """The job, its cohort and the cohort's grades; None when the cohort is gone."""
+        with self.database.reads() as session:
+            job = session.get_one(Job, job_id)
+            if job.cohort_id is None:
+                return None
+            cohort = get_cohort(session, job.organisation_id, job.cohort_id)
+            if cohort is None:
+                return None
+            return job, cohort, load_grades(session, cohort)
 
+    def _train(self, job: Job, grades: np.ndarray, state: _RunState) -> FitResult:
+        """The engine's fit, with the heartbeat thread running beside it."""
+        heartbeat = threading.Thread(
+            target=self._heartbeat_loop,
+            args=(job.id, state),
+            name="gradecast-heartbeat",
+            daemon=True,
+        )
+        heartbeat.start()
+        try:
+            return self._fit(job, grades, state)
+        finally:
+            state.finished.set()
+            heartbeat.join()
+
+    def _settle_failure(self, job_id: uuid.UUID, state: _RunState, exc: Exception) -> str:
+        """Record how a job that did not succeed ended; returns the outcome for metrics."""
+        if isinstance(exc, TrainingCancelled):
+            if state.lease_lost.is_set():
+                logger.warning("job taken over by another worker", extra={"job": str(job_id)})
+                return "lease_lost"
+            if state.cancel.is_set():
+                self._finish(job_id, JobStatus.cancelled, "cancelled on request")
+                return "cancelled"
+            with write_session(self.database) as session:
+                job_service.release_job(session, job_id, self.worker_id)
+            logger.info("job released for another worker", extra={"job": str(job_id)})
+            return "released"
+        if isinstance(exc, EngineError):
+            # Divergence, degenerate data: a sentence the user can act on, and the history
+            # recorded up to that point, to see where it went wrong.
+            self._flush(job_id, state)
+            self._fail(job_id, str(exc))
+            return "failed"
+        if isinstance(exc, LeaseLost):
+            logger.warning("job taken over by another worker", extra={"job": str(job_id)})
+            return "lease_lost"
+        if isinstance(exc, OperationalError):
+            # The database is away (or chose this transaction as a deadlock victim): the job
+            # keeps its lease until it expires, then runs again, like after a crash.
+            logger.warning("database error while running a job", extra={"job": str(job_id)})
+            return "released"
+        logger.exception("job failed unexpectedly", extra={"job": str(job_id)}, exc_info=exc)
+        self._fail(
+            job_id,
+            f"internal error ({type(exc).__name__}); the job can be resubmitted, and the "
+            "operators have the details in the logs",
+        )
+        return "failed"
+
+    def _fit(self, job: Job, grades: np.ndarray, state: _RunState) -> FitResult:
         def on_progress(progress: Progress) -> None:
             state.progress = progress
 
@@ -226,9 +214,9 @@ class Worker:
             return state.cancel.is_set() or state.lease_lost.is_set() or self.stopping.is_set()
 
         return fit(
-            matrix[:, :-1],
-            matrix[:, -1],
-            config,
+            grades[:, :-1],
+            grades[:, -1],
+            training_config(job.params),
             on_progress=on_progress,
             on_history=on_history,
             should_stop=should_stop,
@@ -287,52 +275,13 @@ class Worker:
                 raise LeaseLost
             self._write_points(session, job_id, state, pending)
 
-    def _succeed(self, job: Job, cohort: Cohort, matrix: np.ndarray, result: FitResult) -> None:
-        X, y = matrix[:, :-1], matrix[:, -1]
-        theta = np.asarray(result.theta, dtype=np.float64)
-        train_idx, val_idx = split_holdout(
-            X.shape[0], job.params["validation_fraction"], job.params["seed"]
-        )
-        compare_idx = val_idx if len(val_idx) else train_idx
-        metrics = _metrics_dict(result)
+    def _succeed(self, job: Job, cohort: Cohort, grades: np.ndarray, result: FitResult) -> None:
         try:
             with write_session(self.database) as session:
                 owned = job_service.lock_owned_job(session, job.id, self.worker_id)
                 if owned is None:
                     raise LeaseLost
-                version = model_service.create_version(
-                    session,
-                    job.organisation_id,
-                    job.model_name,
-                    features=list(cohort.features),
-                    feature_labels=list(cohort.feature_labels),
-                    target=cohort.target,
-                    grade_range=(cohort.grade_min, cohort.grade_max),
-                    theta=[float(w) for w in theta],
-                    residual_std=result.metrics.residual_std,
-                    n_train=len(train_idx),
-                    feature_min=[float(v) for v in X[train_idx].min(axis=0)],
-                    feature_max=[float(v) for v in X[train_idx].max(axis=0)],
-                    metrics=metrics,
-                    hyperparameters=dict(job.params),
-                    source="job",
-                    cohort_id=cohort.id,
-                    cohort_name=cohort.name,
-                    job_id=job.id,
-                    created_by=job.created_by,
-                )
-                model = session.get_one(Model, version.model_id)
-                reason = _activation_reason(
-                    session, job.activate, model, version, X[compare_idx], y[compare_idx], theta
-                )
-                if reason is not None:
-                    model_service.set_active(
-                        session, model, version.version, key_id=job.created_by, reason=reason
-                    )
-                job_service.finish_job(owned, JobStatus.succeeded, model_version=version.version)
-                # Early stopping ends before the planned total; closed_form is one step.
-                owned.steps_done = owned.total_steps = max(result.metrics.n_steps, 1)
-                owned.current_risk = metrics.get("train_mse")
+                complete_job(session, owned, cohort, grades, result)
         except IntegrityError:
             # A version already exists for this job: a previous run finished it.
             logger.warning("job already produced its version", extra={"job": str(job.id)})
@@ -348,38 +297,6 @@ class Worker:
                     owned, status, error=message if status != JobStatus.cancelled else None
                 )
         logger.info("job finished", extra={"job": str(job_id), "status": status.value})
-
-
-def _activation_reason(
-    session: Session,
-    activate: str,
-    model: Model,
-    version: ModelVersion,
-    X: np.ndarray,
-    y: np.ndarray,
-    theta: np.ndarray,
-) -> str | None:
-    if activate == "never":
-        return None
-    if activate == "always":
-        return "activate=always"
-    if model.active_version is None:
-        return "first version of the model"
-    active = model_service.get_version(session, model, model.active_version)
-    if active is None or active.features != version.features:
-        return None
-    new_risk = risk(theta, X, y)
-    old_risk = risk(np.asarray(active.theta), X, y)
-    if new_risk < old_risk:
-        return f"if_better: risk {new_risk:.6g} < {old_risk:.6g} of version {active.version}"
-    return None
-
-
-def _metrics_dict(result: FitResult) -> dict[str, float | int | bool | None]:
-    values = asdict(result.metrics)
-    return {
-        k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()
-    }
 
 
 # --- running workers -------------------------------------------------------------------
@@ -415,11 +332,7 @@ class WorkerPool:
 
 def run_standalone_worker(settings: Settings, threads: int = 1) -> int:
     """``gradecast worker``: SIGTERM/SIGINT release the running job for another worker."""
-    database = Database.from_engine(
-        create_db_engine(
-            settings.resolved_database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
-        )
-    )
+    database = open_database(settings)
     pool = WorkerPool(database, settings, max(1, threads))
 
     def stop(signum: int, _frame: object) -> None:

@@ -1,23 +1,15 @@
-import uuid
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.api.deps import Reader, SessionDep, StateDep, Trainer
+from app.api.deps import CohortDep, Limit, Offset, Reader, SessionDep, StateDep, Trainer
 from app.api.media import CSV_TYPES, media_type
-from app.core.errors import InvalidInput, NotFound, UnsupportedMediaType
+from app.core.errors import InvalidInput, UnsupportedMediaType
 from app.db.models import Cohort
-from app.schemas.cohorts import (
-    CohortCreate,
-    CohortRead,
-    CohortsRead,
-    GradeStats,
-    StudentRead,
-    StudentsRead,
-)
+from app.schemas.cohorts import CohortCreate, CohortRead, CohortsRead, StudentRead, StudentsRead
 from app.schemas.common import error_responses
 from app.services import cohorts as cohort_service
 
@@ -47,33 +39,6 @@ _UPLOAD_BODY: dict[str, Any] = {
         },
     }
 }
-
-
-def cohort_read(cohort: Cohort) -> CohortRead:
-    return CohortRead(
-        id=cohort.id,
-        name=cohort.name,
-        features=cohort.features,
-        feature_labels=cohort.feature_labels,
-        target=cohort.target,
-        target_label=cohort.target_label,
-        grade_range=(cohort.grade_min, cohort.grade_max),
-        n_students=cohort.n_students,
-        has_ids=cohort.has_ids,
-        created_at=cohort.created_at,
-        stats={k: GradeStats(**v) for k, v in cohort.stats.items()},
-    )
-
-
-def valid_cohort(cohort_id: uuid.UUID, principal: Reader, session: SessionDep) -> Cohort:
-    """Load a cohort of the caller's organisation, or 404 (also for other organisations')."""
-    cohort = cohort_service.get_cohort(session, principal.organisation_id, cohort_id)
-    if cohort is None:
-        raise NotFound("no such cohort", loc=["path", "cohort_id"])
-    return cohort
-
-
-CohortDep = Annotated[Cohort, Depends(valid_cohort)]
 
 
 @router.post(
@@ -139,7 +104,7 @@ async def upload_cohort(
 
     cohort = await run_in_threadpool(parse_validate_store)
     response.headers["Location"] = f"/cohorts/{cohort.id}"
-    return cohort_read(cohort)
+    return CohortRead.model_validate(cohort)
 
 
 async def _multipart_file(request: Request) -> tuple[bytes, str | None]:
@@ -163,18 +128,18 @@ async def _multipart_file(request: Request) -> tuple[bytes, str | None]:
 def list_cohorts(
     principal: Reader,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> CohortsRead:
     cohorts, total = cohort_service.list_cohorts(session, principal.organisation_id, limit, offset)
-    return CohortsRead(data=[cohort_read(c) for c in cohorts], count=total)
+    return CohortsRead(data=[CohortRead.model_validate(c) for c in cohorts], count=total)
 
 
 @router.get(
     "/cohorts/{cohort_id}", response_model=CohortRead, responses=error_responses(401, 404, 422)
 )
 def get_cohort(cohort: CohortDep) -> CohortRead:
-    return cohort_read(cohort)
+    return CohortRead.model_validate(cohort)
 
 
 @router.get(
@@ -186,17 +151,13 @@ def list_students(
     cohort: CohortDep,
     principal: Trainer,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> StudentsRead:
     """The pupils' rows, in upload order (trainer or admin: this is personal data)."""
-    columns = [*cohort.features, cohort.target]
     rows = cohort_service.list_students(session, cohort, limit, offset)
     return StudentsRead(
-        data=[
-            StudentRead(row=r, id=ident, grades=dict(zip(columns, grades.tolist(), strict=True)))
-            for r, ident, grades in rows
-        ],
+        data=[StudentRead(row=r, id=ident, grades=grades) for r, ident, grades in rows],
         count=cohort.n_students,
     )
 

@@ -1,27 +1,19 @@
-import uuid
 from typing import Annotated, Literal
 
-import numpy as np
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
-from app.api.deps import Reader, SessionDep, Trainer
+from app.api.deps import JobDep, Limit, Offset, Reader, SessionDep, Trainer
 from app.core.errors import NotFound
-from app.db.models import Job, JobStatus
+from app.db.models import JobStatus
 from app.schemas.common import error_responses
 from app.schemas.jobs import JobCreate, JobRead, JobsRead, JobStatusName, LossHistory
 from app.services import jobs as job_service
+from app.services import training as training_service
 from app.services.cohorts import get_cohort
-from app.tabular import write_csv
+from app.tables import write_csv
 
 router = APIRouter(tags=["jobs"])
-
-
-def valid_job(job_id: uuid.UUID, principal: Reader, session: SessionDep) -> Job:
-    return job_service.require_job(session, principal.organisation_id, job_id)
-
-
-JobDep = Annotated[Job, Depends(valid_job)]
 
 
 @router.post(
@@ -39,7 +31,9 @@ def create_job(
     cohort = get_cohort(session, principal.organisation_id, body.cohort_id)
     if cohort is None:
         raise NotFound("no such cohort", loc=["body", "cohort_id"])
-    job = job_service.create_job(session, principal.organisation_id, body, cohort, principal.key_id)
+    job = training_service.create_job(
+        session, principal.organisation_id, body, cohort, principal.key_id
+    )
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_service.job_read(job)
 
@@ -50,8 +44,8 @@ def list_jobs(
     session: SessionDep,
     status_filter: Annotated[JobStatusName | None, Query(alias="status")] = None,
     model: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> JobsRead:
     jobs, total = job_service.list_jobs(
         session,
@@ -74,9 +68,8 @@ def get_job(job: JobDep) -> JobRead:
     response_model=JobRead,
     responses=error_responses(401, 403, 404, 409, 422),
 )
-def cancel_job(job_id: uuid.UUID, principal: Trainer, session: SessionDep) -> JobRead:
+def cancel_job(_principal: Trainer, job: JobDep, session: SessionDep) -> JobRead:
     """A queued job is cancelled at once; a running one stops within a second."""
-    job = job_service.require_job(session, principal.organisation_id, job_id)
     return job_service.job_read(job_service.cancel_job(session, job))
 
 
@@ -100,35 +93,31 @@ def get_loss(
 ) -> Response:
     """The full empirical risk recorded during training (also while the job runs), thinned
     evenly to `max_points` keeping the first and the last point."""
-    points = job_service.read_loss(session, job.id)
-    shown = job_service.thin(points, max_points)
+    table = job_service.loss_table(session, job.id, max_points)
     wants_csv = format == "csv" or (
         format is None and "text/csv" in request.headers.get("accept", "")
     )
-    step, epoch, train, val, grad = (shown[:, i] for i in range(5))
-    has_val = bool(np.isfinite(val).any())
     if wants_csv:
-        columns: list[object] = [step.astype(int), epoch.astype(int), train]
         header = ["step", "epoch", "train_loss"]
-        if has_val:
+        columns: list[object] = [table.step, table.epoch, table.train_loss]
+        if table.val_loss is not None:
             header.append("val_loss")
-            columns.append(val)
+            columns.append(table.val_loss)
         header.append("grad_norm")
-        columns.append(grad)
+        columns.append(table.grad_norm)
         return Response(write_csv(header, columns), media_type="text/csv; charset=utf-8")  # type: ignore[arg-type]
-    # orjson writes NaN (no hold-out) as null.
-    val_values = val.tolist() if has_val else [None] * len(val)
+    n = len(table.step)
     body = {
         "job_id": str(job.id),
-        "total_points": int(points.shape[0]),
+        "total_points": table.total_points,
         "points": [
             {"step": s, "epoch": e, "train_loss": t, "val_loss": v, "grad_norm": g}
             for s, e, t, v, g in zip(
-                step.astype(int).tolist(),
-                epoch.astype(int).tolist(),
-                train.tolist(),
-                val_values,
-                grad.tolist(),
+                table.step.tolist(),
+                table.epoch.tolist(),
+                table.train_loss.tolist(),
+                table.val_loss.tolist() if table.val_loss is not None else [None] * n,
+                table.grad_norm.tolist(),
                 strict=True,
             )
         ],

@@ -1,13 +1,19 @@
-from typing import Annotated
+from fastapi import APIRouter, Response, status
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
-
-from app.api.deps import Reader, SessionDep, StateDep, Trainer
-from app.core.errors import NotFound
-from app.db.models import Activation, Model, ModelVersion
+from app.api.deps import (
+    Limit,
+    ModelDep,
+    ModelName,
+    Offset,
+    Reader,
+    SessionDep,
+    StateDep,
+    Trainer,
+    VersionDep,
+)
+from app.db.models import Model, ModelVersion
 from app.schemas.common import error_responses
 from app.schemas.models import (
-    MODEL_NAME_PATTERN,
     ActivationRead,
     ActivationsRead,
     ActivationUpdate,
@@ -21,28 +27,6 @@ from app.schemas.models import (
 from app.services import models as model_service
 
 router = APIRouter(tags=["models"])
-
-ModelName = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=100,
-        pattern=MODEL_NAME_PATTERN,
-        description="Letters, digits, '.', '_' and '-' (not starting with '.')",
-        examples=["concours"],
-    ),
-]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=10**9)]
-
-
-def model_read(model: Model) -> ModelRead:
-    return ModelRead(
-        name=model.name,
-        active_version=model.active_version,
-        latest_version=model.latest_version,
-        created_at=model.created_at,
-    )
 
 
 def version_read(model: Model, version: ModelVersion) -> VersionRead:
@@ -81,38 +65,17 @@ def version_read(model: Model, version: ModelVersion) -> VersionRead:
     )
 
 
-def activation_read(activation: Activation) -> ActivationRead:
-    return ActivationRead(
-        from_version=activation.from_version,
-        to_version=activation.to_version,
-        created_at=activation.created_at,
-        key_id=activation.key_id,
-        reason=activation.reason,
-    )
-
-
-def valid_model(name: ModelName, principal: Reader, session: SessionDep) -> Model:
-    """Load a model of the caller's organisation, or 404 (also for other organisations')."""
-    model = model_service.get_model(session, principal.organisation_id, name)
-    if model is None:
-        raise NotFound(f"no model named {name!r}", loc=["path", "name"])
-    return model
-
-
-ModelDep = Annotated[Model, Depends(valid_model)]
-
-
 @router.get("/models", response_model=ModelsRead, responses=error_responses(401, 422))
 def list_models(
     principal: Reader, session: SessionDep, limit: Limit = 100, offset: Offset = 0
 ) -> ModelsRead:
     models, total = model_service.list_models(session, principal.organisation_id, limit, offset)
-    return ModelsRead(data=[model_read(m) for m in models], count=total)
+    return ModelsRead(data=[ModelRead.model_validate(m) for m in models], count=total)
 
 
 @router.get("/models/{name}", response_model=ModelRead, responses=error_responses(401, 404, 422))
 def get_model(model: ModelDep) -> ModelRead:
-    return model_read(model)
+    return ModelRead.model_validate(model)
 
 
 @router.get(
@@ -133,13 +96,8 @@ def list_versions(
     response_model=VersionRead,
     responses=error_responses(401, 404, 422),
 )
-def get_version(
-    model: ModelDep, session: SessionDep, version: Annotated[int, Path(ge=1, le=2**31 - 1)]
-) -> VersionRead:
-    found = model_service.get_version(session, model, version)
-    if found is None:
-        raise NotFound(f"model {model.name!r} has no version {version}", loc=["path", "version"])
-    return version_read(model, found)
+def get_version(model: ModelDep, version: VersionDep) -> VersionRead:
+    return version_read(model, version)
 
 
 @router.post(
@@ -187,7 +145,7 @@ def set_active(
         session, model, update.version, key_id=principal.key_id, reason=update.reason or ""
     )
     state.model_cache.invalidate_after_commit(session)
-    return model_read(model)
+    return ModelRead.model_validate(model)
 
 
 @router.get(
@@ -200,4 +158,6 @@ def list_activations(
 ) -> ActivationsRead:
     """Append-only history of the active version, newest first."""
     activations, total = model_service.list_activations(session, model, limit, offset)
-    return ActivationsRead(data=[activation_read(a) for a in activations], count=total)
+    return ActivationsRead(
+        data=[ActivationRead.model_validate(a) for a in activations], count=total
+    )

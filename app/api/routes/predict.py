@@ -7,8 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.api.deps import Reader, StateDep
 from app.api.media import CSV_TYPES, media_type
 from app.core.errors import InvalidInput, UnsupportedMediaType
-from app.schemas.common import error_responses
-from app.schemas.models import MODEL_NAME_PATTERN
+from app.schemas.common import MODEL_NAME_PATTERN, error_responses
 from app.schemas.predict import PredictRequest, PredictResponse
 from app.services import predict as predict_service
 
@@ -133,7 +132,7 @@ async def predict(
             state.db, settings.model_cache_seconds, organisation_id, model, version, source="query"
         )
         content = await _run(len(body), predict_service.answer_csv, snapshot, table)
-        state.metrics.predicted(snapshot.model, snapshot.version, len(table.values))
+        state.metrics.predicted(snapshot.model, snapshot.version, len(table.table.values))
         return Response(content, media_type="text/csv")
     raise UnsupportedMediaType(
         f"unsupported Content-Type {media or '(none)'!r}; send application/json or text/csv",

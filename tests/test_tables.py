@@ -3,14 +3,15 @@
 import csv
 import io
 import math
+import re
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app import tabular
-from app.tabular import (
+from app.tables import (
+    DELIMITERS,
     GradeTable,
     TableError,
     TooManyRowsError,
@@ -18,6 +19,8 @@ from app.tabular import (
     feature_key,
     find_duplicate,
     read_grade_csv,
+    read_grade_csv_fast,
+    spreadsheet_safe,
     write_csv,
 )
 
@@ -27,6 +30,8 @@ FRENCH_EXPORT = (
     "070123457CD;8;9,5;10;7,25\r\n"
     "070123458EF;16,25;17;15;18\r\n"
 ).encode()
+# What detect_dialect counts as a decimal number, comma or point.
+LOOKS_DECIMAL = re.compile(r"\s*[+-]?\d*[.,]\d+(?:[eE][+-]?\d+)?\s*")
 FRENCH_VALUES = [[12.5, 14, 11.75, 13.5], [8, 9.5, 10, 7.25], [16.25, 17, 15, 18]]
 
 
@@ -42,11 +47,10 @@ def table_error(data: bytes | str, **options: object) -> TableError:
 
 
 def both_readers(text: str, id_column: str | None = "id") -> tuple[GradeTable | None, GradeTable]:
-    """What the numpy fast path and the csv general path each make of a decoded upload."""
-    delimiter, text = tabular._find_delimiter(text)
-    header, body = tabular._split_header(text, delimiter)
-    layout = tabular._read_header(header, delimiter, id_column)
-    return tabular._read_fast(body, layout, None), tabular._read_general(body, layout, None)
+    """What the numpy fast path and the csv general path each make of an upload."""
+    data = text.encode()
+    fast = read_grade_csv_fast(data, id_column=id_column)
+    return fast, read_grade_csv(data, id_column=id_column, fast_path=False)
 
 
 def assert_same_table(left: GradeTable, right: GradeTable) -> None:
@@ -458,12 +462,9 @@ def test_common_dialects_take_the_fast_path(text: str) -> None:
 
 
 def test_max_rows_at_the_limit_keeps_the_fast_path() -> None:
-    text = "".join(f"{i};{i},5\r\n" for i in range(1, 101))
-    delimiter, text = tabular._find_delimiter("id;Maths\r\n" + text)
-    header, body = tabular._split_header(text, delimiter)
-    layout = tabular._read_header(header, delimiter, "id")
-    assert tabular._read_fast(body, layout, 100) is not None
-    assert tabular._read_fast(body, layout, 99) is None
+    data = ("id;Maths\r\n" + "".join(f"{i};{i},5\r\n" for i in range(1, 101))).encode()
+    assert read_grade_csv_fast(data, max_rows=100) is not None
+    assert read_grade_csv_fast(data, max_rows=99) is None
 
 
 # Cells both readers must agree on; the odd ones are rare so that whole rows often pass.
@@ -493,7 +494,7 @@ cells = st.sampled_from(GOOD_CELLS * 8 + ODD_CELLS)
 
 @st.composite
 def messy_csv(draw: st.DrawFn) -> str:
-    delimiter = draw(st.sampled_from(tabular.DELIMITERS))
+    delimiter = draw(st.sampled_from(DELIMITERS))
     rows = draw(
         st.lists(
             st.tuples(
@@ -522,12 +523,9 @@ def messy_csv(draw: st.DrawFn) -> str:
 @settings(max_examples=500)
 @given(messy_csv())
 def test_fast_path_accepts_nothing_the_general_path_rejects(text: str) -> None:
-    delimiter, text = tabular._find_delimiter(text)
-    header, body = tabular._split_header(text, delimiter)
-    layout = tabular._read_header(header, delimiter, "id")
-    fast = tabular._read_fast(body, layout, None)
+    fast = read_grade_csv_fast(text.encode())
     if fast is not None:
-        assert_same_table(fast, tabular._read_general(body, layout, None))
+        assert_same_table(fast, read_grade_csv(text.encode(), fast_path=False))
 
 
 @given(st.binary(max_size=300), st.sampled_from([None, "utf-8", "windows-1252", "utf-16"]))
@@ -632,14 +630,12 @@ def test_write_then_read_round_trips(
     )
     table = read_grade_csv(written, id_column="ine")
     # Ids a spreadsheet would run as formulas come back behind their apostrophe.
-    assert table.ids == [tabular.spreadsheet_safe(i) for i in ids]
+    assert table.ids == [spreadsheet_safe(i) for i in ids]
     assert table.headers == headers
     np.testing.assert_array_equal(table.values, values)
     detected_delimiter, detected_comma = detect_dialect(written)
     assert detected_delimiter == delimiter
-    ids_look_like_numbers = any(
-        tabular._COMMA_DECIMAL.fullmatch(i) or tabular._POINT_DECIMAL.fullmatch(i) for i in ids
-    )
+    ids_look_like_numbers = any(LOOKS_DECIMAL.fullmatch(i) for i in ids)
     if not ids_look_like_numbers and any("." in repr(float(x)) for x in values.flat):
         assert detected_comma == decimal_comma
 

@@ -1,4 +1,5 @@
-"""What the running service holds: settings, database, caches. Built by the lifespan."""
+"""What the running service holds: settings, database, caches. Built by the lifespan; the
+API layer reads it through `api.deps`."""
 
 import threading
 import time
@@ -9,7 +10,7 @@ from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
 from app.db.models import Role
 from app.db.session import Database
-from app.predict_cache import ModelCache
+from app.services.model_cache import ModelCache
 
 
 @dataclass(frozen=True)
@@ -53,5 +54,5 @@ class AppState:
     settings: Settings
     db: Database
     auth_cache: AuthCache
+    metrics: ServiceMetrics
     model_cache: ModelCache = field(default_factory=ModelCache)
-    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)

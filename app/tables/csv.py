@@ -15,7 +15,6 @@ import csv
 import io
 import math
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -24,7 +23,10 @@ from operator import itemgetter
 import numpy as np
 import numpy.typing as npt
 
-MAX_ID_LENGTH = 64
+from app.tables.errors import TableError, TooManyRowsError
+from app.tables.ids import MAX_ID_LENGTH, first_bad_id
+from app.tables.names import feature_key
+
 DELIMITERS = (";", "\t", ",")
 
 _SNIFF_CHARS = 64 * 1024
@@ -35,31 +37,9 @@ _WORKBOOK_SIGNATURES = {
     b"\xd0\xcf\x11\xe0": "an Excel 97-2003 workbook (.xls)",
     b"%PDF": "a PDF document",
 }
-# NFKD leaves these ligatures whole; French names use the first two.
-_LIGATURES = str.maketrans({"œ": "oe", "Œ": "OE", "æ": "ae", "Æ": "AE", "ß": "ss"})
 _SEP_LINE = re.compile(r"sep=(.?)(?:\r\n|\r|\n|$)")  # Excel's hint line, "sep=;"
-_NOT_KEY_CHARS = re.compile(r"[^a-z0-9]+")
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _COMMA_DECIMAL = re.compile(r"\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*")
 _POINT_DECIMAL = re.compile(r"\s*[+-]?\d*\.\d+(?:[eE][+-]?\d+)?\s*")
-
-
-class TableError(ValueError):
-    """Bad input; `row` is the 1-based data row (header is row 0), `column` the header as given."""
-
-    def __init__(self, message: str, *, row: int | None = None, column: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.row = row
-        self.column = column
-
-
-class TooManyRowsError(TableError):
-    """The table has more data rows than the caller accepts; raised before reading the rest."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the table has more than {limit} rows", row=limit + 1)
-        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -86,42 +66,42 @@ class _Layout:
     keys: list[str]
 
 
-def feature_key(header: str) -> str:
-    """The API name of a column: "Français" → "francais", "Note Maths" → "note_maths"."""
-    decomposed = unicodedata.normalize("NFKD", header.translate(_LIGATURES))
-    ascii_text = decomposed.encode("ascii", "ignore").decode("ascii").lower()
-    key = _NOT_KEY_CHARS.sub("_", ascii_text).strip("_")
-    if not key:
-        raise TableError(
-            f"column name {header!r} needs at least one letter or digit", column=header
-        )
-    return key
-
-
-def find_duplicate(ids: Sequence[str]) -> tuple[int, int, str] | None:
-    """The 1-based rows of the first id seen twice, and that id; None when all differ."""
-    first_rows: dict[str, int] = {}
-    for row, pupil_id in enumerate(ids, start=1):
-        first_row = first_rows.setdefault(pupil_id, row)
-        if first_row != row:
-            return first_row, row, pupil_id
-    return None
-
-
 def read_grade_csv(
     data: bytes,
     *,
     id_column: str | None = "id",
     charset: str | None = None,
     max_rows: int | None = None,
+    fast_path: bool = True,
 ) -> GradeTable:
-    """Parse an uploaded grade table; every problem is a TableError naming row and column."""
+    """Parse an uploaded grade table; every problem is a TableError naming row and column.
+
+    `fast_path=False` skips numpy's reader (the result is the same; only slower).
+    """
+    body, layout = _prepare(data, id_column, charset)
+    fast = _read_fast(body, layout, max_rows) if fast_path else None
+    return fast if fast is not None else _read_general(body, layout, max_rows)
+
+
+def read_grade_csv_fast(
+    data: bytes,
+    *,
+    id_column: str | None = "id",
+    charset: str | None = None,
+    max_rows: int | None = None,
+) -> GradeTable | None:
+    """numpy's reader alone: the table when it reads the body cleanly, else None (it never
+    explains; `read_grade_csv` then asks the csv reader, which does)."""
+    body, layout = _prepare(data, id_column, charset)
+    return _read_fast(body, layout, max_rows)
+
+
+def _prepare(data: bytes, id_column: str | None, charset: str | None) -> tuple[str, _Layout]:
+    """The body after the header, and what the header says about its rows."""
     text = _decode(data, charset)
     delimiter, text = _find_delimiter(text)
     header, body = _split_header(text, delimiter)
-    layout = _read_header(header, delimiter, id_column)
-    fast = _read_fast(body, layout, max_rows)
-    return fast if fast is not None else _read_general(body, layout, max_rows)
+    return body, _read_header(header, delimiter, id_column)
 
 
 def detect_dialect(data: bytes, *, charset: str | None = None) -> tuple[str, bool]:
@@ -356,7 +336,7 @@ def _read_fast(body: str, layout: _Layout, max_rows: int | None) -> GradeTable |
         if max(map(len, raw_ids), default=0) >= id_width:
             return None
         ids = list(map(str.strip, raw_ids))
-        if len(ids) != len(values) or _first_bad_id(ids) is not None:
+        if len(ids) != len(values) or first_bad_id(ids) is not None:
             return None
     return _table(layout, ids, values)
 
@@ -388,7 +368,7 @@ def _read_general(body: str, layout: _Layout, max_rows: int | None) -> GradeTabl
     ids = None
     if layout.id_index is not None and layout.id_header is not None:
         ids = list(map(str.strip, map(itemgetter(layout.id_index), rows)))
-        bad = _first_bad_id(ids)
+        bad = first_bad_id(ids)
         if bad is not None:
             index, problem = bad
             raise TableError(
@@ -424,23 +404,6 @@ def _table(layout: _Layout, ids: list[str] | None, values: npt.NDArray[np.float6
         ids=ids,
         values=values,
     )
-
-
-def _first_bad_id(ids: list[str]) -> tuple[int, str] | None:
-    """Index of the first empty, overlong or control-character id, and what is wrong."""
-    longest = max(map(len, ids), default=0)
-    joined = "".join(ids)
-    has_control = not joined.isprintable() and _CONTROL_CHARS.search(joined) is not None
-    if "" not in ids and longest <= MAX_ID_LENGTH and not has_control:
-        return None
-    for index, pupil_id in enumerate(ids):
-        if not pupil_id:
-            return index, "the id is empty; every pupil needs one"
-        if len(pupil_id) > MAX_ID_LENGTH:
-            return index, f"the id is {len(pupil_id)} characters long, at most {MAX_ID_LENGTH}"
-        if _CONTROL_CHARS.search(pupil_id):
-            return index, "the id contains a control character or a line break"
-    return None
 
 
 def _parse_numbers(cells: list[str]) -> tuple[npt.NDArray[np.float64], int | None]:

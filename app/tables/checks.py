@@ -1,4 +1,5 @@
-"""Checks on tables of grades, shared by cohort upload and prediction."""
+"""Checks on tables of grades, shared by cohort upload and prediction: every value a finite
+grade inside the range, the range itself, and the per-column statistics kept with a cohort."""
 
 from collections.abc import Sequence
 

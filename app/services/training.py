@@ -1,0 +1,148 @@
+"""What a training job means: its engine configuration, its plan, and what its result
+becomes (a model version, activated or not). Workers run the loop; these decide."""
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.core.errors import InvalidInput
+from app.db.models import Cohort, Job, JobStatus, Model, ModelVersion
+from app.engine import FitResult, TrainingConfig, planned_steps, risk, split_holdout
+from app.schemas.jobs import JobCreate, TrainingParameters
+from app.services import jobs as job_service
+from app.services import models as model_service
+
+MAX_SGD_STEPS = 50_000_000
+_CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(TrainingConfig))
+
+
+def training_config(params: Mapping[str, Any]) -> TrainingConfig:
+    """A job's hyperparameters (``TrainingParameters``, as stored) as the engine's config."""
+    values = {name: params[name] for name in _CONFIG_FIELDS}
+    if values["init_theta"] is not None:
+        values["init_theta"] = tuple(values["init_theta"])
+    return TrainingConfig(**values)
+
+
+def plan(config: TrainingConfig, cohort: Cohort) -> int:
+    """The steps the job will take on this cohort, once its options are checked against it.
+
+    Raises the engine's InvalidConfigError / DegenerateDataError, which name the option.
+    """
+    config.validate(len(cohort.features))
+    steps = planned_steps(cohort.n_students, config)
+    if config.algorithm == "sgd" and steps > MAX_SGD_STEPS:
+        raise InvalidInput(
+            f"{steps} SGD steps is more than the {MAX_SGD_STEPS:,} allowed; use fewer epochs "
+            "or larger batches",
+            loc=["body", "epochs"],
+        )
+    return steps
+
+
+def create_job(
+    session: Session, organisation_id: uuid.UUID, body: JobCreate, cohort: Cohort, key_id: uuid.UUID
+) -> Job:
+    """Queue a job, its options checked once, against its cohort, by the engine's rules."""
+    params = body.model_dump(include=set(TrainingParameters.model_fields))
+    steps = plan(training_config(params), cohort)
+    job = Job(
+        organisation_id=organisation_id,
+        cohort_id=cohort.id,
+        model_name=body.model,
+        algorithm=body.algorithm,
+        params=params,
+        activate=body.activate,
+        status=JobStatus.queued,
+        steps_done=0,
+        total_steps=steps,
+        created_by=key_id,
+    )
+    session.add(job)
+    session.flush()
+    return job
+
+
+def complete_job(
+    session: Session, job: Job, cohort: Cohort, grades: np.ndarray, result: FitResult
+) -> ModelVersion:
+    """Store the fit as a new version of the job's model, activate it if the job's rule
+    says so, and mark the job succeeded; ``job`` is locked by the caller."""
+    X, y = grades[:, :-1], grades[:, -1]
+    config = training_config(job.params)
+    train_idx, val_idx = split_holdout(X.shape[0], config.validation_fraction, config.seed)
+    version = model_service.create_version(
+        session,
+        job.organisation_id,
+        job.model_name,
+        model_service.VersionSpec(
+            features=list(cohort.features),
+            feature_labels=list(cohort.feature_labels),
+            target=cohort.target,
+            grade_range=(cohort.grade_min, cohort.grade_max),
+            theta=[float(w) for w in result.theta],
+            residual_std=result.metrics.residual_std,
+            n_train=len(train_idx),
+            feature_min=[float(v) for v in X[train_idx].min(axis=0)],
+            feature_max=[float(v) for v in X[train_idx].max(axis=0)],
+            metrics=_metrics_dict(result),
+            hyperparameters=dict(job.params),
+            source="job",
+            cohort_id=cohort.id,
+            cohort_name=cohort.name,
+            job_id=job.id,
+        ),
+        created_by=job.created_by,
+    )
+    model = session.get_one(Model, version.model_id)
+    # if_better compares on the job's hold-out, or on its training rows without one.
+    compare_idx = val_idx if len(val_idx) else train_idx
+    reason = choose_activation(
+        session, job.activate, model, version, X[compare_idx], y[compare_idx]
+    )
+    if reason is not None:
+        model_service.set_active(
+            session, model, version.version, key_id=job.created_by, reason=reason
+        )
+    job_service.finish_job(job, JobStatus.succeeded, model_version=version.version)
+    # Early stopping ends before the planned total; closed_form is one step.
+    job.steps_done = job.total_steps = max(result.metrics.n_steps, 1)
+    job.current_risk = result.metrics.train_mse
+    return version
+
+
+def choose_activation(
+    session: Session,
+    rule: str,
+    model: Model,
+    version: ModelVersion,
+    X: np.ndarray,
+    y: np.ndarray,
+) -> str | None:
+    """Why ``version`` becomes the active one under ``rule``, or None if it does not."""
+    if rule == "never":
+        return None
+    if rule == "always":
+        return "activate=always"
+    if model.active_version is None:
+        return "first version of the model"
+    active = model_service.get_version(session, model, model.active_version)
+    if active is None or active.features != version.features:
+        return None
+    new_risk = risk(np.asarray(version.theta), X, y)
+    old_risk = risk(np.asarray(active.theta), X, y)
+    if new_risk < old_risk:
+        return f"if_better: risk {new_risk:.6g} < {old_risk:.6g} of version {active.version}"
+    return None
+
+
+def _metrics_dict(result: FitResult) -> dict[str, float | int | bool | None]:
+    """The fit's figures as JSON: a non-finite float (no figure) is null."""
+    values = dataclasses.asdict(result.metrics)
+    return {
+        k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in values.items()
+    }
