@@ -5,8 +5,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from app.api.deps import no_unknown_query_parameters
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(no_unknown_query_parameters)],
     )
     # Nothing is connected here: the lifespan opens the database and starts the workers.
     app.state.settings = settings

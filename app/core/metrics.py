@@ -107,6 +107,13 @@ class ServiceMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.skipped = Counter(
+            "gradecast_predictions_skipped",
+            "Pupils of /predict requests with on_error=skip that got no prediction (a special "
+            "mark, a value that is not a grade), by model name and version.",
+            ["model", "version"],
+            registry=self.registry,
+        )
         self.jobs = JobMetrics(self.registry)
         # Children by label values: a dict lookup is cheaper than ``labels()`` on every request.
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -139,5 +146,7 @@ class ServiceMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def predicted(self, model: str, version: int, pupils: int) -> None:
-        self.predictions.labels(model, str(version)).inc(pupils)
+    def predicted(self, model: str, version: int, pupils: int, skipped: int = 0) -> None:
+        self.predictions.labels(model, str(version)).inc(pupils - skipped)
+        if skipped:
+            self.skipped.labels(model, str(version)).inc(skipped)
