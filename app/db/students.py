@@ -26,11 +26,13 @@ _PLACEHOLDERS = {
 def insert_students(
     session: Session,
     cohort_id: uuid.UUID,
+    rows: np.ndarray,
     ids: list[str] | None,
     groups: list[str | None] | None,
     values: np.ndarray,
 ) -> None:
-    """One executemany of plain tuples on the driver's cursor, in the session's transaction.
+    """One executemany of plain tuples on the driver's cursor, in the session's transaction;
+    `rows` are the pupils' positions in the upload.
 
     The ORM bulk path builds and re-processes a dict per pupil; for a national cohort that
     is most of the upload's time and memory. Grades are packed in one numpy pass.
@@ -48,10 +50,12 @@ def insert_students(
     blobs: list[bytes] = packed.view(f"V{8 * width}").reshape(n).tolist()
     external_ids = ids if ids is not None else repeat(None, n)
     labels = groups if groups is not None else repeat(None, n)
-    rows = list(zip(repeat(bound_id, n), range(n), external_ids, labels, blobs, strict=True))
+    records = list(
+        zip(repeat(bound_id, n), rows.tolist(), external_ids, labels, blobs, strict=True)
+    )
     cursor = connection.connection.cursor()
     try:
-        cursor.executemany(_INSERT + placeholders, rows)
+        cursor.executemany(_INSERT + placeholders, records)
     finally:
         cursor.close()
 

@@ -327,7 +327,7 @@ def create_cohort(
     ids = upload.ids
     if ids is not None and pepper is not None:
         ids = pseudonymise(ids, pepper, str(organisation_id))
-    insert_students(session, cohort.id, ids, upload.groups, upload.values)
+    insert_students(session, cohort.id, upload.rows, ids, upload.groups, upload.values)
     return cohort
 
 
