@@ -77,4 +77,28 @@ export const api = {
       json: reason ? { version, reason } : { version },
     }),
   predict: (body) => request("POST", "/predict", { json: body }),
+  /** A class list as CSV in, the CSV answer (text) out, in the file's own dialect. */
+  predictCsv: async (params, file) => {
+    const headers = { Accept: "text/csv", "Content-Type": "text/csv" };
+    const key = storedKey();
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const response = await fetch(`/predict?${new URLSearchParams(params)}`, {
+      method: "POST",
+      headers,
+      body: file,
+      credentials: "omit",
+      cache: "no-store",
+    });
+    const text = await response.text();
+    if (!response.ok) {
+      let parsed;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = { detail: text.slice(0, 200) };
+      }
+      throw new ApiError(response.status, parsed);
+    }
+    return text;
+  },
 };

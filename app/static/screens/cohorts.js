@@ -113,9 +113,37 @@ async function selectCohort(cohortId) {
       }),
       canTrain() ? "" : t("cohorts.histogramsNeedTrainer"),
     ),
+    importReport(cohort.import_report),
     el("div", { class: "columns" }, cards),
   );
   if (canTrain()) await drawHistograms(cohort, columns, detail);
+}
+
+/** What the upload kept, dropped and converted: nothing is done silently. */
+function importReport(report) {
+  if (!report) return "";
+  const lines = [t("cohorts.report.kept", { kept: count(report.kept), received: count(report.received) })];
+  if (report.dropped) {
+    lines.push(t("cohorts.report.dropped", { dropped: count(report.dropped), rows: report.dropped_rows.join(", ") }));
+  }
+  for (const [column, codes] of Object.entries(report.special_marks)) {
+    const listed = Object.entries(codes)
+      .map(([code, n]) => `${code} × ${n}`)
+      .join(", ");
+    lines.push(t("cohorts.report.marks", { column, codes: listed }));
+  }
+  for (const [column, n] of Object.entries(report.rescaled)) {
+    lines.push(t("cohorts.report.rescaled", { column, count: n }));
+  }
+  if (report.ignored_columns.length) {
+    lines.push(t("cohorts.report.ignored", { columns: report.ignored_columns.join(", ") }));
+  }
+  return el(
+    "div",
+    { class: "import-report", id: "import-report" },
+    el("h3", { text: t("cohorts.report.title") }),
+    el("ul", {}, ...lines.map((line) => el("li", { text: line }))),
+  );
 }
 
 /** Every grade of the cohort's first HISTOGRAM_MAX_PUPILS pupils, by column; read once. */
@@ -154,10 +182,15 @@ async function uploadCohort(event) {
   const file = $("upload-file").files[0];
   if (!file) return;
   const params = { name: $("upload-name").value.trim() };
-  const target = $("upload-target").value.trim();
-  const range = $("upload-range").value.trim();
-  if (target) params.target = target;
-  if (range) params.grade_range = range;
+  const optional = {
+    target: $("upload-target").value.trim(),
+    grade_range: $("upload-range").value.trim(),
+    id_column: $("upload-id-column").value.trim(),
+    features: $("upload-features").value.trim(),
+    group_column: $("upload-group-column").value.trim(),
+    special_marks: $("upload-special-marks").value,
+  };
+  for (const [name, value] of Object.entries(optional)) if (value) params[name] = value;
   const button = event.submitter;
   if (button) button.disabled = true;
   try {

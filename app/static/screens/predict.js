@@ -14,6 +14,7 @@ export function init() {
   $("predict-model").addEventListener("change", () => loadVersions().catch(reportError));
   $("predict-version").addEventListener("change", renderGradeInputs);
   $("predict-form").addEventListener("submit", predict);
+  $("predict-csv-form").addEventListener("submit", predictClassList);
 }
 
 export async function enter() {
@@ -36,6 +37,47 @@ export function leave() {}
 
 export function reset() {
   versions = [];
+  forgetDownload();
+}
+
+// A skipped pupil's status cell, between two separators of any dialect.
+const SKIPPED_STATUS = /[;,\t](special_mark|not_a_grade|out_of_range|invalid_pupil)[;,\t]/g;
+let downloadUrl = null; // the object URL of the last CSV answer
+
+function forgetDownload() {
+  if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+  downloadUrl = null;
+}
+
+/** A class list (CSV, as the school's software exports it) in; its answer to download. */
+async function predictClassList(event) {
+  event.preventDefault();
+  const file = $("predict-csv-file").files[0];
+  const version = chosenVersion();
+  if (!file || !version) return;
+  const params = { model: version.model, version: version.version };
+  const idColumn = $("predict-csv-id-column").value.trim();
+  const features = $("predict-csv-features").value.trim();
+  if (idColumn) params.id_column = idColumn;
+  if (features) params.features = features;
+  if ($("predict-csv-skip").checked) params.on_error = "skip";
+  const result = $("predict-csv-result");
+  try {
+    const text = await api.predictCsv(params, file);
+    forgetDownload();
+    downloadUrl = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+    const lines = text.trim().split(/\r?\n/).length - 1;
+    const skipped = (text.match(SKIPPED_STATUS) || []).length;
+    const name = file.name.replace(/\.[^.]*$/, "") + "-predictions.csv";
+    result.replaceChildren(
+      t("predictCsv.done", { pupils: lines, skipped }),
+      " ",
+      el("a", { href: downloadUrl, download: name, id: "predict-csv-download", text: t("predictCsv.download") }),
+    );
+  } catch (error) {
+    result.replaceChildren();
+    reportError(error);
+  }
 }
 
 const gradesLegend = () => el("legend", { text: t("predict.grades") });
