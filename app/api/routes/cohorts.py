@@ -67,7 +67,7 @@ def csv_options(
     features: Annotated[
         str | None,
         Query(
-            max_length=10_000,
+            max_length=400,
             description="CSV: the feature columns, comma-separated headers or API names "
             "(e.g. Maths,Info,Français). Every other column but id_column, target and "
             "group_column (Nom, Prénom…) is ignored: not stored, not echoed. Default: every "
@@ -77,7 +77,7 @@ def csv_options(
     group_column: Annotated[
         str | None,
         Query(
-            max_length=200,
+            max_length=100,
             description="CSV: a column of short group labels (Classe, Division; at most 50 "
             "characters), kept per pupil for breakdowns; not a feature",
         ),

@@ -87,7 +87,7 @@ def predict_options(
     features: Annotated[
         str | None,
         Query(
-            max_length=10_000,
+            max_length=400,
             description="CSV: the grade columns to read, comma-separated headers or API names "
             "(e.g. Maths,Info,Français); other columns (Nom, Prénom…) are ignored and never "
             "echoed. Default: every column but the id, each of which must be a feature",
