@@ -66,6 +66,9 @@ class FitMetrics:
     `risk_gap` is J(Θ) − J(Θ*) ≥ 0 for the minimised objective J (= R when l2 = 0) and
     `theta_distance` is ‖Θ − Θ*‖ in grade units. `residual_std` is sqrt(SSE / (n − p − 1))
     on the training rows, defined when n > p + 1. R² is None when y is constant.
+    `condition_number` is κ of the standardised training design (1, (X − x̄)/s), whatever
+    `standardize` says: about 1 for independent grades, 1e3 and more for nearly collinear
+    ones, inf for exactly collinear ones (including a constant column).
     """
 
     n_train: int
@@ -85,3 +88,4 @@ class FitMetrics:
     early_stopping_step: int | None
     best_step: int | None
     residual_std: float | None
+    condition_number: float
