@@ -2,8 +2,8 @@
 
 For Θ fitted by least squares on n pupils and p grades, a new pupil's exam grade lies in
 ŷ ± t(n − p − 1, 0.975)·s·√(1 + h(x)) with probability 0.95 when the noise is Gaussian, where
-s² = SSE/(n − p − 1) and h(x) = x̃ᵀ(X̃ᵀX̃)⁻¹x̃ is the new pupil's leverage. With the centred,
-column-scaled training design Z = (X − x̄)/s_col = Q·R, h(x) = 1/n + ‖R⁻ᵀz‖², z = (x − x̄)/s_col:
+s² = SSE/(n − p − 1) and h(x) = x̃ᵀ(X̃ᵀX̃)⁻¹x̃ is the new pupil's leverage. With the
+standardised training design X̂ = (1, (X − m)/s_col) = Q·R, h(x) = ‖R⁻ᵀ(1, (x − m)/s_col)‖²:
 R is well conditioned where X̃ᵀX̃ is not, so it is what a version stores (`IntervalDesign`).
 """
 
@@ -68,7 +68,7 @@ def student_t_975(dof: int) -> float:
 @dataclass(frozen=True, eq=False)
 class IntervalDesign:
     """What the OLS interval needs of the training rows: n, s, the column means and scales
-    (grade units) and the upper-triangular R of the centred, column-scaled design."""
+    (grade units) and the (p+1)×(p+1) upper-triangular R of the standardised design."""
 
     n_train: int
     residual_std: float
@@ -81,10 +81,12 @@ class IntervalDesign:
         return int(self.feature_mean.shape[0])
 
     def leverage(self, X: ArrayLike) -> FloatArray:
-        """h(x) = x̃ᵀ(X̃ᵀX̃)⁻¹x̃ for every row of X, as 1/n + ‖R⁻ᵀz‖²."""
+        """h(x) = x̃ᵀ(X̃ᵀX̃)⁻¹x̃ for every row of X, as ‖R⁻ᵀ(1, z)‖²."""
         z = (np.asarray(X, dtype=np.float64) - self.feature_mean) / self.feature_scale
-        solved = np.linalg.solve(self.r_factor.T, z.T)
-        leverage: FloatArray = 1.0 / self.n_train + np.einsum("ij,ij->j", solved, solved)
+        design = np.ones((self.n_features + 1, z.shape[0]))
+        design[1:] = z.T
+        solved = np.linalg.solve(self.r_factor.T, design)
+        leverage: FloatArray = np.einsum("ij,ij->j", solved, solved)
         return leverage
 
     def half_width(self, X: ArrayLike) -> FloatArray:

@@ -72,21 +72,25 @@ def largest_eigenvalue(symmetric: FloatArray) -> float:
 
 @dataclass(frozen=True)
 class CentredStatistics:
-    """Column means and second moments about them: (1/n)·X_cᵀX_c, (1/n)·X_cᵀy_c, (1/n)·y_cᵀy_c
-    with X_c = X − x̄ and y_c = y − ȳ, accumulated by chunks of centred rows.
+    """The rows' moments about their column means, accumulated by chunks of shifted rows.
 
     Sums of raw products (XᵀX, Xᵀy, yᵀy) hold the square of every offset: a grade around 10,000
     with a spread of 1 loses eight digits to cancellation when the spread is recovered from them.
-    About the means nothing cancels, and the raw moments the course's update needs are rebuilt
-    from these exactly enough (each within rounding of its own size).
+    Here each column is shifted by its mean as computed in floating point, `feature_mean` m (and
+    y by `target_mean` t); the shifted values D = X − m are exact or nearly so, and what the
+    rounding of m leaves, their own small mean μ = mean(D), is kept rather than assumed zero.
+    The raw moments the course's update needs are rebuilt from these exactly enough (each within
+    rounding of its own size).
     """
 
     n: int
-    feature_mean: FloatArray
-    target_mean: float
-    covariance: FloatArray  # (1/n)·X_cᵀX_c
-    cross: FloatArray  # (1/n)·X_cᵀy_c
-    target_variance: float  # (1/n)·y_cᵀy_c
+    feature_mean: FloatArray  # m, the shift
+    target_mean: float  # t
+    shift_mean: FloatArray  # μ = mean(X − m), of the order of the rounding of m
+    target_shift_mean: float  # ν = mean(y − t)
+    second_moment: FloatArray  # (1/n)·DᵀD
+    cross_moment: FloatArray  # (1/n)·Dᵀ(y − t)
+    target_moment: float  # (1/n)·(y − t)ᵀ(y − t)
 
     @classmethod
     def of(cls, features: FloatArray, targets: FloatArray) -> "CentredStatistics":
@@ -95,34 +99,58 @@ class CentredStatistics:
         # Products with ones beat mean(axis=0), a slow reduction over a short axis.
         mean = features.T @ ones / n
         target_mean = float(targets @ ones) / n
-        covariance = np.zeros((p, p))
+        sums = np.zeros(p)
+        second = np.zeros((p, p))
         cross = np.zeros(p)
-        target_variance = 0.0
+        target_sum = target_second = 0.0
         for start in range(0, n, CHUNK_ROWS):
-            centred = features[start : start + CHUNK_ROWS] - mean
-            centred_targets = targets[start : start + CHUNK_ROWS] - target_mean
-            covariance += centred.T @ centred
-            cross += centred.T @ centred_targets
-            target_variance += float(centred_targets @ centred_targets)
-        return cls(n, mean, target_mean, covariance / n, cross / n, target_variance / n)
+            shifted = features[start : start + CHUNK_ROWS] - mean
+            shifted_targets = targets[start : start + CHUNK_ROWS] - target_mean
+            sums += shifted.T @ ones[: shifted.shape[0]]
+            second += shifted.T @ shifted
+            cross += shifted.T @ shifted_targets
+            target_sum += float(shifted_targets.sum())
+            target_second += float(shifted_targets @ shifted_targets)
+        return cls(
+            n,
+            mean,
+            target_mean,
+            sums / n,
+            target_sum / n,
+            second / n,
+            cross / n,
+            target_second / n,
+        )
+
+    @property
+    def covariance(self) -> FloatArray:
+        """(1/n)·X_cᵀX_c about the exact means (μ is tiny, so nothing cancels)."""
+        covariance: FloatArray = self.second_moment - np.outer(self.shift_mean, self.shift_mean)
+        return covariance
+
+    @property
+    def target_variance(self) -> float:
+        return self.target_moment - self.target_shift_mean**2
 
     def gram(self) -> FloatArray:
-        """X̃ᵀX̃/n = [[1, x̄ᵀ], [x̄, C + x̄x̄ᵀ]]."""
+        """X̃ᵀX̃/n = [[1, x̄ᵀ], [x̄, C + x̄x̄ᵀ]], x̄ = m + μ."""
         p = self.feature_mean.shape[0]
+        mean = self.feature_mean + self.shift_mean
         gram = np.empty((p + 1, p + 1))
         gram[0, 0] = 1.0
-        gram[0, 1:] = gram[1:, 0] = self.feature_mean
-        gram[1:, 1:] = self.covariance + np.outer(self.feature_mean, self.feature_mean)
+        gram[0, 1:] = gram[1:, 0] = mean
+        gram[1:, 1:] = self.covariance + np.outer(mean, mean)
         return gram
 
     def moments(self) -> FloatArray:
         """X̃ᵀy/n = (ȳ, X_cᵀy_c/n + x̄·ȳ)."""
-        return np.concatenate(
-            [[self.target_mean], self.cross + self.feature_mean * self.target_mean]
-        )
+        mean = self.feature_mean + self.shift_mean
+        target_mean = self.target_mean + self.target_shift_mean
+        covariance = self.cross_moment - self.shift_mean * self.target_shift_mean
+        return np.concatenate([[target_mean], covariance + mean * target_mean])
 
 
-# Rows per chunk of the passes that centre the data: a chunk's centred copy stays in cache.
+# Rows per chunk of the passes that shift the data: a chunk's shifted copy stays in cache.
 CHUNK_ROWS = 1 << 15
 
 
@@ -130,16 +158,18 @@ CHUNK_ROWS = 1 << 15
 class QuadraticRisk:
     """R(Θ) on fixed rows as an exact quadratic in Θ, so a point costs O(p²), not O(n·p).
 
-    With Δ = Θ − Θref, its centred intercept δ = Δ0 + x̄·Δ_w and C = X_cᵀX_c/n:
-    R(Θ) = R(Θref) + g0·δ + g_wᵀΔ_w + δ² + Δ_wᵀCΔ_w, where (g0, g_w) = (2/n)·(Σ ri, X_cᵀr) is
-    the gradient at Θref about the means, from one direct pass over the rows (r the residuals
-    at Θref). Nothing in it carries the square of a column offset, and expanding around a
-    Θref at the optimum leaves no cancellation against yᵀy/n when R is small: the history's
-    risks and gradients match a direct two-pass computation to 1e-9 even at R = 1e-8·mean(y²).
+    With Δ = Θ − Θref, D = X − m (see CentredStatistics) and δ = Δ0 + m·Δ_w, the residuals are
+    r(Θ) = r(Θref) + δ + D·Δ_w, so
+    R(Θ) = R(Θref) + g0·δ + g_wᵀΔ_w + δ² + 2δ·μᵀΔ_w + Δ_wᵀ(DᵀD/n)Δ_w, where
+    (g0, g_w) = (2/n)·(Σ ri, Dᵀr) comes from one direct pass over the rows at Θref. Nothing in
+    it carries the square of a column offset, and expanding around a Θref at the optimum leaves
+    no cancellation against yᵀy/n when R is small: the history's risks and gradients match a
+    direct two-pass computation to 1e-9 even at R = 1e-8·mean(y²).
     """
 
     feature_mean: FloatArray
-    covariance: FloatArray
+    shift_mean: FloatArray
+    second_moment: FloatArray
     theta_ref: FloatArray
     risk_ref: float
     centred_gradient_ref: FloatArray
@@ -155,44 +185,45 @@ class QuadraticRisk:
         residuals = features @ theta_ref[1:]
         residuals += theta_ref[0] - targets
         n = targets.shape[0]
-        residual_sum = float(residuals.sum())
-        # X_cᵀr = Xᵀr − x̄·Σr, with Xᵀr summed by chunks of centred rows so no offset is squared.
+        # Dᵀr by chunks of shifted rows, so that no offset is multiplied in.
         weighted = np.zeros(features.shape[1])
         for start in range(0, n, CHUNK_ROWS):
             chunk = residuals[start : start + CHUNK_ROWS]
             weighted += (features[start : start + CHUNK_ROWS] - stats.feature_mean).T @ chunk
-        gradient = 2.0 / n * np.concatenate([[residual_sum], weighted])
+        gradient = 2.0 / n * np.concatenate([[residuals.sum()], weighted])
         return cls(
             stats.feature_mean,
-            stats.covariance,
+            stats.shift_mean,
+            stats.second_moment,
             theta_ref,
             float(residuals @ residuals) / n,
             gradient,
         )
 
     def increase(self, thetas: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """R(Θ) − R(Θref) and the centred gradient (∂R/∂δ, ∂R/∂w) at each row of `thetas`."""
+        """R(Θ) − R(Θref) and the gradient in (δ, Δ_w) at each row of `thetas` (k, p+1)."""
         delta = thetas - self.theta_ref
         weights = delta[:, 1:]
         intercepts = delta[:, 0] + weights @ self.feature_mean
-        curvature = weights @ self.covariance
+        coupling = weights @ self.shift_mean
+        curvature = weights @ self.second_moment
         increase = np.einsum("ki,ki->k", weights, curvature)
-        increase += intercepts * intercepts
-        increase += intercepts * self.centred_gradient_ref[0]
+        increase += intercepts * (intercepts + 2.0 * coupling + self.centred_gradient_ref[0])
         increase += weights @ self.centred_gradient_ref[1:]
         # In place: broadcasting over a short last axis is slow, so spare the temporaries.
+        curvature += np.outer(intercepts, self.shift_mean)
         curvature *= 2.0
         curvature += self.centred_gradient_ref[1:]
-        centred = np.empty_like(delta)
-        centred[:, 0] = 2.0 * intercepts + self.centred_gradient_ref[0]
-        centred[:, 1:] = curvature
-        return increase, centred
+        gradients = np.empty_like(delta)
+        gradients[:, 0] = 2.0 * (intercepts + coupling) + self.centred_gradient_ref[0]
+        gradients[:, 1:] = curvature
+        return increase, gradients
 
     def risk_and_gradient(self, thetas: FloatArray) -> tuple[FloatArray, FloatArray]:
         """R and ∇R (with respect to Θ itself) at each row of `thetas` (k, p+1)."""
         increase, gradients = self.increase(thetas)
         increase += self.risk_ref
-        # ∂R/∂wj = x̄j·∂R/∂w0 + (centred part): the chain rule through δ = Δ0 + x̄·Δ_w.
+        # ∂R/∂wj = mj·∂R/∂δ + ∂R/∂Δwj: the chain rule through δ = Δ0 + m·Δ_w.
         gradients[:, 1:] += np.outer(gradients[:, 0], self.feature_mean)
         return increase, gradients
 
