@@ -112,7 +112,7 @@ def main() -> None:
             for label, max_points in (("read_2000", 2000), ("read_all", None)):
                 start = time.perf_counter()
                 with database.reads() as session:
-                    read = job_service.thin(job_service.read_loss(session, job_id), max_points)
+                    read = job_service.read_thinned_loss(session, job_id, max_points)[0]
                 body = orjson.dumps(
                     {
                         "points": [

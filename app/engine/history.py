@@ -89,3 +89,14 @@ class FitMetrics:
     best_step: int | None
     residual_std: float | None
     condition_number: float
+
+
+def thin(points: NDArray[np.float64], max_points: int | None) -> NDArray[np.float64]:
+    """At most `max_points` rows of `points`, evenly spaced, keeping the first and the last."""
+    k = points.shape[0]
+    if max_points is None or k <= max_points:
+        return points
+    if max_points == 1:
+        return points[-1:]
+    index = np.unique(np.round(np.linspace(0, k - 1, max_points)).astype(np.int64))
+    return points[index]

@@ -9,7 +9,7 @@ R is well conditioned where X̃ᵀX̃ is not, so it is what a version stores (`I
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -17,6 +17,8 @@ from numpy.typing import ArrayLike, NDArray
 FloatArray = NDArray[np.float64]
 
 Z_975 = 1.959963984540054
+
+IntervalKind = Literal["ols", "sigma"]
 
 
 def student_t_975(dof: int) -> float:
@@ -119,6 +121,36 @@ class IntervalDesign:
             feature_scale=frozen(document["feature_scale"]),
             r_factor=frozen(document["r_factor"]),
         )
+
+
+def interval_half_width(
+    X: FloatArray,
+    *,
+    design: IntervalDesign | None,
+    residual_std: float | None,
+    n_train: int | None,
+) -> FloatArray | None:
+    """The half-width of the 95% prediction interval for every row of X, or None.
+
+    With the training design: the OLS interval, t·s·√(1 + h(x)), exact for Gaussian noise.
+    Without it but with a hand-set σ: t·σ (1.96·σ without n_train), Θ taken as exact. Versions
+    fitted with l2, or by gd/sgd short of the least-squares Θ, store neither: no interval.
+    """
+    kind = interval_kind(design, residual_std)
+    if kind == "ols":
+        assert design is not None
+        return design.half_width(X)
+    if kind == "sigma":
+        assert residual_std is not None
+        return np.full(X.shape[0], sigma_half_width(residual_std, n_train, X.shape[1]))
+    return None
+
+
+def interval_kind(design: object | None, residual_std: float | None) -> IntervalKind | None:
+    """'ols' with a training design, 'sigma' with only a hand-set σ, None with neither."""
+    if design is not None:
+        return "ols"
+    return None if residual_std is None else "sigma"
 
 
 def sigma_half_width(residual_std: float, n_train: int | None, n_features: int) -> float:

@@ -27,6 +27,14 @@ def predict(theta: ArrayLike, X: ArrayLike) -> FloatArray:
     return predictions
 
 
+def contributions(theta: FloatArray, X: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """h_Θ(x) for every row of X, with its terms wj·xj (n, p): w0 plus a row's terms is its
+    h_Θ, summed in this order so that shown terms add up to the shown prediction."""
+    terms: FloatArray = X * theta[1:]
+    raw: FloatArray = terms.sum(axis=1) + theta[0]
+    return raw, terms
+
+
 def risk(theta: ArrayLike, X: ArrayLike, y: ArrayLike) -> float:
     """Empirical risk R(Θ) = (1/n) Σ (h_Θ(xi) − yi)², by a direct pass over the rows."""
     predictions = predict(theta, X)

@@ -159,7 +159,10 @@ def _orthogonal(
     rank = int(np.count_nonzero(sigma > RANK_TOLERANCE * sigma[0]))
     coefficients = right_t[:rank].T @ ((left[:, :rank].T @ vector) / sigma[:rank])
     theta = _to_theta(coefficients, stats, scale)
-    if not ridge and rank < p + 1:
+    if rank == p + 1:
+        inverse_gram = right_t.T @ (right_t / sigma[:, None] ** 2)
+        theta = _refine(features, targets, theta, stats, scale, l2, inverse_gram)
+    elif not ridge:
         theta = _minimum_norm(theta, right_t[rank:], stats, scale, norm)
 
     design_sigma = np.zeros(p + 1)
@@ -170,6 +173,45 @@ def _orthogonal(
     r_factor = r_part[: p + 1].copy() if full_rank else None
     risk = QuadraticRisk.around(features, targets, stats, theta)
     return LeastSquares(theta, n, stats.feature_mean, scale, r_factor, design_sigma, risk)
+
+
+def _refine(
+    features: FloatArray,
+    targets: FloatArray,
+    theta: FloatArray,
+    stats: CentredStatistics,
+    scale: FloatArray,
+    l2: FloatArray,
+    inverse_gram: FloatArray,
+) -> FloatArray:
+    """One step of iterative refinement with residuals in extended precision.
+
+    Θ's intercept is a difference of large terms (ȳ + b0 − m·w): on Wampler1, an intercept of 1
+    next to grades of 3·10⁶, that rounding alone caps it near 9.5 digits. The residuals
+    r = y − X̃Θ computed in long double, and the correction δb = (X̂ᵀX̂ + n·L)⁻¹·(X̂ᵀr − n·L·b)
+    solved with the factorisation's (AᵀA)⁻¹ = V·Σ⁻²·Vᵀ, add a small δΘ to Θ, so only the
+    correction carries rounding: the intercept comes out to ~14 digits.
+    """
+    wide = np.longdouble
+    n, p = features.shape
+    weights = theta[1:].astype(wide)
+    gradient = np.zeros(p + 1)
+    for start in range(0, n, CHUNK_ROWS):
+        rows = features[start : start + CHUNK_ROWS]
+        residuals = (
+            targets[start : start + CHUNK_ROWS].astype(wide)
+            - rows.astype(wide) @ weights
+            - wide(theta[0])
+        ).astype(np.float64)
+        gradient[0] += residuals.sum()
+        gradient[1:] += ((rows - stats.feature_mean) / scale).T @ residuals
+    gradient[1:] -= n * l2 / scale * theta[1:]
+    step = inverse_gram @ gradient
+    step_weights = step[1:] / scale
+    refined: FloatArray = theta + np.concatenate(
+        [[step[0] - stats.feature_mean @ step_weights], step_weights]
+    )
+    return refined
 
 
 def _triangular_factor(

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.db.base import utcnow
 from app.db.models import Cohort, Job, JobStatus, LossChunk
-from app.engine import History, split_holdout
+from app.engine import History, split_holdout, thin
 from app.schemas.jobs import JobCreate, JobProgress, JobRead, TrainingParameters
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
@@ -97,6 +97,7 @@ def job_read(job: Job) -> JobRead:
         attempts=job.attempts,
         cancel_requested=job.cancel_requested,
         error=job.error,
+        warnings=job.warnings,
         model_version=job.model_version,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -319,12 +320,10 @@ def read_loss(session: Session, job_id: uuid.UUID) -> np.ndarray:
     )
 
 
-def thin(points: np.ndarray, max_points: int | None) -> np.ndarray:
-    """An even thinning that keeps the first and the last point."""
-    k = points.shape[0]
-    if max_points is None or k <= max_points:
-        return points
-    if max_points == 1:
-        return points[-1:]
-    index = np.unique(np.round(np.linspace(0, k - 1, max_points)).astype(np.int64))
-    return points[index]
+def read_thinned_loss(
+    session: Session, job_id: uuid.UUID, max_points: int | None
+) -> tuple[np.ndarray, int]:
+    """The recorded points thinned evenly to `max_points` (first and last kept), and how many
+    were recorded."""
+    points = read_loss(session, job_id)
+    return thin(points, max_points), int(points.shape[0])

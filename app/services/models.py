@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import InvalidInput, NotFound
 from app.db.models import Activation, Model, ModelVersion
+from app.engine import IntervalKind
+from app.engine import interval_kind as engine_interval_kind
 from app.schemas.models import VersionCreate
 from app.services.grades import check_grade_range
 from app.tabular import TableError, feature_key
@@ -80,8 +82,12 @@ def create_version(
     cohort_name: str | None,
     job_id: uuid.UUID | None,
     created_by: uuid.UUID | None,
+    interval_design: dict[str, Any] | None = None,
+    warnings: list[str] | None = None,
 ) -> ModelVersion:
     """Add version ``latest_version + 1`` of the model, creating the model if needed.
+
+    ``interval_design`` is the engine's IntervalDesign as JSON, for the OLS interval.
 
     Idempotent per job: a job that calls this twice gets its first version back.
     Does not activate it; call ``set_active``.
@@ -111,6 +117,8 @@ def create_version(
         feature_max=feature_max,
         metrics=metrics,
         hyperparameters=hyperparameters,
+        interval_design=interval_design,
+        warnings=warnings,
         source=source,
         cohort_id=cohort_id,
         cohort_name=cohort_name,
@@ -121,6 +129,11 @@ def create_version(
     session.add(version)
     session.flush()
     return version
+
+
+def interval_kind(version: ModelVersion) -> IntervalKind | None:
+    """What /predict's interval is for this version (see VersionRead.interval)."""
+    return engine_interval_kind(version.interval_design, version.residual_std)
 
 
 def set_active(

@@ -309,7 +309,9 @@ class Worker:
                     target=cohort.target,
                     grade_range=(cohort.grade_min, cohort.grade_max),
                     theta=[float(w) for w in theta],
-                    residual_std=result.metrics.residual_std,
+                    # The version's σ is its interval's: a trained version's comes with the
+                    # design, or there is no honest interval (metrics keep the fit's σ).
+                    residual_std=None,
                     n_train=len(train_idx),
                     feature_min=[float(v) for v in X[train_idx].min(axis=0)],
                     feature_max=[float(v) for v in X[train_idx].max(axis=0)],
@@ -320,6 +322,8 @@ class Worker:
                     cohort_name=cohort.name,
                     job_id=job.id,
                     created_by=job.created_by,
+                    interval_design=None if result.interval is None else result.interval.to_json(),
+                    warnings=list(result.warnings) or None,
                 )
                 model = session.get_one(Model, version.model_id)
                 reason = _activation_reason(
@@ -330,6 +334,7 @@ class Worker:
                         session, model, version.version, key_id=job.created_by, reason=reason
                     )
                 job_service.finish_job(owned, JobStatus.succeeded, model_version=version.version)
+                owned.warnings = list(result.warnings) or None
                 # Early stopping ends before the planned total; closed_form is one step.
                 owned.steps_done = owned.total_steps = max(result.metrics.n_steps, 1)
                 owned.current_risk = metrics.get("train_mse")

@@ -100,8 +100,7 @@ def get_loss(
 ) -> Response:
     """The full empirical risk recorded during training (also while the job runs), thinned
     evenly to `max_points` keeping the first and the last point."""
-    points = job_service.read_loss(session, job.id)
-    shown = job_service.thin(points, max_points)
+    shown, total_points = job_service.read_thinned_loss(session, job.id, max_points)
     wants_csv = format == "csv" or (
         format is None and "text/csv" in request.headers.get("accept", "")
     )
@@ -120,7 +119,7 @@ def get_loss(
     val_values = val.tolist() if has_val else [None] * len(val)
     body = {
         "job_id": str(job.id),
-        "total_points": int(points.shape[0]),
+        "total_points": total_points,
         "points": [
             {"step": s, "epoch": e, "train_loss": t, "val_loss": v, "grad_norm": g}
             for s, e, t, v, g in zip(
