@@ -107,14 +107,15 @@ class CentredStatistics:
         # Products with ones beat mean(axis=0), a slow reduction over a short axis.
         mean = features.T @ ones / n
         target_mean = float(targets @ ones) / n
+        shifter = _Shifter(n, mean)
         sums = np.zeros(p)
         second = np.zeros((p, p))
         cross = np.zeros(p)
         target_sum = target_second = 0.0
         for start in range(0, n, CHUNK_ROWS):
-            shifted = features[start : start + CHUNK_ROWS] - mean
+            shifted = shifter.shift(features, start)
             shifted_targets = targets[start : start + CHUNK_ROWS] - target_mean
-            sums += shifted.T @ ones[: shifted.shape[0]]
+            sums += shifted.T @ shifter.ones[: shifted.shape[0]]
             second += shifted.T @ shifted
             cross += shifted.T @ shifted_targets
             target_sum += float(shifted_targets.sum())
@@ -159,7 +160,25 @@ class CentredStatistics:
 
 
 # Rows per chunk of the passes that shift the data: a chunk's shifted copy stays in cache.
-CHUNK_ROWS = 1 << 15
+CHUNK_ROWS = 1 << 13
+
+
+class _Shifter:
+    """X − m chunk by chunk into one buffer. Subtracting m (a short row) by broadcasting is
+    slow in numpy, so the chunk is subtracted as a flat array from m tiled once."""
+
+    def __init__(self, n: int, mean: FloatArray) -> None:
+        rows = min(n, CHUNK_ROWS)
+        self.p = mean.shape[0]
+        self.tiled = np.tile(mean, rows)
+        self.buffer = np.empty(rows * self.p)
+        self.ones = np.ones(rows)
+
+    def shift(self, features: FloatArray, start: int) -> FloatArray:
+        chunk = features[start : start + CHUNK_ROWS]
+        size = chunk.size
+        np.subtract(chunk.reshape(-1), self.tiled[:size], out=self.buffer[:size])
+        return self.buffer[:size].reshape(chunk.shape[0], self.p)
 
 
 @dataclass(frozen=True)
@@ -167,20 +186,19 @@ class QuadraticRisk:
     """R(Θ) on fixed rows as an exact quadratic in Θ, so a point costs O(p²), not O(n·p).
 
     With Δ = Θ − Θref, D = X − m (see CentredStatistics) and δ = Δ0 + m·Δ_w, the residuals are
-    r(Θ) = r(Θref) + δ + D·Δ_w, so
-    R(Θ) = R(Θref) + g0·δ + g_wᵀΔ_w + δ² + 2δ·μᵀΔ_w + Δ_wᵀ(DᵀD/n)Δ_w, where
-    (g0, g_w) = (2/n)·(Σ ri, Dᵀr) comes from one direct pass over the rows at Θref. Nothing in
-    it carries the square of a column offset, and expanding around a Θref at the optimum leaves
-    no cancellation against yᵀy/n when R is small: the history's risks and gradients match a
-    direct two-pass computation to 1e-9 even at R = 1e-8·mean(y²).
+    r(Θ) = r(Θref) + δ + D·Δ_w, so with u = (δ, Δ_w)
+    R(Θ) = R(Θref) + g0·δ + g_wᵀΔ_w + δ² + 2δ·μᵀΔ_w + Δ_wᵀ(DᵀD/n)Δ_w = R(Θref) + gᵀu + uᵀMu,
+    where g = (g0, g_w) = (2/n)·(Σ ri, Dᵀr) comes from one direct pass over the rows at Θref.
+    Nothing in it carries the square of a column offset, and expanding around a Θref at the
+    optimum leaves no cancellation against yᵀy/n when R is small: the history's risks and
+    gradients match a direct two-pass computation to 1e-9 even at R = 1e-8·mean(y²).
     """
 
-    feature_mean: FloatArray
-    shift_mean: FloatArray
-    second_moment: FloatArray
+    shift: FloatArray  # T, with T·Δ = (δ, Δ_w): [[1, mᵀ], [0, I]]
+    moments: FloatArray  # M = [[1, μᵀ], [μ, DᵀD/n]], so that R(Θ) − R(Θref) = uᵀMu + gᵀu
     theta_ref: FloatArray
     risk_ref: float
-    centred_gradient_ref: FloatArray
+    centred_gradient_ref: FloatArray  # g = (g0, g_w)
 
     @classmethod
     def around(
@@ -190,50 +208,52 @@ class QuadraticRisk:
         stats: CentredStatistics,
         theta_ref: FloatArray,
     ) -> "QuadraticRisk":
-        residuals = features @ theta_ref[1:]
-        residuals += theta_ref[0] - targets
-        n = targets.shape[0]
-        # Dᵀr by chunks of shifted rows, so that no offset is multiplied in.
-        weighted = np.zeros(features.shape[1])
+        n, p = features.shape
+        weights = theta_ref[1:]
+        # r = D·w + (w0 + m·w) − y, and Dᵀr, by chunks of shifted rows: one pass, and no
+        # offset is multiplied in.
+        level = theta_ref[0] + float(stats.feature_mean @ weights)
+        shifter = _Shifter(n, stats.feature_mean)
+        residuals = np.empty(min(n, CHUNK_ROWS))
+        weighted = np.zeros(p)
+        residual_sum = squares = 0.0
         for start in range(0, n, CHUNK_ROWS):
-            chunk = residuals[start : start + CHUNK_ROWS]
-            weighted += (features[start : start + CHUNK_ROWS] - stats.feature_mean).T @ chunk
-        gradient = 2.0 / n * np.concatenate([[residuals.sum()], weighted])
-        return cls(
-            stats.feature_mean,
-            stats.shift_mean,
-            stats.second_moment,
-            theta_ref,
-            float(residuals @ residuals) / n,
-            gradient,
-        )
+            rows = shifter.shift(features, start)
+            chunk = residuals[: rows.shape[0]]
+            np.matmul(rows, weights, out=chunk)
+            chunk += level
+            chunk -= targets[start : start + CHUNK_ROWS]
+            weighted += rows.T @ chunk
+            residual_sum += float(chunk.sum())
+            squares += float(chunk @ chunk)
+        gradient = 2.0 / n * np.concatenate([[residual_sum], weighted])
+        shift = np.eye(p + 1)
+        shift[0, 1:] = stats.feature_mean
+        moments = np.empty((p + 1, p + 1))
+        moments[0, 0] = 1.0
+        moments[0, 1:] = moments[1:, 0] = stats.shift_mean
+        moments[1:, 1:] = stats.second_moment
+        return cls(shift, moments, theta_ref, squares / n, gradient)
 
     def increase(self, thetas: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """R(Θ) − R(Θref) and the gradient in (δ, Δ_w) at each row of `thetas` (k, p+1)."""
-        delta = thetas - self.theta_ref
-        weights = delta[:, 1:]
-        intercepts = delta[:, 0] + weights @ self.feature_mean
-        coupling = weights @ self.shift_mean
-        curvature = weights @ self.second_moment
-        increase = np.einsum("ki,ki->k", weights, curvature)
-        increase += intercepts * (intercepts + 2.0 * coupling + self.centred_gradient_ref[0])
-        increase += weights @ self.centred_gradient_ref[1:]
+        """R(Θ) − R(Θref) and the gradient in u = (δ, Δ_w) at each row of `thetas` (k, p+1)."""
+        # u = T·Δ: δ is computed once, as the value it is; nothing after it cancels.
+        shifted = (thetas - self.theta_ref) @ self.shift.T
+        curvature = shifted @ self.moments
+        increase = np.einsum("ki,ki->k", shifted, curvature)
+        increase += shifted @ self.centred_gradient_ref
         # In place: broadcasting over a short last axis is slow, so spare the temporaries.
-        curvature += np.outer(intercepts, self.shift_mean)
         curvature *= 2.0
-        curvature += self.centred_gradient_ref[1:]
-        gradients = np.empty_like(delta)
-        gradients[:, 0] = 2.0 * (intercepts + coupling) + self.centred_gradient_ref[0]
-        gradients[:, 1:] = curvature
-        return increase, gradients
+        curvature += self.centred_gradient_ref
+        return increase, curvature
 
     def risk_and_gradient(self, thetas: FloatArray) -> tuple[FloatArray, FloatArray]:
         """R and ∇R (with respect to Θ itself) at each row of `thetas` (k, p+1)."""
         increase, gradients = self.increase(thetas)
         increase += self.risk_ref
-        # ∂R/∂wj = mj·∂R/∂δ + ∂R/∂Δwj: the chain rule through δ = Δ0 + m·Δ_w.
-        gradients[:, 1:] += np.outer(gradients[:, 0], self.feature_mean)
-        return increase, gradients
+        # ∇_Θ R = Tᵀ·∇_u R: ∂R/∂wj = mj·∂R/∂δ + ∂R/∂Δwj.
+        full: FloatArray = gradients @ self.shift
+        return increase, full
 
     def risk(self, thetas: FloatArray) -> FloatArray:
         return self.risk_and_gradient(thetas)[0]
