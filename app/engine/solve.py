@@ -159,7 +159,8 @@ def _orthogonal(
     rank = int(np.count_nonzero(sigma > RANK_TOLERANCE * sigma[0]))
     coefficients = right_t[:rank].T @ ((left[:, :rank].T @ vector) / sigma[:rank])
     theta = _to_theta(coefficients, stats, scale)
-    if rank == p + 1:
+    # The correction goes through (AᵀA)⁻¹, whose rounding grows as κ²: only where that is small.
+    if rank == p + 1 and sigma[0] <= _NORMAL_EQUATIONS_LIMIT * sigma[-1]:
         inverse_gram = right_t.T @ (right_t / sigma[:, None] ** 2)
         theta = _refine(features, targets, theta, stats, scale, l2, inverse_gram)
     elif not ridge:
@@ -190,7 +191,8 @@ def _refine(
     next to grades of 3·10⁶, that rounding alone caps it near 9.5 digits. The residuals
     r = y − X̃Θ computed in long double, and the correction δb = (X̂ᵀX̂ + n·L)⁻¹·(X̂ᵀr − n·L·b)
     solved with the factorisation's (AᵀA)⁻¹ = V·Σ⁻²·Vᵀ, add a small δΘ to Θ, so only the
-    correction carries rounding: the intercept comes out to ~14 digits.
+    correction carries rounding: the intercept comes out to ~14 digits. Used when κ(A) ≤ 10⁴,
+    so that the correction's own error (κ²·ε relative to it) is negligible.
     """
     wide = np.longdouble
     n, p = features.shape
