@@ -751,7 +751,7 @@ function showPrediction(answer, version) {
       { class: "interval" },
       result.interval
         ? `95% prediction interval: ${fmt(result.interval[0])} – ${fmt(result.interval[1])}`
-        : "No prediction interval (this version has no residual standard deviation).",
+        : "No prediction interval: this version has none (an l2 fit, gd/sgd short of the least-squares Θ, or no σ).",
       result.raw !== result.prediction ? ` · h_Θ(x) = ${fmt(result.raw)} before clipping to the grade range` : "",
     ),
     result.extrapolated
