@@ -107,7 +107,7 @@ class CentredStatistics:
         # Products with ones beat mean(axis=0), a slow reduction over a short axis.
         mean = features.T @ ones / n
         target_mean = float(targets @ ones) / n
-        shifter = _Shifter(n, mean)
+        shifter = Shifter(n, mean)
         sums = np.zeros(p)
         second = np.zeros((p, p))
         cross = np.zeros(p)
@@ -163,7 +163,7 @@ class CentredStatistics:
 CHUNK_ROWS = 1 << 13
 
 
-class _Shifter:
+class Shifter:
     """X − m chunk by chunk into one buffer. Subtracting m (a short row) by broadcasting is
     slow in numpy, so the chunk is subtracted as a flat array from m tiled once."""
 
@@ -213,7 +213,7 @@ class QuadraticRisk:
         # r = D·w + (w0 + m·w) − y, and Dᵀr, by chunks of shifted rows: one pass, and no
         # offset is multiplied in.
         level = theta_ref[0] + float(stats.feature_mean @ weights)
-        shifter = _Shifter(n, stats.feature_mean)
+        shifter = Shifter(n, stats.feature_mean)
         residuals = np.empty(min(n, CHUNK_ROWS))
         weighted = np.zeros(p)
         residual_sum = squares = 0.0
