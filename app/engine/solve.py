@@ -269,9 +269,10 @@ def _minimum_norm(
 
 
 def condition_number(singular_values: FloatArray) -> float:
-    """κ of the standardised design (1, Z), from its singular values."""
-    smallest = float(singular_values[-1])
-    return math.inf if smallest <= 0 else float(singular_values[0]) / smallest
+    """κ of the standardised design (1, Z), from its singular values; inf when the solve
+    treated the grades as collinear (a singular value below RANK_TOLERANCE × the largest)."""
+    largest, smallest = float(singular_values[0]), float(singular_values[-1])
+    return math.inf if smallest <= RANK_TOLERANCE * largest else largest / smallest
 
 
 def hessian_condition(solution: LeastSquares, l2: float, *, centred: bool) -> float:
