@@ -159,12 +159,12 @@ def _orthogonal(
     rank = int(np.count_nonzero(sigma > RANK_TOLERANCE * sigma[0]))
     coefficients = right_t[:rank].T @ ((left[:, :rank].T @ vector) / sigma[:rank])
     theta = _to_theta(coefficients, stats, scale)
+    if rank < p + 1 and not ridge:
+        theta = _minimum_norm(theta, right_t[rank:], stats, scale, norm)
     # The correction goes through (AᵀA)⁻¹, whose rounding grows as κ²: only where that is small.
     if rank == p + 1 and sigma[0] <= _NORMAL_EQUATIONS_LIMIT * sigma[-1]:
         inverse_gram = right_t.T @ (right_t / sigma[:, None] ** 2)
         theta = _refine(features, targets, theta, stats, scale, l2, inverse_gram)
-    elif not ridge:
-        theta = _minimum_norm(theta, right_t[rank:], stats, scale, norm)
 
     design_sigma = np.zeros(p + 1)
     computed = np.linalg.svd(r_part, compute_uv=False)
