@@ -8,8 +8,9 @@ Gaussian noise (σ = 1.5, unclipped, so the model holds exactly); a closed_form 
 cohort, then new pupils drawn over the whole grade range, each interval computed by the
 engine functions /predict calls (`interval_half_width` with the version's IntervalDesign),
 and compared with the new pupil's true grade. `--predictions` new pupils per n in all, 5 per
-cohort; the standard error is taken between cohorts. Also shown: the interval /predict gave before (raw ± t·s, leaving out the
-uncertainty of Θ). The last line is one JSON object with the figures.
+cohort; the standard error is taken between cohorts. Also shown: the interval /predict gave
+before (raw ± t·s, leaving out the uncertainty of Θ). The last line is one JSON object with
+the figures.
 """
 
 import argparse
