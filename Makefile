@@ -53,6 +53,7 @@ stress: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/coverage.py
 	$(BIN)/python bench/upload.py
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/predict.py

@@ -28,7 +28,7 @@ import orjson
 from app.db.migrations import upgrade_to_head
 from app.db.models import Cohort, Job, JobStatus, Organisation
 from app.db.session import Database, create_db_engine, write_session
-from app.engine import History, TrainingConfig, fit
+from app.engine import History, TrainingConfig, fit, thin
 from app.services import jobs as job_service
 
 
@@ -112,7 +112,7 @@ def main() -> None:
             for label, max_points in (("read_2000", 2000), ("read_all", None)):
                 start = time.perf_counter()
                 with database.reads() as session:
-                    read = job_service.thin(job_service.read_loss(session, job_id), max_points)
+                    read = thin(job_service.read_loss(session, job_id), max_points)
                 body = orjson.dumps(
                     {
                         "points": [

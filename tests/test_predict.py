@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from app.db.models import CohortErasure, Role
 from app.db.session import write_session
+from app.engine import student_t_975
 from app.services import models as model_service
-from app.services.predict import student_t_975
 from tests.conftest import LiveServer, Tenant
 from tests.processes import ServerProcess
 

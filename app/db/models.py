@@ -142,6 +142,8 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(100))
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
+    # Sentences about a finished fit that are not failures (e.g. ill-conditioned raw data).
+    warnings: Mapped[list[str] | None] = mapped_column()
     model_version: Mapped[int | None] = mapped_column(Integer)
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("api_keys.id", ondelete="SET NULL")
@@ -205,6 +207,10 @@ class ModelVersion(Base):
     feature_max: Mapped[list[float] | None] = mapped_column()
     metrics: Mapped[dict[str, Any] | None] = mapped_column()
     hyperparameters: Mapped[dict[str, Any] | None] = mapped_column()
+    # What the OLS prediction interval needs of the training design (engine IntervalDesign
+    # as JSON: means, scales, the R factor); None when the version has no such interval.
+    interval_design: Mapped[dict[str, Any] | None] = mapped_column()
+    warnings: Mapped[list[str] | None] = mapped_column()
     source: Mapped[str] = mapped_column(String(16))
     cohort_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("cohorts.id", ondelete="SET NULL"), index=True

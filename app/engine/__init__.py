@@ -13,8 +13,15 @@ from app.engine.errors import (
     InvalidConfigError,
     TrainingCancelled,
 )
-from app.engine.history import FitMetrics, History, Progress
-from app.engine.linear import max_stable_learning_rate, predict, risk
+from app.engine.history import FitMetrics, History, Progress, thin
+from app.engine.intervals import (
+    IntervalDesign,
+    IntervalKind,
+    interval_half_width,
+    interval_kind,
+    student_t_975,
+)
+from app.engine.linear import contributions, max_stable_learning_rate, predict, risk
 from app.engine.schedule import planned_steps
 from app.engine.training import FitResult, fit
 
@@ -25,14 +32,21 @@ __all__ = [
     "FitMetrics",
     "FitResult",
     "History",
+    "IntervalDesign",
+    "IntervalKind",
     "InvalidConfigError",
     "Progress",
     "TrainingCancelled",
     "TrainingConfig",
+    "contributions",
     "fit",
+    "interval_half_width",
+    "interval_kind",
     "max_stable_learning_rate",
     "planned_steps",
     "predict",
     "risk",
     "split_holdout",
+    "student_t_975",
+    "thin",
 ]

@@ -66,6 +66,9 @@ class FitMetrics:
     `risk_gap` is J(Θ) − J(Θ*) ≥ 0 for the minimised objective J (= R when l2 = 0) and
     `theta_distance` is ‖Θ − Θ*‖ in grade units. `residual_std` is sqrt(SSE / (n − p − 1))
     on the training rows, defined when n > p + 1. R² is None when y is constant.
+    `condition_number` is κ of the standardised training design (1, (X − x̄)/s), whatever
+    `standardize` says: about 1 for independent grades, 1e3 and more for nearly collinear
+    ones, inf for exactly collinear ones (including a constant column).
     """
 
     n_train: int
@@ -85,3 +88,15 @@ class FitMetrics:
     early_stopping_step: int | None
     best_step: int | None
     residual_std: float | None
+    condition_number: float
+
+
+def thin(points: NDArray[np.float64], max_points: int | None) -> NDArray[np.float64]:
+    """At most `max_points` rows of `points`, evenly spaced, keeping the first and the last."""
+    k = points.shape[0]
+    if max_points is None or k <= max_points:
+        return points
+    if max_points == 1:
+        return points[-1:]
+    index = np.unique(np.round(np.linspace(0, k - 1, max_points)).astype(np.int64))
+    return points[index]

@@ -24,16 +24,16 @@ from app.engine.data import (
 )
 from app.engine.errors import DegenerateDataError, DivergenceError, TrainingCancelled
 from app.engine.history import FitMetrics, History, Progress
-from app.engine.linear import (
-    QuadraticRisk,
-    gram_matrix,
-    largest_eigenvalue,
-    moment_vector,
-    penalty_matrix,
-    solve_pseudo_inverse,
-)
+from app.engine.intervals import IntervalDesign
+from app.engine.linear import CentredStatistics, QuadraticRisk, largest_eigenvalue, penalty_matrix
 from app.engine.scan import PreparedMaps, prepare, scan
 from app.engine.schedule import steps_per_epoch
+from app.engine.solve import (
+    LeastSquares,
+    condition_number,
+    hessian_condition,
+    solve_least_squares,
+)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -45,6 +45,12 @@ _CHUNK_STEPS = 1 << 16
 _CHUNK_ROWS = 1 << 20
 # A risk above this multiple of max(initial risk, variance of y) means the iterates explode.
 DIVERGENCE_FACTOR = 1e6
+# gd and sgd are warned about when, even at the best learning rate, their steps cannot shrink
+# the error along the flattest direction of the risk to this fraction of its start.
+CONVERGENCE_FRACTION = 0.1
+# A gd/sgd Θ within this fraction of s (RMS over the training rows) of the least-squares Θ
+# gets the OLS interval: the shift moves the coverage by well under 0.1%.
+INTERVAL_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +60,10 @@ class FitResult:
     `theta` is the final Θ, or the best-validation recorded Θ when early stopping is enabled
     (`metrics.best_step` says which). `theta_star` is the closed-form optimum of the same
     objective. `feature_mean`/`feature_scale` are the z-scoring used when `standardize`.
+    `interval` is what the OLS prediction interval needs, when it applies to `theta`: without
+    l2, with full-rank features and n > p + 1, for closed_form or a gd/sgd Θ that reached the
+    least-squares Θ (within INTERVAL_TOLERANCE·s on the training rows). `warnings` are
+    sentences about the fit that are not failures (ill-conditioned raw data for gd/sgd).
     """
 
     theta: FloatArray
@@ -63,6 +73,8 @@ class FitResult:
     max_stable_learning_rate: float
     feature_mean: FloatArray | None
     feature_scale: FloatArray | None
+    interval: IntervalDesign | None
+    warnings: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,15 @@ class _Scaling:
 
     def from_original(self, theta: FloatArray) -> FloatArray:
         return np.concatenate([[theta[0] + theta[1:] @ self.mean], theta[1:] * self.scale])
+
+    def matrix(self) -> FloatArray:
+        """`from_original` as a matrix: a = T·w."""
+        dim = self.mean.shape[0] + 1
+        transform = np.zeros((dim, dim))
+        transform[0, 0] = 1.0
+        transform[0, 1:] = self.mean
+        transform[1:, 1:] = np.diag(self.scale)
+        return transform
 
     def gradient_to_original(self, gradients: FloatArray) -> FloatArray:
         # Chain rule through a = (w0 + m·w, s∘w): ∂/∂w0 = ∂/∂a0, ∂/∂wj = mj ∂/∂a0 + sj ∂/∂aj.
@@ -102,7 +123,8 @@ class _Problem:
     penalty: FloatArray  # l2·D
     objective_gram: FloatArray  # G + l2·D, half the Hessian of the objective J
     moments: FloatArray  # X̃ᵀy/n
-    target_variance: float
+    statistics: CentredStatistics  # of the training rows in fitting space
+    solution: LeastSquares  # in grade units
     train_risk: QuadraticRisk
     val_risk: QuadraticRisk | None
     theta_star: FloatArray  # fitting space
@@ -124,11 +146,13 @@ class _Problem:
         return gradients if self.scaling is None else self.scaling.gradient_to_original(gradients)
 
     def objective_gap(self, theta: FloatArray) -> float:
-        """J(Θ) − J(Θ*), expanded around Θ* so that a small gap is not lost to rounding."""
-        delta = theta - self.theta_star
-        _, risk_gradient = self.train_risk.risk_and_gradient(self.theta_star[None, :])
-        gradient_star = risk_gradient[0] + 2.0 * self.penalty @ self.theta_star
-        return max(0.0, float(gradient_star @ delta + delta @ self.objective_gram @ delta))
+        """J(Θ) − J(Θ*), from the expansion about the means so a small gap is not lost."""
+        increases, _ = self.train_risk.increase(np.vstack([theta, self.theta_star]))
+        gap = float(increases[0] - increases[1])
+        if self.config.l2 > 0:
+            star = self.theta_star[1:]
+            gap += self.config.l2 * float((theta[1:] - star) @ (theta[1:] + star))
+        return max(0.0, gap)
 
 
 def fit(
@@ -164,6 +188,12 @@ def _prepare(
     config: TrainingConfig,
     feature_names: Sequence[str] | None,
 ) -> _Problem:
+    """Everything a fit derives once from its rows: the hold-out, the fitting space, the
+    centred statistics, the reference solve Θ*, the conditioning and the interval design.
+
+    Long because each of those steps feeds the next, and splitting them would only pass the
+    same dozen arrays from one function to the other.
+    """
     train_idx, val_idx = split_holdout(features.shape[0], config.validation_fraction, config.seed)
     if val_idx.size:
         original_train, train_targets = features[train_idx], targets[train_idx]
@@ -183,24 +213,40 @@ def _prepare(
 
     n_features = train_features.shape[1]
     penalty = config.l2 * penalty_matrix(n_features)
-    gram = gram_matrix(train_features)
-    objective_gram = gram + penalty
-    # Minimum-norm minimiser of J(Θ) = R(Θ) + l2·ΘᵀDΘ from the normal equations, then one
-    # Newton step with the exact gradient from the data to recover the accuracy that forming
-    # XᵀX loses; the same pass gives the reference point of the risk expansions.
-    moments = moment_vector(train_features, train_targets)
+    original_statistics = CentredStatistics.of(original_train, train_targets)
+    statistics = original_statistics
+    if scaling is not None:
+        statistics = CentredStatistics.of(train_features, train_targets)
+    # The course's gd and sgd run on X̃ᵀX̃/n and X̃ᵀy/n in the space the user chose; only the
+    # reference optimum and the risk expansions work about the means (see solve.py).
+    objective_gram = statistics.gram() + penalty
+    moments = statistics.moments()
     if not (np.isfinite(objective_gram).all() and np.isfinite(moments).all()):
         raise DegenerateDataError("X or y holds values too large to square in floating point")
-    first_guess = solve_pseudo_inverse(objective_gram, moments)
-    train_risk = QuadraticRisk.around(train_features, train_targets, gram, first_guess)
-    objective_gradient = train_risk.gradient_ref + 2.0 * penalty @ first_guess
-    theta_star = first_guess - solve_pseudo_inverse(objective_gram, objective_gradient / 2.0)
+    # Solved in grade units: the ridge on z-scored weights aj = sj·wj is l2·sj² on wj.
+    ridge = np.full(n_features, config.l2)
+    norm = None
+    if scaling is not None:
+        ridge = ridge * scaling.scale**2
+        norm = scaling.matrix()
+    solution = solve_least_squares(
+        original_train,
+        train_targets,
+        original_statistics,
+        ridge,
+        exact=config.algorithm == "closed_form",
+        norm=norm,
+    )
+    theta_star = solution.theta
+    train_risk = solution.risk
+    if scaling is not None:
+        theta_star = scaling.from_original(solution.theta)
+        train_risk = QuadraticRisk.around(train_features, train_targets, statistics, theta_star)
 
     val_risk = None
     if val_features is not None and val_targets is not None:
-        val_risk = QuadraticRisk.around(
-            val_features, val_targets, gram_matrix(val_features), first_guess
-        )
+        val_statistics = CentredStatistics.of(val_features, val_targets)
+        val_risk = QuadraticRisk.around(val_features, val_targets, val_statistics, theta_star)
     return _Problem(
         config=config,
         train_features=train_features,
@@ -213,8 +259,8 @@ def _prepare(
         penalty=penalty,
         objective_gram=objective_gram,
         moments=moments,
-        target_variance=float(train_targets @ train_targets) / len(train_targets)
-        - float(moments[0]) ** 2,
+        statistics=statistics,
+        solution=solution,
         train_risk=train_risk,
         val_risk=val_risk,
         theta_star=theta_star,
@@ -313,15 +359,20 @@ class _Run:
             theta, risks, gradients, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         )
         self._report_progress(epoch=0)
-        return self._result(self.problem.theta_star)
+        return self._result(self.problem.theta_star, original=self.problem.solution.theta)
+
+    def _initial_theta(self) -> FloatArray:
+        """Θ0 in fitting space: zeros, or `init_theta` (given in grade units)."""
+        theta = np.zeros(self.problem.n_features + 1)
+        if self.config.init_theta is not None:
+            theta = np.asarray(self.config.init_theta, dtype=np.float64)
+            if self.problem.scaling is not None:
+                theta = self.problem.scaling.from_original(theta)
+        return theta
 
     def iterate(self) -> FitResult:
         problem, config = self.problem, self.config
-        theta = np.zeros(problem.n_features + 1)
-        if config.init_theta is not None:
-            theta = np.asarray(config.init_theta, dtype=np.float64)
-            if problem.scaling is not None:
-                theta = problem.scaling.from_original(theta)
+        theta = self._initial_theta()
         schedule: _Schedule = (
             _GradientDescent(problem) if config.algorithm == "gd" else _MiniBatches(problem)
         )
@@ -334,7 +385,7 @@ class _Run:
         self._check_cancelled()
         risks, gradients = problem.train_risk.risk_and_gradient(theta[None, :])
         self.divergence_threshold = DIVERGENCE_FACTOR * max(
-            float(risks[0]), problem.target_variance, 1e-12
+            float(risks[0]), problem.statistics.target_variance, 1e-12
         )
         zero = np.zeros(1, dtype=np.int64)
         self._record(theta[None, :], risks, gradients, zero, zero)
@@ -466,10 +517,12 @@ class _Run:
         current = float(self.history.train_risk[self.history.size - 1])
         self.on_progress(Progress(self.steps_done, self.total_steps, epoch, current))
 
-    def _result(self, theta: FloatArray) -> FitResult:
+    def _result(self, theta: FloatArray, original: FloatArray | None = None) -> FitResult:
+        """`theta` in fitting space; `original`, when known exactly, the same Θ in grade units."""
         problem = self.problem
-        original = problem.to_original(theta[None, :])[0]
-        theta_star = problem.to_original(problem.theta_star[None, :])[0]
+        if original is None:
+            original = problem.to_original(theta[None, :])[0]
+        theta_star = problem.solution.theta
         train = _errors(original, problem.original_train_features, problem.train_targets)
         val = None
         if problem.original_val_features is not None and problem.val_targets is not None:
@@ -496,6 +549,7 @@ class _Run:
             early_stopping_step=self.early_stopping_step,
             best_step=self.best_step,
             residual_std=residual_std,
+            condition_number=condition_number(problem.solution.singular_values),
         )
         return FitResult(
             theta=original,
@@ -505,7 +559,57 @@ class _Run:
             max_stable_learning_rate=problem.max_stable_learning_rate,
             feature_mean=None if problem.scaling is None else problem.scaling.mean,
             feature_scale=None if problem.scaling is None else problem.scaling.scale,
+            interval=_interval_design(problem, metrics),
+            warnings=_conditioning_warnings(problem, self.total_steps),
         )
+
+
+def _interval_design(problem: _Problem, metrics: FitMetrics) -> IntervalDesign | None:
+    """The OLS interval's ingredients in grade units, or None where it would mislead."""
+    solution, config = problem.solution, problem.config
+    if config.l2 > 0 or solution.r_factor is None or metrics.residual_std is None:
+        return None
+    # risk_gap = (1/n)‖X̃(Θ − Θ*)‖² exactly when l2 = 0: the RMS shift of the predictions.
+    shift = math.sqrt(metrics.risk_gap)
+    if config.algorithm != "closed_form" and shift > INTERVAL_TOLERANCE * metrics.residual_std:
+        return None
+    return IntervalDesign(
+        n_train=metrics.n_train,
+        residual_std=metrics.residual_std,
+        feature_mean=solution.feature_mean,
+        feature_scale=solution.scale,
+        r_factor=solution.r_factor,
+    )
+
+
+def steps_to_converge(kappa: float) -> float:
+    """Steps gd needs, at its best constant learning rate 1/(μmax + μmin), to shrink the error
+    along the flattest direction to CONVERGENCE_FRACTION: each step multiplies it by
+    (κ − 1)/(κ + 1), κ the condition number of the Hessian."""
+    if kappa <= 1:
+        return 1.0
+    if not math.isfinite(kappa) or kappa > 1e300:
+        return math.inf
+    return math.log(1 / CONVERGENCE_FRACTION) / math.log1p(2 / (kappa - 1))
+
+
+def _conditioning_warnings(problem: _Problem, total_steps: int) -> tuple[str, ...]:
+    config = problem.config
+    if config.algorithm == "closed_form" or config.standardize:
+        return ()
+    kappa = hessian_condition(problem.solution, config.l2, centred=False)
+    needed = steps_to_converge(kappa)
+    # Collinear features (κ infinite) have a flat direction gd never needs to travel.
+    if total_steps >= needed or not math.isfinite(kappa):
+        return ()
+    kappa_z = hessian_condition(problem.solution, config.l2, centred=True)
+    return (
+        f"{config.algorithm} ran {total_steps} steps on raw grades, where the risk's Hessian "
+        f"has condition number {kappa:.3g}: even at the best learning rate, getting near the "
+        f"optimum takes about {needed:.3g} steps, so Θ is probably far from it "
+        f"(see theta_distance). With standardize=true the condition number is {kappa_z:.3g} "
+        f"and about {steps_to_converge(kappa_z):.3g} steps suffice.",
+    )
 
 
 @dataclass(frozen=True)

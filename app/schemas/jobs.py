@@ -149,6 +149,13 @@ class JobRead(BaseModel):
     attempts: int
     cancel_requested: bool
     error: str | None
+    warnings: list[str] | None = Field(
+        description="Sentences about a finished fit that are not failures, e.g. gd/sgd on raw "
+        "grades so ill-conditioned that the iterations cannot get near the optimum (the "
+        "message gives the condition number and what standardize=true would make of it); "
+        "null when there are none",
+        examples=[None],
+    )
     model_version: int | None
     created_at: datetime
     started_at: datetime | None

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,10 +83,28 @@ class VersionRead(BaseModel):
         description="Per feature, the lowest and highest grade of the training cohort; "
         "predictions outside it are flagged as extrapolated"
     )
-    metrics: dict[str, Any] | None
+    metrics: dict[str, Any] | None = Field(
+        description="Figures of the fit (see the README), among them condition_number: κ of "
+        "the standardised training design (1, (X − x̄)/s), null when the grades are collinear"
+    )
     hyperparameters: dict[str, Any] | None
-    residual_std: float | None
+    residual_std: float | None = Field(
+        description="σ behind a hand-set version's interval; null for a trained version, "
+        "whose interval (if any) carries its own s (see `interval`, and metrics.residual_std)"
+    )
     n_train: int | None
+    interval: Literal["ols", "sigma"] | None = Field(
+        description="What /predict's 95% interval is for this version. 'ols': ŷ ± "
+        "t(n−p−1)·s·√(1 + x̃ᵀ(X̃ᵀX̃)⁻¹x̃) from the stored training design, exact for Gaussian "
+        "noise (closed_form without l2 on full-rank grades, or gd/sgd that reached that Θ "
+        "to within 1% of s). 'sigma': a hand-set σ, raw ± t(n_train−p−1)·σ (1.96·σ without "
+        "n_train), which takes Θ as exact. null: no interval, rather than a misleading one "
+        "(l2 > 0, gd/sgd short of the least-squares Θ, collinear grades, n ≤ p + 1)",
+        examples=["ols"],
+    )
+    warnings: list[str] | None = Field(
+        description="The training job's warnings (see JobRead.warnings); null when none"
+    )
     source: str = Field(examples=["manual"], description="'job' (trained) or 'manual' (hand-set)")
     cohort_id: uuid.UUID | None
     cohort_name: str | None

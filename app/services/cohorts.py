@@ -23,6 +23,7 @@ from app.db.students import (
 from app.schemas.cohorts import CohortCreate
 from app.tables import (
     Columns,
+    GradeTable,
     ResolvedMarks,
     SpecialMarks,
     TableError,
@@ -158,22 +159,7 @@ def parse_csv_upload(
         table = read_grade_csv(data, columns=columns, charset=charset, max_rows=max_rows)
     except TooManyRowsError:
         raise _too_many(None, max_rows) from None
-    if len(table.keys) < 2:
-        raise InvalidInput(
-            "a cohort needs at least one feature column and the target column", loc=["body"]
-        )
-    if len(table.keys) > MAX_FEATURES + 1:
-        raise InvalidInput(
-            f"{len(table.keys)} grade columns: a cohort has at most {MAX_FEATURES} features "
-            "and the target",
-            loc=["body", "csv"],
-        )
-    if options.id_column not in (None, "id") and table.ids is None:
-        # A named id column that is not there would otherwise be read as a grade column.
-        raise InvalidInput(
-            f"id_column {options.id_column!r} is not in the header {table.headers}",
-            loc=["query", "id_column"],
-        )
+    _check_columns(table, options)
     if options.features is None:
         target_index = _target_index(table.keys, table.headers, options.target)
     else:
@@ -204,6 +190,25 @@ def parse_csv_upload(
         ignored=table.ignored,
         one_based_rows=True,
     )
+
+
+def _check_columns(table: GradeTable, options: CsvOptions) -> None:
+    if len(table.keys) < 2:
+        raise InvalidInput(
+            "a cohort needs at least one feature column and the target column", loc=["body"]
+        )
+    if len(table.keys) > MAX_FEATURES + 1:
+        raise InvalidInput(
+            f"{len(table.keys)} grade columns: a cohort has at most {MAX_FEATURES} features "
+            "and the target",
+            loc=["body", "csv"],
+        )
+    if options.id_column not in (None, "id") and table.ids is None:
+        # A named id column that is not there would otherwise be read as a grade column.
+        raise InvalidInput(
+            f"id_column {options.id_column!r} is not in the header {table.headers}",
+            loc=["query", "id_column"],
+        )
 
 
 def _kept(

@@ -20,7 +20,7 @@ from app.db.base import utcnow
 from app.db.models import Job, JobStatus, LossChunk
 from app.db.paging import paginate
 from app.db.session import Database
-from app.engine import History
+from app.engine import History, thin
 from app.schemas.jobs import JobProgress, JobRead
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
@@ -45,6 +45,7 @@ def job_read(job: Job) -> JobRead:
         attempts=job.attempts,
         cancel_requested=job.cancel_requested,
         error=job.error,
+        warnings=job.warnings,
         model_version=job.model_version,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -288,14 +289,3 @@ def read_loss(session: Session, job_id: uuid.UUID) -> np.ndarray:
     return np.concatenate(
         [np.frombuffer(data, dtype="<f8").reshape(LOSS_COLUMNS, n).T for n, data in chunks]
     )
-
-
-def thin(points: np.ndarray, max_points: int | None) -> np.ndarray:
-    """An even thinning that keeps the first and the last point."""
-    k = points.shape[0]
-    if max_points is None or k <= max_points:
-        return points
-    if max_points == 1:
-        return points[-1:]
-    index = np.unique(np.round(np.linspace(0, k - 1, max_points)).astype(np.int64))
-    return points[index]

@@ -19,6 +19,8 @@ from app.core.errors import InvalidInput, NotFound
 from app.db.locks import serialise_activations
 from app.db.models import Activation, Model, ModelVersion
 from app.db.paging import paginate
+from app.engine import IntervalKind
+from app.engine import interval_kind as engine_interval_kind
 from app.schemas.models import VersionCreate
 from app.tables import check_api_names, check_grade_range
 
@@ -42,6 +44,9 @@ class VersionSpec:
     cohort_id: uuid.UUID | None = None
     cohort_name: str | None = None
     job_id: uuid.UUID | None = None
+    # What the 95% interval needs of the training design (engine.IntervalDesign as JSON).
+    interval_design: dict[str, Any] | None = None
+    warnings: list[str] | None = None
 
 
 def get_model(session: Session, organisation_id: uuid.UUID, name: str) -> Model | None:
@@ -88,6 +93,8 @@ def create_version(
 ) -> ModelVersion:
     """Add version ``latest_version + 1`` of the model, creating the model if needed.
 
+    ``interval_design`` is the engine's IntervalDesign as JSON, for the OLS interval.
+
     Idempotent per job: a job that calls this twice gets its first version back.
     Does not activate it; call ``set_active``.
     """
@@ -115,6 +122,11 @@ def create_version(
     session.add(version)
     session.flush()
     return version
+
+
+def interval_kind(version: ModelVersion) -> IntervalKind | None:
+    """What /predict's interval is for this version (see VersionRead.interval)."""
+    return engine_interval_kind(version.interval_design, version.residual_std)
 
 
 def set_active(

@@ -85,7 +85,9 @@ def complete_job(
             target=cohort.target,
             grade_range=(cohort.grade_min, cohort.grade_max),
             theta=[float(w) for w in result.theta],
-            residual_std=result.metrics.residual_std,
+            # The version's σ is its interval's: a trained version's comes with the design,
+            # or there is no honest interval (metrics keep the fit's σ).
+            residual_std=None,
             n_train=len(train_idx),
             feature_min=[float(v) for v in X[train_idx].min(axis=0)],
             feature_max=[float(v) for v in X[train_idx].max(axis=0)],
@@ -95,6 +97,8 @@ def complete_job(
             cohort_id=cohort.id,
             cohort_name=cohort.name,
             job_id=job.id,
+            interval_design=None if result.interval is None else result.interval.to_json(),
+            warnings=list(result.warnings) or None,
         ),
         created_by=job.created_by,
     )
@@ -109,6 +113,7 @@ def complete_job(
             session, model, version.version, key_id=job.created_by, reason=reason
         )
     job_service.finish_job(job, JobStatus.succeeded, model_version=version.version)
+    job.warnings = list(result.warnings) or None
     # Early stopping ends before the planned total; closed_form is one step.
     job.steps_done = job.total_steps = max(result.metrics.n_steps, 1)
     job.current_risk = result.metrics.train_mse

@@ -468,26 +468,7 @@ def _read_general(
     if layout.group_index is not None and layout.group_header is not None:
         groups = _groups(list(map(itemgetter(layout.group_index), rows)), layout.group_header)
 
-    values = np.empty((len(rows), len(layout.value_indices)), dtype=np.float64)
-    marks: list[Mark] = []
-    problems: list[CellProblem] = []
-    cells: list[list[str]] = []
-    for j, i in enumerate(layout.value_indices):
-        column_cells = list(map(itemgetter(i), rows))
-        if keep_cells:
-            cells.append(column_cells)
-        column, not_numbers = _parse_numbers(column_cells)
-        values[:, j] = column
-        for index in not_numbers:
-            try:
-                mark = read_mark(column_cells[index], index, j)
-            except MarkError as error:
-                problems.append(CellProblem(index, j, str(error)))
-                continue
-            if mark is None:
-                problems.append(CellProblem(index, j, _describe_bad_number(column_cells[index])))
-            else:
-                marks.append(mark)
+    values, marks, problems, cells = _grade_columns(rows, layout, keep_cells)
     if problems and not collect_problems:
         first = min(problems, key=lambda p: (p.row, p.column or 0))
         header = layout.headers[first.column or 0]
@@ -510,6 +491,34 @@ def _read_general(
         problems=sorted(problems, key=lambda p: (p.row, p.column or 0)),
         cells=cells if keep_cells else None,
     )
+
+
+def _grade_columns(
+    rows: list[list[str]], layout: _Layout, keep_cells: bool
+) -> tuple[npt.NDArray[np.float64], list[Mark], list[CellProblem], list[list[str]]]:
+    """The grade columns as numbers (NaN where not), their marks, the cells that are neither,
+    and the cells as written when asked for."""
+    values = np.empty((len(rows), len(layout.value_indices)), dtype=np.float64)
+    marks: list[Mark] = []
+    problems: list[CellProblem] = []
+    cells: list[list[str]] = []
+    for j, i in enumerate(layout.value_indices):
+        column_cells = list(map(itemgetter(i), rows))
+        if keep_cells:
+            cells.append(column_cells)
+        column, not_numbers = _parse_numbers(column_cells)
+        values[:, j] = column
+        for index in not_numbers:
+            try:
+                mark = read_mark(column_cells[index], index, j)
+            except MarkError as error:
+                problems.append(CellProblem(index, j, str(error)))
+                continue
+            if mark is None:
+                problems.append(CellProblem(index, j, _describe_bad_number(column_cells[index])))
+            else:
+                marks.append(mark)
+    return values, marks, problems, cells
 
 
 def _records(body: str, layout: _Layout, max_rows: int | None) -> list[list[str]]:

@@ -56,6 +56,8 @@ def version_read(model: Model, version: ModelVersion) -> VersionRead:
         hyperparameters=version.hyperparameters,
         residual_std=version.residual_std,
         n_train=version.n_train,
+        interval=model_service.interval_kind(version),
+        warnings=version.warnings,
         source=version.source,
         cohort_id=version.cohort_id,
         cohort_name=version.cohort_name,

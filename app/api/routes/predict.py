@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import Reader, StateDep
 from app.api.media import CSV_TYPES, media_type
+from app.api.state import AppState, Principal
 from app.core.errors import InvalidInput, UnsupportedMediaType
 from app.schemas.common import MODEL_NAME_PATTERN, error_responses
 from app.schemas.predict import (
@@ -144,40 +145,62 @@ async def predict(
     (and `status`, `error` with on_error=skip), in the request's dialect; the model and
     version then come from the query string."""
     media, charset = media_type(request)
-    settings = state.settings
-    cache = state.model_cache
     body = await request.body()
-    organisation_id = principal.organisation_id
     if media == "application/json":
-        parsed = await _run(len(body), parse_json_request, body, settings.max_predict_rows)
-        if not parsed.on_error_given:
-            parsed = replace(parsed, on_error=options.on_error)
-        snapshot = await cache.resolve(
-            state.db, settings.model_cache_seconds, organisation_id, parsed.model, parsed.version
-        )
-        content, batch = await _run(len(body), answer_json, snapshot, parsed)
-        state.metrics.predicted(
-            snapshot.model, snapshot.version, len(batch.values), len(batch.errors)
-        )
-        return Response(content, media_type="application/json")
+        return await _predict_json(state, principal, body, options)
     if media in CSV_TYPES:
         if model is None:
             raise InvalidInput(
                 "a CSV body needs the model in the query string: /predict?model=concours",
                 loc=["query", "model"],
             )
-        table = await run_in_threadpool(
-            parse_csv_request, body, options, charset=charset, max_rows=settings.max_predict_rows
-        )
-        snapshot = await cache.resolve(
-            state.db, settings.model_cache_seconds, organisation_id, model, version, source="query"
-        )
-        content, batch = await _run(len(body), answer_csv, snapshot, table)
-        state.metrics.predicted(
-            snapshot.model, snapshot.version, len(batch.values), len(batch.errors)
-        )
-        return Response(content, media_type="text/csv")
+        return await _predict_csv(state, principal, body, options, charset, model, version)
     raise UnsupportedMediaType(
         f"unsupported Content-Type {media or '(none)'!r}; send application/json or text/csv",
         loc=["header", "content-type"],
     )
+
+
+async def _predict_json(
+    state: AppState, principal: Principal, body: bytes, options: CsvOptions
+) -> Response:
+    settings = state.settings
+    parsed = await _run(len(body), parse_json_request, body, settings.max_predict_rows)
+    if not parsed.on_error_given:
+        parsed = replace(parsed, on_error=options.on_error)
+    snapshot = await state.model_cache.resolve(
+        state.db,
+        settings.model_cache_seconds,
+        principal.organisation_id,
+        parsed.model,
+        parsed.version,
+    )
+    content, batch = await _run(len(body), answer_json, snapshot, parsed)
+    state.metrics.predicted(snapshot.model, snapshot.version, len(batch.values), len(batch.errors))
+    return Response(content, media_type="application/json")
+
+
+async def _predict_csv(
+    state: AppState,
+    principal: Principal,
+    body: bytes,
+    options: CsvOptions,
+    charset: str | None,
+    model: str,
+    version: int | None,
+) -> Response:
+    settings = state.settings
+    table = await run_in_threadpool(
+        parse_csv_request, body, options, charset=charset, max_rows=settings.max_predict_rows
+    )
+    snapshot = await state.model_cache.resolve(
+        state.db,
+        settings.model_cache_seconds,
+        principal.organisation_id,
+        model,
+        version,
+        source="query",
+    )
+    content, batch = await _run(len(body), answer_csv, snapshot, table)
+    state.metrics.predicted(snapshot.model, snapshot.version, len(batch.values), len(batch.errors))
+    return Response(content, media_type="text/csv")

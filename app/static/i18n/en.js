@@ -184,7 +184,8 @@ export const messages = {
   "predict.activeVersion": "v{version} (active)",
   "predict.heading": "Predicted {target} · {model} v{version}",
   "predict.interval": "95% prediction interval: {low} – {high}",
-  "predict.noInterval": "No prediction interval (this version has no residual standard deviation).",
+  "predict.noInterval":
+    "No prediction interval: this version has none (an l2 fit, gd/sgd short of the least-squares Θ, or no σ).",
   "predict.clipped": " · h_Θ(x) = {raw} before clipping to the grade range",
   "predict.extrapolated":
     "A grade lies outside what the training cohort had for that course: the prediction is an extrapolation.",
