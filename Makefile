@@ -30,7 +30,7 @@ migrate: $(VENV)/.installed
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench alembic
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff format --check app tests bench alembic
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
