@@ -14,10 +14,10 @@
 ARG BASE_IMAGE=python:3.12-slim
 
 # ---------------------------------------------------------------------------
-# Stage 1: turn pyproject.toml into a plain requirements list. Only the
-# resulting file is copied into the final stage, so the dependency layer below
-# is rebuilt only when the dependency list itself changes, not when some other
-# part of pyproject.toml (version, tool settings) does.
+# Stage 1: turn pyproject.toml into plain requirements lists. Only the
+# resulting files are copied into the later stages, so the dependency layers
+# below are rebuilt only when a dependency list itself changes, not when some
+# other part of pyproject.toml (version, tool settings) does.
 FROM ${BASE_IMAGE} AS requirements
 WORKDIR /src
 COPY pyproject.toml ./
@@ -25,7 +25,26 @@ RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); 
  && cat requirements.txt build-requirements.txt
 
 # ---------------------------------------------------------------------------
-# Stage 2: the runtime image.
+# Stage 2: build the wheel. It carries the migrations (alembic/, reached by the
+# package as app/migrations), so the installed copy needs no source tree.
+FROM ${BASE_IMAGE} AS wheel
+ARG PIP_CERT=
+ARG PIP_INDEX_URL=
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY --from=requirements /src/build-requirements.txt /tmp/
+RUN if [ -n "${PIP_CERT:-}" ]; then export PIP_CERT; else unset PIP_CERT; fi \
+ && if [ -n "${PIP_INDEX_URL:-}" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \
+ && python3 -m venv /opt/build \
+ && /opt/build/bin/pip install --upgrade pip \
+ && /opt/build/bin/pip install -r /tmp/build-requirements.txt
+WORKDIR /src
+COPY . /src
+# No network here: the build requirements are already in /opt/build.
+RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /dist /src
+
+# ---------------------------------------------------------------------------
+# Stage 3: the runtime image.
 FROM ${BASE_IMAGE}
 
 ARG VERSION=0.1.0
@@ -55,23 +74,22 @@ RUN python3 -m venv /opt/venv
 # PIP_CERT (optional) names a CA bundle mounted only for the build.
 ARG PIP_CERT=
 ARG PIP_INDEX_URL=
-COPY --from=requirements /src/requirements.txt /src/build-requirements.txt /tmp/
+COPY --from=requirements /src/requirements.txt /tmp/
 RUN if [ -n "${PIP_CERT:-}" ]; then export PIP_CERT; else unset PIP_CERT; fi \
  && if [ -n "${PIP_INDEX_URL:-}" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \
  && pip install --upgrade pip \
- && pip install -r /tmp/build-requirements.txt -r /tmp/requirements.txt \
- && rm -f /tmp/requirements.txt /tmp/build-requirements.txt
+ && pip install -r /tmp/requirements.txt \
+ && rm -f /tmp/requirements.txt
 
-# The application: package app/, alembic/ and alembic.ini (see .dockerignore
-# for the exact list). Installed in editable mode so that app/ stays next to
-# alembic.ini in /app, whichever way `gradecast migrate` finds it; no network
-# is needed here (no deps, no build isolation).
-WORKDIR /app
-COPY . /app
-RUN pip install --no-deps --no-build-isolation --editable /app \
- && rm -rf /app/build \
- && python -c "import app" \
- && command -v gradecast >/dev/null
+# The application: a plain install of the wheel, no source tree in the image.
+# No network is needed here (no deps). The check fails the build if the
+# migrations did not make it into the package.
+COPY --from=wheel /dist/ /tmp/dist/
+RUN pip install --no-deps /tmp/dist/gradecast-*.whl \
+ && rm -rf /tmp/dist \
+ && command -v gradecast >/dev/null \
+ && python -c "from app.db.migrations import head_revision; assert head_revision()"
+WORKDIR /home/gradecast
 
 ENV GRADECAST_DATA_DIR=/data \
     GRADECAST_DATABASE_URL=sqlite:////data/gradecast.db

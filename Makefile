@@ -30,7 +30,7 @@ migrate: $(VENV)/.installed
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench alembic
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff format --check app tests bench alembic
 
 # Biome, pinned in package-lock.json, installed again whenever package.json or the lock changes.
 node_modules/.installed: package.json package-lock.json

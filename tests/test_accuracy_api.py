@@ -1,6 +1,7 @@
 """The numbers a school reads, through the API: NIST's certified coefficients, the OLS
 prediction interval, the condition number and the warning about raw ill-conditioned data."""
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.engine import TrainingConfig, fit
-from tests.nist_strd import PROBLEMS, correct_digits
+from tests.nist_strd import PROBLEMS, Problem, correct_digits
 from tests.test_jobs import submit, upload_example, wait_for
 
 
@@ -38,7 +39,9 @@ def upload(
     return cohort
 
 
-def train(client: httpx.Client, cohort: dict[str, Any], **params: Any) -> tuple[dict, dict]:
+def train(
+    client: httpx.Client, cohort: dict[str, Any], **params: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
     job = submit(client, cohort_id=cohort["id"], model="nist", **params)
     job = wait_for(client, job["id"])
     assert job["status"] == "succeeded", job
@@ -50,7 +53,7 @@ def train(client: httpx.Client, cohort: dict[str, Any], **params: Any) -> tuple[
 @pytest.mark.parametrize("standardize", [False, True])
 @pytest.mark.parametrize("problem", PROBLEMS, ids=lambda make: make.__name__)
 def test_nist_certified_coefficients_through_the_api(
-    trainer: httpx.Client, problem, standardize
+    trainer: httpx.Client, problem: Callable[[], Problem], standardize: bool
 ) -> None:
     """NIST StRD (itl.nist.gov/div898/strd/lls): a closed_form job's version carries every
     certified coefficient to >= 9 significant digits, with and without standardize."""

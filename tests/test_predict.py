@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from app.db.models import CohortErasure, Role
+from app.db.models import CohortErasure, Model, Role
 from app.db.session import write_session
 from app.engine import student_t_975
 from app.services import models as model_service
@@ -67,7 +67,7 @@ def register_trained(
             ),
             created_by=None,
         )
-        model = session.get_one(model_service.Model, version.model_id)
+        model = session.get_one(Model, version.model_id)
         model_service.set_active(session, model, version.version, key_id=None, reason="test")
 
 

@@ -697,15 +697,27 @@ def test_resolve_marks_refuses_or_drops() -> None:
     from app.tables import resolve_marks
 
     table = read_text("id;Maths;Info\n1;Abs;15/20\n2;Abs*;10\n3;12;13\n")
-    options = {"grade_range": (0.0, 20.0), "labels": ["Maths", "Info"], "field": "csv"}
+    labels = ["Maths", "Info"]
     with pytest.raises(InvalidInput) as refused:
         resolve_marks(
-            table.values, table.marks, special_marks="refuse", one_based_rows=True, **options
-        )  # type: ignore[arg-type]
+            table.values,
+            table.marks,
+            special_marks="refuse",
+            grade_range=(0.0, 20.0),
+            labels=labels,
+            field="csv",
+            one_based_rows=True,
+        )
     assert refused.value.errors[0]["loc"] == ["body", "csv", 1, "Maths"]
     resolved = resolve_marks(
-        table.values, table.marks, special_marks="drop", one_based_rows=True, **options
-    )  # type: ignore[arg-type]
+        table.values,
+        table.marks,
+        special_marks="drop",
+        grade_range=(0.0, 20.0),
+        labels=labels,
+        field="csv",
+        one_based_rows=True,
+    )
     assert resolved.keep.tolist() == [False, True, True]
     assert resolved.values[1].tolist() == [0.0, 10.0]
     assert resolved.values[0, 1] == 15.0

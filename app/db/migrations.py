@@ -1,31 +1,26 @@
-"""Alembic, driven from the application (``gradecast migrate``, readiness)."""
+"""Alembic, driven from the application (``gradecast migrate``, readiness).
+
+The scripts are the top-level ``alembic/`` folder. The package reaches it as
+``app/migrations``: a symlink in the sources, real files in a built wheel. Alembic finds it
+as a package resource, so an installed copy needs no alembic.ini and works from any working
+directory; alembic.ini is only for developers' ``alembic`` commands in the source tree.
+"""
 
 from functools import lru_cache
-from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from alembic import command
-
-
-def _project_root() -> Path:
-    """The folder holding alembic.ini: the source tree, or the working directory of an
-    installed copy (the Docker image runs from the folder it copied alembic/ into)."""
-    for candidate in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (candidate / "alembic.ini").is_file():
-            return candidate
-    raise RuntimeError("alembic.ini not found next to the sources or in the working directory")
-
-
-ROOT = _project_root()
+# Alembic's "package:path" form, resolved with importlib.resources.
+SCRIPT_LOCATION = "app:migrations"
 
 
 def alembic_config(database_url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "alembic"))
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
     # ConfigParser interpolation: a literal % in a password must be doubled.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
-from engine_reference import make_cohort
 from numpy.typing import NDArray
+
+from tests.engine.engine_reference import make_cohort
 
 
 @pytest.fixture

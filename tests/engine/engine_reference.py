@@ -1,14 +1,15 @@
 """Plain, obviously-correct implementations the engine is checked against (slow on purpose)."""
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from app.engine import TrainingConfig, split_holdout
 
 FloatArray = NDArray[np.float64]
+Cohort = tuple[FloatArray, FloatArray]  # (X, y): grades per pupil, concours grade
 
 
-def make_cohort(n: int = 200, seed: int = 7) -> tuple[FloatArray, FloatArray]:
+def make_cohort(n: int = 200, seed: int = 7) -> Cohort:
     """Pupils with maths, info, français grades in [0, 20]; concours ≈ 0.5 maths + 0.5 info."""
     rng = np.random.default_rng(seed)
     grades = np.clip(rng.normal(11.0, 3.5, size=(n, 3)), 0.0, 20.0)
@@ -85,7 +86,7 @@ def sequential_thetas(X: FloatArray, y: FloatArray, config: TrainingConfig) -> F
     return np.column_stack([fitted[:, 0] - weights @ mean, weights])
 
 
-def close(actual: FloatArray, expected: FloatArray, relative: float = 1e-9) -> bool:
+def close(actual: ArrayLike, expected: ArrayLike, relative: float = 1e-9) -> bool:
     """|a − b| <= relative · max(1, |b|) elementwise: relative for large values, absolute
     near zero where a relative test would demand more digits than the inputs carry."""
     actual, expected = np.asarray(actual), np.asarray(expected)

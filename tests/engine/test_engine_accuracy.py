@@ -1,24 +1,28 @@
 """Accuracy on hard data: NIST's certified problems, exact least squares, and the risk history
 when the risk is tiny next to the targets' mean square."""
 
+from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
 import pytest
-from engine_reference import with_ones
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from app.engine import TrainingConfig, fit, max_stable_learning_rate
-from tests.nist_strd import PROBLEMS, correct_digits
+from app.engine.config import Algorithm
+from tests.engine.engine_reference import with_ones
+from tests.nist_strd import PROBLEMS, Problem, correct_digits
 
 FloatArray = NDArray[np.float64]
 
 
 @pytest.mark.parametrize("standardize", [False, True])
 @pytest.mark.parametrize("problem", PROBLEMS, ids=lambda make: make.__name__)
-def test_nist_certified_coefficients_to_nine_digits(problem, standardize) -> None:
+def test_nist_certified_coefficients_to_nine_digits(
+    problem: Callable[[], Problem], standardize: bool
+) -> None:
     """NIST StRD (itl.nist.gov/div898/strd/lls): every coefficient to >= 9 significant digits.
     Before the QR solve, raw Longley gave an intercept of 0.0237 (certified -3482258.63)."""
     data = problem()
@@ -49,7 +53,7 @@ def exact_least_squares(X: FloatArray, y: FloatArray) -> FloatArray:
 
 
 @st.composite
-def hard_designs(draw):
+def hard_designs(draw: st.DrawFn) -> tuple[FloatArray, FloatArray]:
     n = draw(st.integers(6, 40))
     p = draw(st.integers(1, 4))
     exponents = st.lists(st.floats(-3, 3), min_size=p, max_size=p)
@@ -71,7 +75,9 @@ def hard_designs(draw):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 @given(hard_designs())
-def test_closed_form_is_exact_on_offset_ill_conditioned_designs(design) -> None:
+def test_closed_form_is_exact_on_offset_ill_conditioned_designs(
+    design: tuple[FloatArray, FloatArray],
+) -> None:
     """Column offsets up to 1e6, condition numbers from 1e5 to 1e10: within 1e-7·‖Θ‖ up to
     κ = 1e8, and within κ·1e-15·‖Θ‖ beyond, the floor of any backward-stable solve in double
     precision, a few κ·ε (measured worst cases per decade of κ from 1e5, 200 designs each:
@@ -108,7 +114,7 @@ def two_pass_risk_and_gradient(
 
 
 @st.composite
-def offset_problems(draw):
+def offset_problems(draw: st.DrawFn) -> tuple[FloatArray, FloatArray, TrainingConfig]:
     """Scores around 10,000 with a residual near 1: R* ≈ 1e-8·mean(y²)."""
     n = draw(st.integers(5, 60))
     p = draw(st.integers(1, 3))
@@ -118,7 +124,7 @@ def offset_problems(draw):
     weights = rng.uniform(0.2, 1.0, size=p) / p
     y = offset * (1 - weights.sum()) + X @ weights + rng.normal(0.0, 1.0, size=n)
     standardize = draw(st.booleans())
-    algorithm = draw(st.sampled_from(["gd", "sgd"]))
+    algorithm: Algorithm = draw(st.sampled_from(["gd", "sgd"]))
     optimum = fit(X, y, TrainingConfig(algorithm="closed_form")).theta
     # Start near the optimum (so every recorded risk is tiny) at a stable rate.
     # Along the valley where Δw0 ≈ −x̄·Δw: the risk stays small while Θ moves far, the case
@@ -142,7 +148,9 @@ def offset_problems(draw):
 
 @settings(max_examples=80, deadline=None)
 @given(offset_problems())
-def test_history_matches_two_pass_computation_when_the_risk_is_tiny(problem) -> None:
+def test_history_matches_two_pass_computation_when_the_risk_is_tiny(
+    problem: tuple[FloatArray, FloatArray, TrainingConfig],
+) -> None:
     X, y, config = problem
     result = fit(X, y, config)
     history = result.history
@@ -155,4 +163,4 @@ def test_history_matches_two_pass_computation_when_the_risk_is_tiny(problem) -> 
             # Relative to the gradient, or near the optimum, where it vanishes, to the size of
             # the terms it sums: no summation of them is accurate beyond that.
             error = np.linalg.norm(history.gradient[point] - expected_gradient)
-            assert error <= 1e-9 * max(np.linalg.norm(expected_gradient), magnitude)
+            assert error <= 1e-9 * max(float(np.linalg.norm(expected_gradient)), magnitude)

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from engine_reference import close, direct_gradient, direct_risk, with_ones
 
 from app.engine import TrainingConfig, fit, predict, risk
+from tests.engine.engine_reference import Cohort, close, direct_gradient, direct_risk, with_ones
 
 COURSE_THETA = (0.0, 0.33, 0.33, 0.33)
 
@@ -13,7 +13,7 @@ def test_course_prediction_for_the_new_pupil() -> None:
     assert predict(COURSE_THETA, [[13, 14, 11]]) == pytest.approx([12.54], abs=1e-12)
 
 
-def test_step_zero_risk_and_gradient_match_direct_computation(course_rows) -> None:
+def test_step_zero_risk_and_gradient_match_direct_computation(course_rows: Cohort) -> None:
     X, y = course_rows
     result = fit(X, y, TrainingConfig(algorithm="gd", learning_rate=1e-3, init_theta=COURSE_THETA))
     theta0 = np.array(COURSE_THETA)
@@ -26,7 +26,7 @@ def test_step_zero_risk_and_gradient_match_direct_computation(course_rows) -> No
     assert close(result.history.theta[0], theta0, 1e-15)
 
 
-def test_one_gd_step_is_theta_minus_learning_rate_times_gradient(course_rows) -> None:
+def test_one_gd_step_is_theta_minus_learning_rate_times_gradient(course_rows: Cohort) -> None:
     X, y = course_rows
     rate = 1e-3
     result = fit(
@@ -41,7 +41,7 @@ def test_one_gd_step_is_theta_minus_learning_rate_times_gradient(course_rows) ->
         assert result.history.train_risk[step] == pytest.approx(direct_risk(theta, X, y), rel=1e-12)
 
 
-def test_closed_form_matches_least_squares(cohort) -> None:
+def test_closed_form_matches_least_squares(cohort: Cohort) -> None:
     X, y = cohort
     result = fit(X, y, TrainingConfig(algorithm="closed_form"))
     expected = np.linalg.lstsq(with_ones(X), y, rcond=None)[0]
@@ -51,13 +51,13 @@ def test_closed_form_matches_least_squares(cohort) -> None:
     assert len(result.history) == 1
 
 
-def test_cohort_weights_are_recovered(cohort) -> None:
+def test_cohort_weights_are_recovered(cohort: Cohort) -> None:
     X, y = cohort
     theta = fit(X, y, TrainingConfig(algorithm="closed_form")).theta
     assert theta[1:] == pytest.approx([0.5, 0.5, 0.0], abs=0.1)
 
 
-def test_gd_converges_to_closed_form(cohort) -> None:
+def test_gd_converges_to_closed_form(cohort: Cohort) -> None:
     X, y = cohort
     result = fit(
         X, y, TrainingConfig(algorithm="gd", learning_rate=0.5, iterations=500, standardize=True)
@@ -67,7 +67,7 @@ def test_gd_converges_to_closed_form(cohort) -> None:
     assert close(result.theta, result.theta_star, 1e-8)
 
 
-def test_gd_in_grade_units_decreases_the_risk_monotonically(cohort) -> None:
+def test_gd_in_grade_units_decreases_the_risk_monotonically(cohort: Cohort) -> None:
     X, y = cohort
     bound = fit(X, y, TrainingConfig(algorithm="closed_form")).max_stable_learning_rate
     result = fit(X, y, TrainingConfig(algorithm="gd", learning_rate=0.9 * bound, iterations=1000))
@@ -76,7 +76,7 @@ def test_gd_in_grade_units_decreases_the_risk_monotonically(cohort) -> None:
     assert result.metrics.risk_gap < 1e-3 * (risks[0] - risks[-1])
 
 
-def test_course_sgd_approaches_closed_form(cohort) -> None:
+def test_course_sgd_approaches_closed_form(cohort: Cohort) -> None:
     X, y = cohort
     result = fit(X, y, TrainingConfig(algorithm="sgd", learning_rate=1e-4, epochs=200))
     first_gap = result.history.train_risk[0] - risk(result.theta_star, X, y)
@@ -85,7 +85,7 @@ def test_course_sgd_approaches_closed_form(cohort) -> None:
     assert result.metrics.train_mse == pytest.approx(result.history.train_risk[-1], rel=1e-9)
 
 
-def test_shuffled_standardized_sgd_approaches_closed_form(cohort) -> None:
+def test_shuffled_standardized_sgd_approaches_closed_form(cohort: Cohort) -> None:
     X, y = cohort
     config = TrainingConfig(
         algorithm="sgd", learning_rate=0.01, epochs=100, shuffle=True, standardize=True, seed=3

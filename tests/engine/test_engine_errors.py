@@ -1,10 +1,11 @@
 """Divergence, degenerate data and bad options give typed errors, never NaN or a crash."""
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
-from engine_reference import close, with_ones
+from numpy.typing import ArrayLike
 
 from app.engine import (
     DegenerateDataError,
@@ -19,11 +20,13 @@ from app.engine import (
     risk,
     split_holdout,
 )
+from app.engine.config import Algorithm
+from tests.engine.engine_reference import Cohort, close, with_ones
 
 NAMES = ("maths", "info", "français")
 
 
-def test_max_stable_learning_rate_is_one_over_the_largest_eigenvalue(cohort) -> None:
+def test_max_stable_learning_rate_is_one_over_the_largest_eigenvalue(cohort: Cohort) -> None:
     X, _ = cohort
     design = with_ones(X)
     expected = 1.0 / np.linalg.eigvalsh(design.T @ design / len(X))[-1]
@@ -35,7 +38,7 @@ def test_max_stable_learning_rate_is_one_over_the_largest_eigenvalue(cohort) -> 
     )
 
 
-def test_gd_just_below_the_bound_converges_and_just_above_diverges(cohort) -> None:
+def test_gd_just_below_the_bound_converges_and_just_above_diverges(cohort: Cohort) -> None:
     X, y = cohort
     bound = max_stable_learning_rate(X)
     stable = fit(X, y, TrainingConfig(algorithm="gd", learning_rate=0.95 * bound, iterations=3000))
@@ -45,7 +48,7 @@ def test_gd_just_below_the_bound_converges_and_just_above_diverges(cohort) -> No
 
 
 @pytest.mark.parametrize("algorithm", ["gd", "sgd"])
-def test_divergence_is_a_sentence_with_step_and_bound(cohort, algorithm) -> None:
+def test_divergence_is_a_sentence_with_step_and_bound(cohort: Cohort, algorithm: Algorithm) -> None:
     X, y = cohort
     chunks: list[History] = []
     with pytest.raises(DivergenceError) as diverged:
@@ -66,7 +69,9 @@ def test_divergence_is_a_sentence_with_step_and_bound(cohort, algorithm) -> None
     assert history.step[-1] < error.step
 
 
-def test_overflow_is_reported_as_infinite_risk(cohort, monkeypatch) -> None:
+def test_overflow_is_reported_as_infinite_risk(
+    cohort: Cohort, monkeypatch: pytest.MonkeyPatch
+) -> None:
     X, y = cohort
     config = TrainingConfig(algorithm="gd", learning_rate=1.0, iterations=1000)
     # Without the explosion threshold, only overflow can stop the run.
@@ -76,7 +81,7 @@ def test_overflow_is_reported_as_infinite_risk(cohort, monkeypatch) -> None:
     assert diverged.value.step > 1
 
 
-def test_standardized_divergence_quotes_the_standardized_bound(cohort) -> None:
+def test_standardized_divergence_quotes_the_standardized_bound(cohort: Cohort) -> None:
     X, y = cohort
     with pytest.raises(DivergenceError, match=r"\(standardized features\)") as diverged:
         fit(X, y, TrainingConfig(algorithm="gd", learning_rate=5.0, standardize=True))
@@ -85,7 +90,7 @@ def test_standardized_divergence_quotes_the_standardized_bound(cohort) -> None:
     )
 
 
-def test_constant_column_with_standardize_names_the_feature(cohort) -> None:
+def test_constant_column_with_standardize_names_the_feature(cohort: Cohort) -> None:
     X, y = cohort
     X = X.copy()
     X[:, 1] = 12.0
@@ -110,7 +115,9 @@ def test_constant_column_with_standardize_names_the_feature(cohort) -> None:
         ([[1.0, 2.0], [3.0, 4.0]], [1.0, math.inf], "y has a non-finite value"),
     ],
 )
-def test_malformed_data_is_a_degenerate_data_error(X, y, message) -> None:
+def test_malformed_data_is_a_degenerate_data_error(
+    X: ArrayLike, y: ArrayLike, message: str
+) -> None:
     with pytest.raises(DegenerateDataError, match=message) as error:
         fit(
             X,
@@ -122,7 +129,7 @@ def test_malformed_data_is_a_degenerate_data_error(X, y, message) -> None:
     assert isinstance(error.value, EngineError)
 
 
-def test_feature_names_must_match_the_columns(cohort) -> None:
+def test_feature_names_must_match_the_columns(cohort: Cohort) -> None:
     X, y = cohort
     with pytest.raises(DegenerateDataError, match="2 feature names for 3 columns"):
         fit(X, y, TrainingConfig(), feature_names=NAMES[:2])
@@ -130,7 +137,7 @@ def test_feature_names_must_match_the_columns(cohort) -> None:
 
 @pytest.mark.parametrize("algorithm", ["closed_form", "gd", "sgd"])
 @pytest.mark.parametrize("n", [2, 3, 4])
-def test_fewer_pupils_than_parameters_still_fit(algorithm, n) -> None:
+def test_fewer_pupils_than_parameters_still_fit(algorithm: Algorithm, n: int) -> None:
     rng = np.random.default_rng(n)
     X = rng.uniform(0, 20, size=(n, 3))
     y = rng.uniform(0, 20, size=n)
@@ -143,7 +150,7 @@ def test_fewer_pupils_than_parameters_still_fit(algorithm, n) -> None:
     assert result.metrics.residual_std is None
 
 
-def test_collinear_features_give_the_minimum_norm_solution(cohort) -> None:
+def test_collinear_features_give_the_minimum_norm_solution(cohort: Cohort) -> None:
     X, y = cohort
     X = np.column_stack([X, X[:, 0] + X[:, 1]])
     result = fit(X, y, TrainingConfig(algorithm="closed_form"))
@@ -158,7 +165,7 @@ def test_collinear_features_give_the_minimum_norm_solution(cohort) -> None:
     assert gd.metrics.theta_distance < 1e-8
 
 
-def test_ridge_leaves_the_intercept_unpenalised(cohort) -> None:
+def test_ridge_leaves_the_intercept_unpenalised(cohort: Cohort) -> None:
     X, y = cohort
     l2 = 2.0
     result = fit(X, y, TrainingConfig(algorithm="closed_form", l2=l2))
@@ -169,7 +176,7 @@ def test_ridge_leaves_the_intercept_unpenalised(cohort) -> None:
     assert result.metrics.residual_std is not None
 
 
-def test_standardized_ridge_penalises_z_scored_weights(cohort) -> None:
+def test_standardized_ridge_penalises_z_scored_weights(cohort: Cohort) -> None:
     X, y = cohort
     l2 = 0.3
     result = fit(X, y, TrainingConfig(algorithm="closed_form", l2=l2, standardize=True))
@@ -208,7 +215,7 @@ def test_standardized_ridge_penalises_z_scored_weights(cohort) -> None:
         ("init_theta", (0.0, 0.33, math.nan, 0.33)),
     ],
 )
-def test_invalid_options_name_the_parameter(cohort, field, value) -> None:
+def test_invalid_options_name_the_parameter(cohort: Cohort, field: str, value: Any) -> None:
     X, y = cohort
     with pytest.raises(InvalidConfigError) as error:
         fit(X, y, TrainingConfig(**{field: value}))
@@ -233,7 +240,7 @@ def test_holdout_leaving_one_training_row_is_degenerate() -> None:
         fit(np.arange(6.0).reshape(3, 2), np.arange(3.0), TrainingConfig(validation_fraction=0.6))
 
 
-def test_metrics_of_a_fit_with_holdout(cohort) -> None:
+def test_metrics_of_a_fit_with_holdout(cohort: Cohort) -> None:
     X, y = cohort
     result = fit(X, y, TrainingConfig(algorithm="closed_form", validation_fraction=0.25, seed=9))
     train, val = split_holdout(len(y), 0.25, seed=9)
@@ -253,7 +260,7 @@ def test_metrics_of_a_fit_with_holdout(cohort) -> None:
     assert metrics.val_r2 > 0.5
 
 
-def test_constant_target_has_no_r2(cohort) -> None:
+def test_constant_target_has_no_r2(cohort: Cohort) -> None:
     X, _ = cohort
     result = fit(X, np.full(len(X), 10.0), TrainingConfig(algorithm="closed_form"))
     assert result.metrics.train_r2 is None

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from engine_reference import with_ones
 
 from app.engine import IntervalDesign, TrainingConfig, fit, interval_half_width, student_t_975, thin
+from tests.engine.engine_reference import Cohort, with_ones
 
 
-def test_leverage_is_the_textbook_quadratic_form(cohort) -> None:
+def test_leverage_is_the_textbook_quadratic_form(cohort: Cohort) -> None:
     X, y = cohort
     result = fit(X, y, TrainingConfig(algorithm="closed_form"))
     assert result.interval is not None
@@ -20,11 +20,12 @@ def test_leverage_is_the_textbook_quadratic_form(cohort) -> None:
     )
     assert np.allclose(result.interval.leverage(new), expected, rtol=1e-10)
     s = result.metrics.residual_std
+    assert s is not None
     t = student_t_975(len(y) - 4)
     assert np.allclose(result.interval.half_width(new), t * s * np.sqrt(1 + expected), rtol=1e-10)
 
 
-def test_interval_design_survives_json_exactly(cohort) -> None:
+def test_interval_design_survives_json_exactly(cohort: Cohort) -> None:
     X, y = cohort
     design = fit(X, y, TrainingConfig(algorithm="closed_form", standardize=True)).interval
     assert design is not None
@@ -33,7 +34,7 @@ def test_interval_design_survives_json_exactly(cohort) -> None:
     assert np.array_equal(restored.half_width(new), design.half_width(new))
 
 
-def test_which_interval_each_kind_of_version_gets(cohort) -> None:
+def test_which_interval_each_kind_of_version_gets(cohort: Cohort) -> None:
     X, y = cohort
     new = X[:2]
     assert fit(X, y, TrainingConfig(algorithm="closed_form", l2=0.1)).interval is None
@@ -58,7 +59,7 @@ def test_which_interval_each_kind_of_version_gets(cohort) -> None:
     assert interval_half_width(new, design=None, residual_std=None, n_train=10) is None
 
 
-def test_gd_on_raw_ill_conditioned_grades_warns_with_the_figure(cohort) -> None:
+def test_gd_on_raw_ill_conditioned_grades_warns_with_the_figure(cohort: Cohort) -> None:
     X, y = cohort
     raw = fit(X, y, TrainingConfig(algorithm="gd", learning_rate=1e-3, iterations=1000))
     (warning,) = raw.warnings
@@ -72,7 +73,7 @@ def test_gd_on_raw_ill_conditioned_grades_warns_with_the_figure(cohort) -> None:
     assert fit(X, y, TrainingConfig(algorithm="closed_form")).warnings == ()
 
 
-def test_condition_number_of_the_standardised_design(cohort) -> None:
+def test_condition_number_of_the_standardised_design(cohort: Cohort) -> None:
     X, y = cohort
     result = fit(X, y, TrainingConfig(algorithm="gd", iterations=1))
     z = (X - X.mean(axis=0)) / X.std(axis=0)
@@ -94,6 +95,8 @@ def test_condition_number_of_the_standardised_design(cohort) -> None:
         (101, 2, [0, 100]),
     ],
 )
-def test_thinning_is_even_and_keeps_both_ends(count, max_points, expected) -> None:
+def test_thinning_is_even_and_keeps_both_ends(
+    count: int, max_points: int | None, expected: list[int]
+) -> None:
     points = np.arange(count, dtype=np.float64)[:, None]
     assert thin(points, max_points)[:, 0].tolist() == expected

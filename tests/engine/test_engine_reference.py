@@ -3,19 +3,26 @@
 from unittest import mock
 
 import numpy as np
-from engine_reference import close, direct_risk, sequential_thetas, split_holdout, with_ones
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.engine import TrainingConfig, fit
+from app.engine import TrainingConfig, fit, split_holdout
 from app.engine import training as training_module
+from app.engine.config import Algorithm
 from app.engine.scan import prepare, scan
+from tests.engine.engine_reference import (
+    FloatArray,
+    close,
+    direct_risk,
+    sequential_thetas,
+    with_ones,
+)
 
 # A (relative) per-element tolerance of 1e-9 · max(1, |expected|), see engine_reference.close.
 RELATIVE = 1e-9
 
 
-def assert_history_matches_sequential(X, y, config: TrainingConfig) -> None:
+def assert_history_matches_sequential(X: FloatArray, y: FloatArray, config: TrainingConfig) -> None:
     result = fit(X, y, config)
     reference = sequential_thetas(X, y, config)
     history = result.history
@@ -31,12 +38,18 @@ def assert_history_matches_sequential(X, y, config: TrainingConfig) -> None:
         expected_risk = direct_risk(theta, X[train_idx], y[train_idx])
         assert close(history.train_risk[point], expected_risk, RELATIVE)
         if val_idx.size:
+            assert history.val_risk is not None
             expected_val = direct_risk(theta, X[val_idx], y[val_idx])
             assert close(history.val_risk[point], expected_val, RELATIVE)
 
 
+# (X, y, config, the engine's chunk size)
+Problem = tuple[FloatArray, FloatArray, TrainingConfig, int]
+ITERATIVE: tuple[Algorithm, ...] = ("gd", "sgd")
+
+
 @st.composite
-def problems(draw):
+def problems(draw: st.DrawFn) -> Problem:
     n = draw(st.integers(2, 40))
     p = draw(st.integers(1, 4))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -44,7 +57,7 @@ def problems(draw):
     y = np.clip(X @ rng.uniform(0.0, 1.0, size=p) / p + rng.normal(0.0, 1.0, size=n), 0.0, 20.0)
     standardize = draw(st.booleans())
     l2 = draw(st.sampled_from([0.0, 0.05, 1.5]))
-    algorithm = draw(st.sampled_from(["gd", "sgd"]))
+    algorithm = draw(st.sampled_from(ITERATIVE))
     validation_fraction = draw(st.sampled_from([0.0, 0.25])) if n >= 5 else 0.0
     fitted = X
     if standardize:
@@ -75,7 +88,7 @@ def problems(draw):
 
 @settings(max_examples=150, deadline=None)
 @given(problems())
-def test_engine_matches_sequential_loop(problem) -> None:
+def test_engine_matches_sequential_loop(problem: Problem) -> None:
     X, y, config, chunk_steps = problem
     with mock.patch.object(training_module, "_CHUNK_STEPS", chunk_steps):
         assert_history_matches_sequential(X, y, config)

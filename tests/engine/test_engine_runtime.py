@@ -4,15 +4,15 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from engine_reference import direct_risk
 
 from app.engine import History, Progress, TrainingCancelled, TrainingConfig, fit, split_holdout
 from app.engine import training as training_module
+from tests.engine.engine_reference import Cohort, direct_risk
 
 SGD = TrainingConfig(algorithm="sgd", learning_rate=1e-4, epochs=3, record_every=4)
 
 
-def test_history_chunks_concatenate_to_the_final_history(cohort) -> None:
+def test_history_chunks_concatenate_to_the_final_history(cohort: Cohort) -> None:
     X, y = cohort
     chunks: list[History] = []
     with mock.patch.object(training_module, "_CHUNK_STEPS", 7):
@@ -25,7 +25,7 @@ def test_history_chunks_concatenate_to_the_final_history(cohort) -> None:
     assert np.all(np.diff(result.history.step) > 0)
 
 
-def test_progress_counts_steps_up_to_the_total(cohort) -> None:
+def test_progress_counts_steps_up_to_the_total(cohort: Cohort) -> None:
     X, y = cohort
     reports: list[Progress] = []
     with mock.patch.object(training_module, "_CHUNK_STEPS", 7):
@@ -38,7 +38,7 @@ def test_progress_counts_steps_up_to_the_total(cohort) -> None:
     assert reports[-1].risk == pytest.approx(result.history.train_risk[-1])
 
 
-def test_epochs_follow_the_course_loop(cohort) -> None:
+def test_epochs_follow_the_course_loop(cohort: Cohort) -> None:
     X, y = cohort
     result = fit(X[:25], y[:25], TrainingConfig(algorithm="sgd", epochs=2, batch_size=10))
     # 25 rows in batches of 10: steps 1-3 are epoch 1 (short last batch of 5), 4-6 epoch 2.
@@ -46,14 +46,14 @@ def test_epochs_follow_the_course_loop(cohort) -> None:
     assert result.history.epoch.tolist() == [0, 1, 1, 1, 2, 2, 2]
 
 
-def test_gd_epoch_is_the_step(cohort) -> None:
+def test_gd_epoch_is_the_step(cohort: Cohort) -> None:
     X, y = cohort
     result = fit(X, y, TrainingConfig(algorithm="gd", iterations=10, record_every=3))
     assert result.history.step.tolist() == [0, 3, 6, 9, 10]
     assert result.history.epoch.tolist() == [0, 3, 6, 9, 10]
 
 
-def test_cancellation_raises_at_the_next_check(cohort) -> None:
+def test_cancellation_raises_at_the_next_check(cohort: Cohort) -> None:
     X, y = cohort
     calls = 0
     chunks: list[History] = []
@@ -75,7 +75,7 @@ def test_cancellation_raises_at_the_next_check(cohort) -> None:
     assert History.concatenate(chunks).step[-1] == 4
 
 
-def test_should_stop_is_polled_before_every_chunk(cohort) -> None:
+def test_should_stop_is_polled_before_every_chunk(cohort: Cohort) -> None:
     X, y = cohort
     calls = 0
 
@@ -103,12 +103,13 @@ def early_stopping_reference(val_risks: np.ndarray, patience: int) -> tuple[int 
 
 
 @pytest.mark.parametrize("chunk_steps", [5, 1 << 16])
-def test_early_stopping_returns_the_best_validation_theta(cohort, chunk_steps: int) -> None:
+def test_early_stopping_returns_the_best_validation_theta(cohort: Cohort, chunk_steps: int) -> None:
     X, y = cohort
     base = TrainingConfig(
         algorithm="sgd", learning_rate=1e-3, epochs=5, batch_size=2, validation_fraction=0.3
     )
     full = fit(X, y, base)
+    assert full.history.val_risk is not None
     stop, best = early_stopping_reference(full.history.val_risk, patience=6)
     assert stop is not None
     assert stop < len(full.history) - 1
@@ -131,7 +132,7 @@ def test_early_stopping_returns_the_best_validation_theta(cohort, chunk_steps: i
     )
 
 
-def test_without_early_stopping_the_final_theta_is_returned(cohort) -> None:
+def test_without_early_stopping_the_final_theta_is_returned(cohort: Cohort) -> None:
     X, y = cohort
     config = TrainingConfig(algorithm="gd", iterations=50, validation_fraction=0.2)
     result = fit(X, y, config)
@@ -140,7 +141,7 @@ def test_without_early_stopping_the_final_theta_is_returned(cohort) -> None:
     np.testing.assert_array_equal(result.theta, result.history.theta[-1])
 
 
-def test_history_chunks_are_read_only(cohort) -> None:
+def test_history_chunks_are_read_only(cohort: Cohort) -> None:
     X, y = cohort
     chunks: list[History] = []
     result = fit(X, y, SGD, on_history=chunks.append)
