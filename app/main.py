@@ -11,6 +11,7 @@ from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
 from app.api.routes import cohorts, health, jobs, keys, metrics, models, predict
+from app.api.routes.docs import mount_api_docs
 from app.api.routes.ui import mount_dashboard
 from app.api.state import AppState, AuthCache
 from app.core.config import Settings, get_settings
@@ -80,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by mount_api_docs from vendored assets, not from FastAPI's CDNs.
+        docs_url=None,
+        redoc_url=None,
     )
     # Nothing is connected here: the lifespan opens the database and starts the workers.
     app.state.settings = settings
@@ -96,5 +100,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     if settings.metrics_port is None:
         app.include_router(metrics.router)
+    mount_api_docs(app)
     mount_dashboard(app)
     return app
