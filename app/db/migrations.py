@@ -1,5 +1,8 @@
 """Alembic, driven from the application (``gradecast migrate``, readiness)."""
 
+import logging
+import threading
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -7,8 +10,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from alembic import command
+
+logger = logging.getLogger("gradecast.migrations")
 
 
 def _project_root() -> Path:
@@ -44,3 +50,34 @@ def head_revision() -> str | None:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def wait_for_database(
+    engine: Engine,
+    timeout: float | None,
+    *,
+    at_head: bool,
+    stop: threading.Event | None = None,
+) -> bool:
+    """Poll once a second until the database answers (and, with ``at_head``, is migrated
+    to head): a container started beside its database must not fail for arriving first.
+    False when ``timeout`` seconds passed, or ``stop`` was set, before that."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    said = ""
+    while True:
+        try:
+            revision = current_revision(engine)
+            if not at_head or revision == head_revision():
+                return True
+            waiting_for = "migrations"
+        except OperationalError:
+            waiting_for = "the database"
+        if waiting_for != said:
+            logger.info(f"waiting for {waiting_for}")
+            said = waiting_for
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        if stop is not None and stop.wait(1.0):
+            return False
+        if stop is None:
+            time.sleep(1.0)
