@@ -18,18 +18,22 @@ def _database() -> Database:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from app.db.migrations import upgrade_to_head, wait_for_database
+    from app.db.migrations import current_revision, upgrade_to_head, wait_for_database
 
-    if args.wait > 0:
-        database = _database()
-        try:
-            if not wait_for_database(database.engine, args.wait, at_head=False):
-                logger.error("database unreachable", extra={"waited_seconds": args.wait})
-                return 1
-        finally:
-            database.engine.dispose()
-    upgrade_to_head(get_settings().resolved_database_url)
-    logger.info("database migrated to head")
+    database = _database()
+    try:
+        if args.wait > 0 and not wait_for_database(database.engine, args.wait, at_head=False):
+            logger.error("database unreachable", extra={"waited_seconds": args.wait})
+            return 1
+        before = current_revision(database.engine)
+        upgrade_to_head(get_settings().resolved_database_url)
+        after = current_revision(database.engine)
+    finally:
+        database.engine.dispose()
+    if before == after:
+        logger.info("database already at the latest migration", extra={"revision": after})
+    else:
+        logger.info("database migrated", extra={"from_revision": before, "to_revision": after})
     return 0
 
 

@@ -31,6 +31,9 @@ ROOT = _project_root()
 
 def alembic_config(database_url: str) -> Config:
     config = Config(str(ROOT / "alembic.ini"))
+    # The application's logging stays as it is (JSON): alembic.ini's plain-text logging
+    # is for the `alembic` command only.
+    config.attributes["configure_logger"] = False
     config.set_main_option("script_location", str(ROOT / "alembic"))
     # ConfigParser interpolation: a literal % in a password must be doubled.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
