@@ -14,7 +14,6 @@ Prints one PASS/FAIL line per check and the time of each stage; exits non-zero o
 Environment: PODMAN_RUNTIME (runc), HOST_CA, BASE_IMAGE, KEEP=1 (leave the stack up).
 """
 
-import json
 import os
 import secrets
 import shutil
@@ -223,9 +222,8 @@ def check_stack(run: Run, stack: Stack) -> None:
         "--format",
         "{{.Names}} {{.State}}",
     )
-    running = {line.split()[0] for line in states.splitlines() if line.split()[-1:] == ["running"]}
-    if not running:
-        print(states)
+    # podman 4.3 prints "Up 5 seconds ago" for a running container.
+    running = {line.split()[0] for line in states.splitlines() if " Up " in f"{line} "}
     expected = {stack.container(s) for s in ("db", "api", "worker-1", "worker-2")}
     run.check(expected <= running, f"db, api and 2 workers running ({sorted(running)})")
     health = stack.podman("healthcheck", "run", stack.container("db"), check=False)
@@ -328,8 +326,8 @@ def kill_a_worker(run: Run, stack: Stack) -> None:
             stack.podman("inspect", "-f", "{{.Config.Hostname}}", stack.container(s)).strip(): s
             for s in ("worker-1", "worker-2")
         }
-        victim = hostnames.get(holder.split(":")[0])
-        run.require(victim is not None, f"the job is held by {victim} ({holder})")
+        victim = hostnames.get(holder.split(":")[0], "")
+        run.require(bool(victim), f"the job is held by {victim} ({holder})")
         stack.podman("kill", "--signal", "KILL", stack.container(victim))
         killed_at = time.monotonic()
         job = poll(

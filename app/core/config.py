@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         description="When set, /metrics is served on this port (all interfaces, no token) "
         "by prometheus_client's own server instead of on the API.",
     )
+    shutdown_drain_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="On SIGTERM, how long a server process keeps answering (each answer "
+        "closing its connection, /readyz 503) before it stops.",
+    )
     log_level: str = "INFO"
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
 
