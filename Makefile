@@ -1,13 +1,13 @@
 # gradecast: two commands set everything up on a fresh machine with Python 3.11+.
 #   make run   serve on http://127.0.0.1:8000 with the embedded SQLite database
-#   make test  the whole test suite, ruff and mypy
+#   make test  the whole test suite, ruff, mypy and Biome (the dashboard's JavaScript)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest migrate stress docker-test compose-test bench clean
+.PHONY: run test lint lint-js typecheck pytest migrate stress docker-test compose-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,21 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench alembic scripts
 	$(BIN)/ruff format --check app tests bench scripts
 
+# Biome, pinned in package-lock.json, installed again whenever package.json or the lock changes.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+lint-js: node_modules/.installed
+	node_modules/.bin/biome ci app/static
+
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint lint-js typecheck pytest
 
 stress: $(VENV)/.installed-dev
 	$(BIN)/pytest -m slow
@@ -58,4 +66,4 @@ compose-test: $(VENV)/.installed-dev
 	$(BIN)/python scripts/compose_test.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -5,8 +5,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from app.api.deps import no_unknown_query_parameters
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by mount_api_docs from vendored assets, not from FastAPI's CDNs.
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(no_unknown_query_parameters)],
     )
     # Nothing is connected here: the lifespan opens the database and starts the workers.
     app.state.settings = settings

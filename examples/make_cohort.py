@@ -1,9 +1,14 @@
-"""Generate the example cohort (synthetic, fixed seed): examples/cohort.csv and cohort.json.
+"""Generate the example cohorts (synthetic, fixed seed): examples/cohort.csv and cohort.json,
+and two school-software exports, examples/pronote-export.csv and classe-2020-2021.csv.
 
 The first four pupils are the ones shown in the course text; the others follow the
 relation the course converges to, concours ≈ 0.48·maths + 0.53·info − 0.01·français,
 plus noise. The CSV is written the way French spreadsheets export it: `;` separators,
 decimal commas, CRLF line endings and an accented header.
+
+The exports look like Pronote's: `Nom`, `Prénom`, `INE`, `Classe`, the subjects and the
+concours, with a few `Abs`, `Disp` and `Abs*` marks and a mark written `15/20`. Every name
+and INE is fictional (FICTIF-…, EX…).
 
     python examples/make_cohort.py [N]
 """
@@ -54,5 +59,48 @@ def main() -> None:
     (HERE / "cohort.json").write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
 
 
+FIRST_NAMES = ["Alpha", "Bêta", "Gamma", "Delta", "Epsilon", "Zêta", "Êta", "Thêta", "Iota"]
+
+
+def _export_rows(n: int, seed: int, with_target: bool) -> list[list[str]]:
+    """Pupils of two classes as a school's software exports them: names, INE, class, marks."""
+    _, table = make(n, seed)
+    rows = []
+    for i, values in enumerate(table.tolist()):
+        marks = [_fr(v) for v in (values if with_target else values[:3])]
+        rows.append(
+            [
+                f"FICTIF-{i + 1:02d}",
+                FIRST_NAMES[i % len(FIRST_NAMES)],
+                f"EX{seed % 1000:03d}{i + 1:06d}",
+                "3A" if i % 2 == 0 else "3B",
+                *marks,
+            ]
+        )
+    return rows
+
+
+def _write(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    lines = [";".join(header), *(";".join(row) for row in rows)]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+
+
+def exports() -> None:
+    subjects = ["Maths", "Info", "Français"]
+    # Last year's cohort, concours results in: 40 pupils, four of them with special marks.
+    rows = _export_rows(40, 2019, with_target=True)
+    rows[3][4] = "Abs"  # absent at the maths test: left out with special_marks=drop
+    rows[8][6] = "Disp"  # exempted from French: left out too
+    rows[12][5] = "Abs*"  # unjustified absence: counts as 0
+    rows[17][4] = "15/20"  # a mark written on its scale: 15
+    rows[21][7] = "N.Not"  # no concours grade: left out
+    _write(HERE / "pronote-export.csv", ["Nom", "Prénom", "INE", "Classe", *subjects, "Concours"], rows)
+    # This year's class list, to predict: 30 pupils, one absent in maths.
+    rows = _export_rows(30, 2020, with_target=False)
+    rows[6][4] = "Abs"
+    _write(HERE / "classe-2020-2021.csv", ["Nom", "Prénom", "INE", "Classe", *subjects], rows)
+
+
 if __name__ == "__main__":
     main()
+    exports()

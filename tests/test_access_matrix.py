@@ -44,6 +44,17 @@ class World:
             key_id: str = response.json()["id"]
             return key_id
 
+    def spare_student_id(self) -> str:
+        """A pupil of a fresh cohort of this organisation, there to be erased."""
+        pupil = f"s-{uuid.uuid4().hex[:12]}"
+        with self.admin() as admin:
+            students = cohort_json()["students"]
+            students[0]["id"] = pupil
+            name = f"spare-{uuid.uuid4().hex[:8]}"
+            response = admin.post("/cohorts", json=cohort_json(name=name, students=students))
+            assert response.status_code == 201, response.text
+        return pupil
+
     def spare_cohort_id(self) -> str:
         with self.admin() as admin:
             name = f"spare-{uuid.uuid4().hex[:8]}"
@@ -63,6 +74,7 @@ def _ids(world: World) -> dict[str, str]:
         "job_id": world.job_id,
         "name": world.model,
         "version": str(world.version),
+        "student_id": "e1",
     }
 
 
@@ -80,6 +92,10 @@ def _revoke(world: World) -> Request:
 
 def _delete_cohort(world: World) -> Request:
     return {"cohort_id": world.spare_cohort_id()}, None
+
+
+def _erase_student(world: World) -> Request:
+    return {"student_id": world.spare_student_id()}, None
 
 
 def _predict(world: World) -> dict[str, Any]:
@@ -101,6 +117,7 @@ ROUTES: dict[tuple[str, str], tuple[Role, Build]] = {
     ("GET", "/cohorts/{cohort_id}"): (Role.reader, _plain),
     ("DELETE", "/cohorts/{cohort_id}"): (Role.trainer, _delete_cohort),
     ("GET", "/cohorts/{cohort_id}/students"): (Role.trainer, _plain),
+    ("DELETE", "/students/{student_id}"): (Role.trainer, _erase_student),
     ("GET", "/models"): (Role.reader, _plain),
     ("GET", "/models/{name}"): (Role.reader, _plain),
     ("GET", "/models/{name}/versions"): (Role.reader, _plain),

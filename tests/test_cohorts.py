@@ -62,11 +62,13 @@ def test_upload_json_and_read_back(trainer: httpx.Client) -> None:
             {
                 "row": 1,
                 "id": "e2",
+                "group": None,
                 "grades": {"maths": 5, "info": 9, "francais": 12, "concours": 7},
             },
             {
                 "row": 2,
                 "id": "e3",
+                "group": None,
                 "grades": {"maths": 13, "info": 12, "francais": 13, "concours": 12},
             },
         ],
@@ -91,6 +93,7 @@ def test_upload_example_csv_french_dialect(trainer: httpx.Client) -> None:
     assert first[0] == {
         "row": 0,
         "id": "e1",
+        "group": None,
         "grades": {"maths": 12, "info": 15, "francais": 9, "concours": 14},
     }
     assert first[4]["grades"]["info"] == 12.5

@@ -208,19 +208,22 @@ def test_access_line(
 ) -> None:
     caplog.set_level(logging.INFO, logger="gradecast.access")
     cohort_id = str(uuid.uuid4())
-    response = reader.get(f"/cohorts/{cohort_id}?name=secret", headers={"X-Request-ID": "t-1"})
+    # A query string that the route takes (an unknown one is a 422 before the 404).
+    response = reader.get(
+        f"/jobs/{cohort_id}/loss?max_points=7919", headers={"X-Request-ID": "t-1"}
+    )
     assert response.status_code == 404
     lines = _wait_for_records(caplog, lambda r: getattr(r, "request_id", None) == "t-1")
     assert len(lines) == 1
     line = lines[0]
     assert line.name == "gradecast.access"
     assert line.__dict__["method"] == "GET"
-    assert line.__dict__["route"] == "/cohorts/{cohort_id}"
+    assert line.__dict__["route"] == "/jobs/{job_id}/loss"
     assert line.__dict__["status"] == 404
     assert line.__dict__["duration_ms"] >= 0
     assert line.__dict__["organisation_id"] == str(tenant.organisation_id)
     assert cohort_id not in _everything(line)
-    assert "secret" not in _everything(line)
+    assert "7919" not in _everything(line)
 
     anonymous = httpx.get(f"{tenant.base_url}/healthz", headers={"X-Request-ID": "t-2"})
     assert anonymous.status_code == 200
@@ -273,11 +276,21 @@ def test_logs_never_carry_pupils_grades_or_keys(
         csv = f"id;maths;info;francais\r\n{marker};13,3719;17,2953;4,6187\r\n"
         response = admin.post(
             "/predict",
-            params={"model": model, "who": marker},
+            params={"model": model, "id_column": "id"},
             content=csv,
             headers={"Content-Type": "text/csv"},
         )
         assert response.status_code == 200, response.text
+        # A query string the route does not take is refused, and not logged either.
+        response = admin.post(
+            "/predict",
+            params={"model": model, "who": marker},
+            content=csv,
+            headers={"Content-Type": "text/csv"},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["loc"] == ["query", "who"]
+        assert marker not in response.text
         bad = {"id": marker, "maths": 11.8341, "info": "x", "francais": 4.6187}
         assert admin.post("/predict", json={"model": model, "students": [bad]}).status_code == 422
         assert admin.get("/cohorts", params={"api_key": tenant.keys[Role.admin]}).is_error

@@ -364,8 +364,12 @@ def test_french_csv_in_french_csv_out(reader: httpx.Client, trainer: httpx.Clien
         "raw",
         "interval_low",
         "interval_high",
+        "extrapolated",
     ]
     assert [r[0] for r in rows[1:]] == ["n1", "n2"]
+    # The marks come back as they were sent, not reformatted (13 stays 13, not 13,0).
+    assert [r[1:4] for r in rows[1:]] == [["13", "14", "11"], ["12,5", "9", "15"]]
+    assert [r[8] for r in rows[1:]] == ["false", "false"]
     assert float(rows[1][4].replace(",", ".")) == 12.54
     assert float(rows[2][5].replace(",", ".")) == pytest.approx(0.33 * 36.5)
     assert "," in rows[2][1]  # 12,5 comes back with a decimal comma
@@ -387,9 +391,10 @@ def test_comma_csv_in_comma_csv_out_with_columns_in_any_order(
         "raw",
         "interval_low",
         "interval_high",
+        "extrapolated",
     ]
     assert float(rows[1][3]) == 12.54
-    assert rows[1][5:] == ["", ""]  # no σ: no interval
+    assert rows[1][5:7] == ["", ""]  # no σ: no interval
 
 
 def test_csv_pins_a_version_from_the_query(reader: httpx.Client, trainer: httpx.Client) -> None:

@@ -227,3 +227,35 @@ def test_an_erased_cohort_is_in_no_table_and_no_byte_of_the_sqlite_files(
         students = trainer.get(f"/cohorts/{kept.json()['id']}/students").json()
         assert students["count"] == 4
         assert students["data"][0]["id"] == "other-0"
+
+
+def test_a_pupil_erased_by_id_is_in_no_table_and_no_byte_of_the_sqlite_files(
+    sqlite_server: tuple[LiveServer, Path],
+) -> None:
+    server, path = sqlite_server
+    wal = path.with_name(path.name + "-wal")
+    marker = f"{MARKER}-{uuid.uuid4().hex[:8]}"
+    tenant = make_tenant(server)
+    with tenant.client(Role.trainer) as trainer:
+        cohorts = []
+        for name in ("first", "second"):
+            body = marked_cohort(name, marker="other")
+            body["students"][1]["id"] = marker  # the same pupil in both cohorts
+            response = trainer.post("/cohorts", json=body)
+            assert response.status_code == 201, response.text
+            cohorts.append(response.json()["id"])
+        assert marker.encode() in file_bytes(path) + file_bytes(wal)
+
+        erased = trainer.delete(f"/students/{marker}")
+        assert erased.status_code == 200, erased.text
+        assert erased.json()["rows_erased"] == 2
+        assert marker not in erased.text
+
+        assert find_in_database(server.database.engine, marker) == []
+        assert marker.encode() not in file_bytes(path), "the database file holds the pupil"
+        assert marker.encode() not in file_bytes(wal), "the WAL holds the pupil"
+        checkpoint(server.database.engine)
+        assert marker.encode() not in file_bytes(path) + file_bytes(wal)
+        for cohort_id in cohorts:
+            assert trainer.get(f"/cohorts/{cohort_id}").json()["n_students"] == 3
+        assert trainer.delete(f"/students/{marker}").status_code == 404

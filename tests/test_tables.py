@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from app.tables import (
     DELIMITERS,
     GradeTable,
+    Mark,
     TableError,
     TooManyRowsError,
     detect_dialect,
@@ -343,10 +344,12 @@ def test_row_with_too_many_values() -> None:
         "- 3",
     ],
 )
-def test_not_a_number_names_row_and_column(cell: str) -> None:
+def test_not_a_number_names_row_and_column_but_never_the_cell(cell: str) -> None:
     error = table_error(f"id;Maths;Info\n1;12;13\n2;{cell};14\n")
     assert (error.row, error.column) == (2, "Maths")
-    assert error.message.startswith(f"row 2, column 'Maths': {cell.strip()!r} is not a number")
+    assert error.message.startswith("row 2, column 'Maths': ")
+    # The cell may be a pupil's name: the error says what kind of value it is, not which.
+    assert cell.strip() not in error.message.removeprefix("row 2, column 'Maths': ")
 
 
 def test_thousands_separator_gets_a_hint() -> None:
@@ -354,10 +357,11 @@ def test_thousands_separator_gets_a_hint() -> None:
 
 
 @pytest.mark.parametrize("cell", ["", "  "])
-def test_empty_cell_is_an_error(cell: str) -> None:
-    error = table_error(f"id;Maths;Info\n1;12;{cell}\n")
-    assert (error.row, error.column) == (1, "Info")
-    assert "empty" in error.message
+def test_an_empty_cell_is_an_empty_mark(cell: str) -> None:
+    """What it means (refused, or the pupil left out) is the upload's choice (special_marks)."""
+    table = read_text(f"id;Maths;Info\n1;12;{cell}\n")
+    assert table.marks == [Mark(0, 1, "excluded", "empty")]
+    assert math.isnan(table.values[0, 1])
 
 
 @pytest.mark.parametrize(
@@ -650,3 +654,77 @@ def test_written_text_never_starts_a_formula(dangerous: str) -> None:
 
 def test_negative_numbers_are_written_as_numbers() -> None:
     assert write_csv(["x"], [np.array([-1.5])]) == b"x\r\n-1.5\r\n"
+
+
+@pytest.mark.parametrize(
+    ("cell", "kind", "code"),
+    [
+        ("Abs", "excluded", "Abs"),
+        ("ABS", "excluded", "Abs"),
+        ("absent", "excluded", "Abs"),
+        (" Disp ", "excluded", "Disp"),
+        ("Dispensé", "excluded", "Disp"),
+        ("N.Not", "excluded", "N.Not"),
+        ("n not", "excluded", "N.Not"),
+        ("NN", "excluded", "N.Not"),
+        ("non noté", "excluded", "N.Not"),
+        ("NE", "excluded", "NE"),
+        ("Inap", "excluded", "Inap"),
+        ("inapte", "excluded", "Inap"),
+        ("N.Rdu", "excluded", "N.Rdu"),
+        ("non rendu", "excluded", "N.Rdu"),
+        ("EXC", "excluded", "EXC"),
+        ("att", "excluded", "ATT"),
+        ("", "excluded", "empty"),
+        ("Abs*", "zero", "Abs*"),
+        ("n.rdu*", "zero", "N.Rdu*"),
+    ],
+)
+def test_the_special_marks_of_school_software(cell: str, kind: str, code: str) -> None:
+    table = read_text(f"id;Maths;Info\n1;12;{cell}\n2;11;10\n")
+    assert table.marks == [Mark(0, 1, kind, code)]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cell", ["Absent-e", "abs**", "Dupont", "A/B", "12/"])
+def test_what_looks_like_a_mark_but_is_none_is_refused(cell: str) -> None:
+    error = table_error(f"id;Maths\n1;{cell}\n")
+    assert (error.row, error.column) == (1, "Maths")
+    assert cell not in error.message.removeprefix("row 1, column 'Maths': ")
+
+
+def test_resolve_marks_refuses_or_drops() -> None:
+    from app.core.errors import InvalidInput
+    from app.tables import resolve_marks
+
+    table = read_text("id;Maths;Info\n1;Abs;15/20\n2;Abs*;10\n3;12;13\n")
+    options = {"grade_range": (0.0, 20.0), "labels": ["Maths", "Info"], "field": "csv"}
+    with pytest.raises(InvalidInput) as refused:
+        resolve_marks(
+            table.values, table.marks, special_marks="refuse", one_based_rows=True, **options
+        )  # type: ignore[arg-type]
+    assert refused.value.errors[0]["loc"] == ["body", "csv", 1, "Maths"]
+    resolved = resolve_marks(
+        table.values, table.marks, special_marks="drop", one_based_rows=True, **options
+    )  # type: ignore[arg-type]
+    assert resolved.keep.tolist() == [False, True, True]
+    assert resolved.values[1].tolist() == [0.0, 10.0]
+    assert resolved.values[0, 1] == 15.0
+    assert resolved.special_marks == {"Maths": {"Abs": 1, "Abs*": 1}}
+    assert resolved.rescaled == {"Info": 1}
+
+
+def test_chosen_columns_leave_the_others_unread() -> None:
+    from app.tables import Columns
+
+    data = "Nom;INE;Classe;Maths;Info;Concours\nDupont;X1;3A;12;13;14\nMartin;X2;3B;Abs;9;8\n"
+    table = read_grade_csv(
+        data.encode(),
+        columns=Columns(
+            values=["maths", "Info"], id_column="INE", group_column="Classe", with_target=True
+        ),
+    )
+    assert table.headers == ["Maths", "Info", "Concours"]
+    assert table.ids == ["X1", "X2"]
+    assert table.groups == ["3A", "3B"]
+    assert table.ignored == ["Nom"]
+    assert table.marks == [Mark(1, 0, "excluded", "Abs")]

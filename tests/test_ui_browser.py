@@ -339,3 +339,51 @@ def test_dashboard_headers_and_schema(ui_server: LiveServer) -> None:
         assert "https://" not in page
         paths = client.get("/openapi.json").json()["paths"]
         assert not [path for path in paths if path.startswith("/ui")]
+
+
+EXPORT_CSV = EXAMPLE_CSV.parent / "pronote-export.csv"
+CLASS_LIST_CSV = EXAMPLE_CSV.parent / "classe-2020-2021.csv"
+
+
+@pytest.mark.browser
+def test_a_school_export_and_a_class_list(ui_server: LiveServer, browser: Browser) -> None:
+    """The upload form takes an export as it is (names, INE, class, Abs…) and shows the
+    import report; the predict screen takes a class list as CSV and offers the answer."""
+    tenant = make_tenant(ui_server)
+    register_course_theta(tenant)
+    page, watch = open_page(browser, ui_server, tenant)
+    sign_in(page, tenant.keys[Role.trainer])
+
+    upload = page.locator("#upload-form")
+    upload.get_by_label("Name").fill("promo-2019-2020")
+    upload.get_by_label("CSV file").set_input_files(EXPORT_CSV)
+    upload.get_by_label("Id column").fill("INE")
+    upload.get_by_label("Feature columns").fill("Maths,Info,Français")
+    upload.get_by_label("Group column").fill("Classe")
+    upload.get_by_label("Special marks").select_option("drop")
+    upload.get_by_role("button", name="Upload").click()
+    report = page.locator("#import-report")
+    expect(report).to_contain_text("37 of 40 pupils kept.")
+    expect(report).to_contain_text("3 left out for a special mark (rows 4, 9, 22).")
+    expect(report).to_contain_text("Maths: Abs × 1.")
+    expect(report).to_contain_text("Maths: 1 marks written a/b, rescaled.")
+    expect(report).to_contain_text("Columns not read: Nom, Prénom.")
+    expect(page.locator("body")).not_to_contain_text("FICTIF")
+
+    page.get_by_role("button", name="Predict").first.click()
+    form = page.locator("#predict-csv-form")
+    form.get_by_label("CSV file").set_input_files(CLASS_LIST_CSV)
+    form.get_by_label("Id column").fill("INE")
+    form.get_by_label("Feature columns").fill("Maths,Info,Français")
+    form.get_by_role("button", name="Predict").click()
+    expect(page.locator("#predict-csv-result")).to_contain_text(
+        "30 pupils answered, 1 without a prediction."
+    )
+    with page.expect_download() as download_info:
+        page.locator("#predict-csv-download").click()
+    download = download_info.value
+    assert download.suggested_filename == "classe-2020-2021-predictions.csv"
+    answer = Path(download.path()).read_text(encoding="utf-8")
+    assert answer.splitlines()[0].startswith("INE;Maths;Info;Français;prediction")
+    assert "FICTIF" not in answer
+    assert watch.problems == []

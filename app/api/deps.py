@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -62,6 +64,51 @@ def _lookup_key(state: AppState, digest: str) -> Principal | None:
         return Principal(key_id=key.id, organisation_id=key.organisation_id, role=key.role)
 
 
+def _flatten(dependant: Dependant) -> list[Dependant]:
+    return [dependant, *(d for sub in dependant.dependencies for d in _flatten(sub))]
+
+
+def _query_rules(route: APIRoute) -> tuple[frozenset[str], bool]:
+    """The query parameters a route and its dependencies take (by alias), and whether it
+    needs a key."""
+    dependants = _flatten(route.dependant)
+    names = frozenset(p.alias for d in dependants for p in d.query_params)
+    return names, any(d.call is get_principal for d in dependants)
+
+
+_rules: dict[int, tuple[frozenset[str], bool]] = {}
+
+
+async def no_unknown_query_parameters(request: Request) -> None:
+    """A query parameter the route does not take is a 422 naming it, never silently
+    ignored (a misspelt `special_marks` would otherwise change what is stored). An API key
+    in the URL is refused with its own message: it would end up in proxies' logs."""
+    if not request.scope.get("query_string"):
+        return
+    names = request.query_params.keys()
+    if _QUERY_KEY_NAMES.intersection(names) and "authorization" in request.headers:
+        raise InvalidInput(
+            "API keys are never accepted in the URL; send 'Authorization: Bearer <key>'",
+            loc=["query"],
+        )
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    rules = _rules.get(id(route))
+    if rules is None:
+        rules = _rules[id(route)] = _query_rules(route)
+    declared, needs_key = rules
+    if needs_key and "authorization" not in request.headers:
+        return  # a 401 comes first: nothing about the route is told to an anonymous caller
+    unknown = sorted(set(names) - declared)
+    if unknown:
+        accepted = ", ".join(sorted(declared)) or "none"
+        raise InvalidInput(
+            f"unknown query parameter {unknown[0]!r} (this route takes: {accepted})",
+            loc=["query", unknown[0]],
+        )
+
+
 async def get_principal(
     request: Request,
     state: StateDep,
@@ -69,11 +116,6 @@ async def get_principal(
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise Unauthorized()
-    if _QUERY_KEY_NAMES.intersection(request.query_params.keys()):
-        raise InvalidInput(
-            "API keys are never accepted in the URL; send 'Authorization: Bearer <key>'",
-            loc=["query"],
-        )
     digest = hash_key(credentials.credentials)
     principal = state.auth_cache.get(digest)
     if principal is None:

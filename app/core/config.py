@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         description="When set, /metrics is served on this port (all interfaces, no token) "
         "by prometheus_client's own server instead of on the API.",
     )
+    id_pepper: SecretStr | None = Field(
+        default=None,
+        description="A server secret: when set, pupils' ids (INE or other) are stored only as "
+        "a keyed hash (HMAC-SHA256) of it, the same for an id in every cohort of an "
+        "organisation. Keep it: without it, ids already stored cannot be matched again.",
+    )
     shutdown_drain_seconds: float = Field(
         default=2.0,
         ge=0,
@@ -58,6 +64,10 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+
+    @property
+    def pepper(self) -> bytes | None:
+        return None if self.id_pepper is None else self.id_pepper.get_secret_value().encode()
 
     @property
     def resolved_database_url(self) -> str:

@@ -137,6 +137,13 @@ class ServiceMetrics:
             ["model", "version"],
             registry=self.registry,
         )
+        self.skipped = Counter(
+            "gradecast_predictions_skipped",
+            "Pupils of /predict requests with on_error=skip that got no prediction (a special "
+            "mark, a value that is not a grade), by model name and version.",
+            ["model", "version"],
+            registry=self.registry,
+        )
         self.jobs = JobMetrics(self.registry)
         # What a scrape reads: this registry, or every process's values in multiprocess mode.
         self.exposed = self.registry
@@ -165,5 +172,7 @@ class ServiceMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def predicted(self, model: str, version: int, pupils: int) -> None:
-        self.predictions.labels(model, str(version)).inc(pupils)
+    def predicted(self, model: str, version: int, pupils: int, skipped: int = 0) -> None:
+        self.predictions.labels(model, str(version)).inc(pupils - skipped)
+        if skipped:
+            self.skipped.labels(model, str(version)).inc(skipped)

@@ -89,6 +89,10 @@ class Cohort(Base):
     n_students: Mapped[int] = mapped_column(Integer)
     has_ids: Mapped[bool] = mapped_column(Boolean)
     stats: Mapped[dict[str, Any]] = mapped_column()
+    # The header of the column that gave each pupil a group label (a class), if one did.
+    group_column: Mapped[str | None] = mapped_column(String(200))
+    # What the upload received, kept, dropped and converted (no pupil data).
+    import_report: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property
@@ -109,6 +113,7 @@ class CohortStudent(Base):
     )
     row_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     external_id: Mapped[str | None] = mapped_column(String(64))
+    group_label: Mapped[str | None] = mapped_column(String(50))
     grades: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -206,6 +211,8 @@ class ModelVersion(Base):
     )
     cohort_name: Mapped[str | None] = mapped_column(String(200))
     cohort_erased: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Pupils erased one by one from the training cohort since this version was trained.
+    erased_students: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Unique: a job that runs twice still creates at most one version.
     job_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), unique=True
@@ -251,5 +258,7 @@ class CohortErasure(Base):
     cohort_id: Mapped[uuid.UUID] = mapped_column()
     cohort_name: Mapped[str] = mapped_column(String(200))
     n_students: Mapped[int] = mapped_column(Integer)
+    # "cohort": the whole cohort; "student": one pupil's rows (n_students of them here).
+    scope: Mapped[str] = mapped_column(String(16), default="cohort", server_default="cohort")
     key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     erased_at: Mapped[datetime] = mapped_column(default=utcnow)

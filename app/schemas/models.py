@@ -91,6 +91,10 @@ class VersionRead(BaseModel):
     cohort_id: uuid.UUID | None
     cohort_name: str | None
     cohort_erased: bool = Field(description="The training cohort has since been erased")
+    erased_students: int = Field(
+        description="Pupils erased one by one from the training cohort since (the version "
+        "was learned with them)"
+    )
     job_id: uuid.UUID | None
     created_at: datetime
 

@@ -2,10 +2,24 @@
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.schemas.common import MODEL_NAME_PATTERN, StrictModel
+from app.tables import SpecialMarks
+
+ON_ERROR_DESCRIPTION = (
+    "`refuse` (default): the first invalid pupil is a 422 naming its row and column. `skip`: "
+    "200, every pupil in order; an invalid one has `prediction: null` and an `error` "
+    "({code, loc, msg}; code special_mark, not_a_grade, out_of_range or invalid_pupil)."
+)
+PREDICT_MARKS_DESCRIPTION = (
+    "How a special mark in a pupil's grades is read. `refuse` (default): any code (Abs, "
+    "Disp, N.Not, an empty cell, Abs*…) keeps the pupil from a prediction (error "
+    "special_mark). `drop`: Abs* and N.Rdu* count as the lowest grade; the other codes still "
+    "leave the pupil without a prediction. a/b marks (15/20) are rescaled either way."
+)
 
 
 class PredictRequest(StrictModel):
@@ -22,29 +36,45 @@ class PredictRequest(StrictModel):
         description="Pin a version; default: the model's active version",
         examples=[None],
     )
-    students: list[dict[str, float | int | str]] = Field(
+    students: list[dict[str, float | int | str | None]] = Field(
         min_length=1,
         description="One object per pupil: exactly the version's features as JSON numbers "
-        "inside the grade range, and an optional `id` echoed back",
+        'inside the grade range (a special mark as its code, e.g. "Abs", or null), and an '
+        "optional `id` echoed back",
         examples=[[{"id": "n1", "maths": 13, "info": 14, "francais": 11}]],
     )
+    on_error: Literal["refuse", "skip"] = Field(default="refuse", description=ON_ERROR_DESCRIPTION)
+    special_marks: SpecialMarks = Field(default="refuse", description=PREDICT_MARKS_DESCRIPTION)
+
+
+class PupilErrorRead(BaseModel):
+    code: Literal["special_mark", "not_a_grade", "out_of_range", "invalid_pupil"]
+    loc: list[str | int] = Field(examples=[["students", 3, "maths"]])
+    msg: str
 
 
 class PredictionRead(BaseModel):
     id: str | None = Field(examples=["n1"])
-    prediction: float = Field(description="h_Θ(x) clipped into the grade range", examples=[12.54])
-    raw: float = Field(description="h_Θ(x) = w0 + Σ wj·xj", examples=[12.54])
+    prediction: float | None = Field(
+        description="h_Θ(x) clipped into the grade range (null: a skipped pupil)",
+        examples=[12.54],
+    )
+    raw: float | None = Field(description="h_Θ(x) = w0 + Σ wj·xj", examples=[12.54])
     interval: tuple[float, float] | None = Field(
         description="95% prediction interval, clipped into the grade range; null when the "
         "version has no residual standard deviation",
         examples=[[10.9, 14.2]],
     )
-    contributions: dict[str, float] = Field(
+    contributions: dict[str, float] | None = Field(
         description="`intercept` (w0) and wj·xj per feature; they add up to `raw`",
         examples=[{"intercept": 0, "maths": 4.29, "info": 4.62, "francais": 3.63}],
     )
-    extrapolated: bool = Field(
+    extrapolated: bool | None = Field(
         description="A grade lies outside what the training cohort had for that feature"
+    )
+    error: PupilErrorRead | None = Field(
+        default=None,
+        description="With on_error=skip: null, or why this pupil got no prediction",
     )
 
 

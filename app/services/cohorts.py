@@ -2,19 +2,29 @@
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.errors import Conflict, InvalidInput, PayloadTooLarge
+from app.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from app.db.erasure import erase_freed_pages_after_commit
 from app.db.models import Cohort, CohortErasure, ModelVersion
 from app.db.paging import paginate
-from app.db.students import delete_students, insert_students, load_matrix, page_students
+from app.db.students import (
+    delete_pupil,
+    delete_students,
+    insert_students,
+    load_matrix,
+    page_students,
+)
 from app.schemas.cohorts import CohortCreate
 from app.tables import (
+    Columns,
+    ResolvedMarks,
+    SpecialMarks,
     TableError,
     TooManyRowsError,
     check_api_names,
@@ -23,9 +33,12 @@ from app.tables import (
     column_stats,
     feature_key,
     find_duplicate,
+    id_problem,
     load_json_object,
     parse_envelope,
+    pseudonymise,
     read_grade_csv,
+    resolve_marks,
     students_to_matrix,
 )
 
@@ -34,7 +47,8 @@ MAX_FEATURES = 100  # as for a JSON upload (CohortCreate.features)
 
 @dataclass(frozen=True)
 class CohortUpload:
-    """A validated cohort, ready to store. ``values`` holds the features then the target."""
+    """A validated cohort, ready to store. ``values`` holds the features then the target;
+    ``rows`` the kept pupils' positions in the upload (0-based), for error messages."""
 
     name: str
     features: list[str]
@@ -44,6 +58,23 @@ class CohortUpload:
     grade_range: tuple[float, float]
     ids: list[str] | None
     values: np.ndarray
+    rows: np.ndarray
+    report: dict[str, Any]
+    groups: list[str | None] | None = None
+    group_column: str | None = None
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """How to read an export (the query string of a CSV upload)."""
+
+    name: str | None
+    target: str | None = None
+    grade_range: str | None = None
+    id_column: str | None = "id"
+    features: list[str] | None = None
+    group_column: str | None = None
+    special_marks: SpecialMarks = "refuse"
 
 
 def _too_many(n: int | None, limit: int) -> PayloadTooLarge:
@@ -74,36 +105,57 @@ def parse_json_upload(body: bytes, max_rows: int) -> CohortUpload:
         raise InvalidInput("students must be a list of objects", loc=["body", "students"])
     name = _check_name(spec.name, ["body", "name"])
     check_api_names(spec.features, spec.target, loc=["body"])
+    if spec.group_column is not None and spec.group_column in (*spec.features, spec.target):
+        raise InvalidInput(
+            f"group_column {spec.group_column!r} is a grade column; a group is a label",
+            loc=["body", "group_column"],
+        )
     grade_range = check_grade_range(spec.grade_range, loc=["body", "grade_range"])
-    ids, values = students_to_matrix(students, [*spec.features, spec.target], field="students")
-    return CohortUpload(
+    columns = [*spec.features, spec.target]
+    table = students_to_matrix(
+        students, columns, field="students", group_key=spec.group_column, accept_marks=True
+    )
+    resolved = resolve_marks(
+        table.values,
+        table.marks,
+        special_marks=spec.special_marks,
+        grade_range=grade_range,
+        labels=columns,
+        field="students",
+        one_based_rows=False,
+    )
+    return _kept(
+        resolved,
         name=name,
         features=list(spec.features),
         feature_labels=list(spec.features),
         target=spec.target,
         target_label=spec.target,
         grade_range=grade_range,
-        ids=ids,
-        values=values,
+        ids=table.ids,
+        groups=table.groups,
+        group_column=spec.group_column,
+        ignored=[],
+        one_based_rows=False,
     )
 
 
 def parse_csv_upload(
-    data: bytes,
-    *,
-    name: str | None,
-    target: str | None,
-    grade_range: str | None,
-    id_column: str | None,
-    charset: str | None,
-    max_rows: int,
+    data: bytes, options: CsvOptions, *, charset: str | None, max_rows: int
 ) -> CohortUpload:
-    if name is None:
+    if options.name is None:
         raise InvalidInput("the query parameter 'name' is required", loc=["query", "name"])
-    name = _check_name(name, ["query", "name"])
-    low_high = _parse_range(grade_range)
+    name = _check_name(options.name, ["query", "name"])
+    grade_range = _parse_range(options.grade_range)
+    columns = Columns(
+        values=options.features,
+        id_column=options.id_column,
+        group_column=options.group_column,
+        target=options.target,
+        with_target=options.features is not None,
+    )
     try:
-        table = read_grade_csv(data, id_column=id_column, charset=charset, max_rows=max_rows)
+        table = read_grade_csv(data, columns=columns, charset=charset, max_rows=max_rows)
     except TooManyRowsError:
         raise _too_many(None, max_rows) from None
     if len(table.keys) < 2:
@@ -116,24 +168,73 @@ def parse_csv_upload(
             "and the target",
             loc=["body", "csv"],
         )
-    if id_column not in (None, "id") and table.ids is None:
+    if options.id_column not in (None, "id") and table.ids is None:
         # A named id column that is not there would otherwise be read as a grade column.
         raise InvalidInput(
-            f"id_column {id_column!r} is not in the header {table.headers}",
+            f"id_column {options.id_column!r} is not in the header {table.headers}",
             loc=["query", "id_column"],
         )
-    target_index = _target_index(table.keys, table.headers, target)
+    if options.features is None:
+        target_index = _target_index(table.keys, table.headers, options.target)
+    else:
+        target_index = len(table.keys) - 1
     order = [j for j in range(len(table.keys)) if j != target_index] + [target_index]
-    values = table.values[:, order] if target_index != len(order) - 1 else table.values
-    return CohortUpload(
+    resolved = resolve_marks(
+        table.values,
+        table.marks,
+        special_marks=options.special_marks,
+        grade_range=grade_range,
+        labels=table.headers,
+        field="csv",
+        one_based_rows=True,
+    )
+    return _kept(
+        ResolvedMarks(
+            resolved.values[:, order], resolved.keep, resolved.special_marks, resolved.rescaled
+        ),
         name=name,
         features=[table.keys[j] for j in order[:-1]],
         feature_labels=[table.headers[j] for j in order[:-1]],
         target=table.keys[target_index],
         target_label=table.headers[target_index],
-        grade_range=low_high,
+        grade_range=grade_range,
         ids=table.ids,
-        values=np.ascontiguousarray(values),
+        groups=table.groups,
+        group_column=table.group_header,
+        ignored=table.ignored,
+        one_based_rows=True,
+    )
+
+
+def _kept(
+    resolved: ResolvedMarks,
+    *,
+    ids: list[str] | None,
+    groups: list[str | None] | None,
+    ignored: list[str],
+    one_based_rows: bool,
+    **fields: Any,
+) -> CohortUpload:
+    """The pupils left once those with an excluded mark are dropped, and the report."""
+    rows = np.flatnonzero(resolved.keep)
+    dropped = np.flatnonzero(~resolved.keep)
+    everyone = len(rows) == resolved.keep.shape[0]
+    report = {
+        "received": int(resolved.keep.shape[0]),
+        "kept": len(rows),
+        "dropped": len(dropped),
+        "dropped_rows": (dropped + 1 if one_based_rows else dropped).tolist(),
+        "special_marks": resolved.special_marks,
+        "rescaled": resolved.rescaled,
+        "ignored_columns": ignored,
+    }
+    return CohortUpload(
+        ids=ids if ids is None or everyone else [ids[i] for i in rows.tolist()],
+        groups=groups if groups is None or everyone else [groups[i] for i in rows.tolist()],
+        values=np.ascontiguousarray(resolved.values if everyone else resolved.values[rows]),
+        rows=rows,
+        report=report,
+        **fields,
     )
 
 
@@ -171,33 +272,35 @@ def validate_upload(upload: CohortUpload, *, one_based_rows: bool) -> None:
     field = "csv" if one_based_rows else "students"
     n = upload.values.shape[0]
     if n < 2:
-        raise InvalidInput(f"a cohort needs at least 2 pupils, got {n}", loc=["body", field])
+        dropped = upload.report["dropped"]
+        left = f" ({dropped} left out for special marks)" if dropped else ""
+        raise InvalidInput(f"a cohort needs at least 2 pupils, got {n}{left}", loc=["body", field])
     columns = [*upload.features, upload.target]
     labels = [*upload.feature_labels, upload.target_label] if one_based_rows else columns
+    rows = upload.rows.tolist()
     check_grades(
         upload.values,
         labels,
         upload.grade_range,
-        ids=upload.ids,
         field=field,
         one_based_rows=one_based_rows,
+        rows=rows,
     )
     if upload.ids is not None:
         duplicate = find_duplicate(upload.ids)
         if duplicate is not None:
-            first, second, ident = duplicate
+            first, second = (rows[i - 1] for i in duplicate[:2])
             if one_based_rows:
-                where = f"rows {first} and {second}"
-                row = second
+                where, row = f"rows {first + 1} and {second + 1}", second + 1
             else:
-                where = f"students[{first - 1}] and students[{second - 1}]"
-                row = second - 1
-            raise InvalidInput(
-                f"{where} have the same id {ident!r}", loc=["body", field, row, "id"]
-            )
+                where, row = f"students[{first}] and students[{second}]", second
+            raise InvalidInput(f"{where} have the same id", loc=["body", field, row, "id"])
 
 
-def create_cohort(session: Session, organisation_id: uuid.UUID, upload: CohortUpload) -> Cohort:
+def create_cohort(
+    session: Session, organisation_id: uuid.UUID, upload: CohortUpload, pepper: bytes | None
+) -> Cohort:
+    """Store the cohort; with a pepper, its pupils' ids only as pseudonyms."""
     columns = [*upload.features, upload.target]
     cohort = Cohort(
         organisation_id=organisation_id,
@@ -211,6 +314,8 @@ def create_cohort(session: Session, organisation_id: uuid.UUID, upload: CohortUp
         n_students=int(upload.values.shape[0]),
         has_ids=upload.ids is not None,
         stats=column_stats(upload.values, columns),
+        group_column=upload.group_column,
+        import_report=upload.report,
     )
     try:
         with session.begin_nested():
@@ -219,7 +324,10 @@ def create_cohort(session: Session, organisation_id: uuid.UUID, upload: CohortUp
         raise Conflict(
             f"a cohort named {upload.name!r} already exists", loc=["body", "name"]
         ) from None
-    insert_students(session, cohort.id, upload.ids, upload.values)
+    ids = upload.ids
+    if ids is not None and pepper is not None:
+        ids = pseudonymise(ids, pepper, str(organisation_id))
+    insert_students(session, cohort.id, upload.rows, ids, upload.groups, upload.values)
     return cohort
 
 
@@ -238,18 +346,85 @@ def get_cohort(session: Session, organisation_id: uuid.UUID, cohort_id: uuid.UUI
 
 def list_students(
     session: Session, cohort: Cohort, limit: int, offset: int
-) -> list[tuple[int, str | None, dict[str, float]]]:
-    """(row, id, grades by column) of a page of the cohort's pupils, in upload order."""
+) -> list[tuple[int, str | None, str | None, dict[str, float]]]:
+    """(row, id, group, grades by column) of a page of the cohort's pupils, in upload order."""
     columns = [*cohort.features, cohort.target]
     return [
-        (row, ident, dict(zip(columns, grades.tolist(), strict=True)))
-        for row, ident, grades in page_students(session, cohort.id, limit, offset)
+        (row, ident, group, dict(zip(columns, grades.tolist(), strict=True)))
+        for row, ident, group, grades in page_students(session, cohort.id, limit, offset)
     ]
 
 
 def load_grades(session: Session, cohort: Cohort) -> np.ndarray:
     """All the cohort's grades as one (n, p + 1) float64 array, features then target."""
     return load_matrix(session, cohort.id, len(cohort.features) + 1)
+
+
+@dataclass(frozen=True)
+class StudentErasure:
+    """Which cohorts lost how many rows when one pupil was erased."""
+
+    cohorts: list[tuple[Cohort, int]]
+
+    @property
+    def rows(self) -> int:
+        return sum(rows for _, rows in self.cohorts)
+
+
+def erase_student(
+    session: Session,
+    organisation_id: uuid.UUID,
+    student_id: str,
+    *,
+    key_id: uuid.UUID | None,
+    pepper: bytes | None,
+) -> StudentErasure:
+    """Erase one pupil's rows from every cohort of the organisation (GDPR Art. 17), by the
+    id the school knows (hashed as uploads are, with the pepper). Each touched cohort gets
+    its count and statistics updated and an erasure record; versions trained on it count
+    the pupils erased since. 404 when no cohort has that pupil."""
+    ident = student_id.strip()
+    problem = id_problem(ident)
+    if problem is not None:
+        raise InvalidInput(f"student_id: {problem}", loc=["path", "student_id"])
+    if pepper is not None:
+        ident = pseudonymise([ident], pepper, str(organisation_id))[0]
+    cohorts = {
+        cohort.id: cohort
+        for cohort in session.scalars(
+            select(Cohort).where(Cohort.organisation_id == organisation_id, Cohort.has_ids)
+        )
+    }
+    counts = delete_pupil(session, list(cohorts), ident) if cohorts else {}
+    if not counts:
+        raise NotFound(
+            "no cohort of this organisation has a pupil with that id", loc=["path", "student_id"]
+        )
+    touched = sorted(
+        ((cohorts[cid], rows) for cid, rows in counts.items()), key=lambda c: c[0].name
+    )
+    for cohort, rows in touched:
+        cohort.n_students -= rows
+        grades = load_grades(session, cohort)
+        columns = [*cohort.features, cohort.target]
+        cohort.stats = column_stats(grades, columns) if len(grades) else {}
+        session.add(
+            CohortErasure(
+                organisation_id=organisation_id,
+                cohort_id=cohort.id,
+                cohort_name=cohort.name,
+                n_students=rows,
+                scope="student",
+                key_id=key_id,
+            )
+        )
+        session.execute(
+            update(ModelVersion)
+            .where(ModelVersion.cohort_id == cohort.id)
+            .values(erased_students=ModelVersion.erased_students + rows)
+        )
+    erase_freed_pages_after_commit(session)
+    return StudentErasure(touched)
 
 
 def delete_cohort(session: Session, cohort: Cohort, key_id: uuid.UUID | None) -> None:

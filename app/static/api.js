@@ -5,7 +5,7 @@ const KEY_STORAGE = "gradecast.apiKey";
 
 export class ApiError extends Error {
   constructor(status, body) {
-    super(body && body.detail ? body.detail : `HTTP ${status}`);
+    super(body?.detail ? body.detail : `HTTP ${status}`);
     this.status = status;
     this.body = body;
   }
@@ -57,7 +57,6 @@ export async function request(method, path, { json, form, signal } = {}) {
 export const api = {
   whoami: () => request("GET", "/whoami"),
   cohorts: () => request("GET", "/cohorts?limit=1000"),
-  cohort: (id) => request("GET", `/cohorts/${encodeURIComponent(id)}`),
   students: (id, limit, offset) =>
     request("GET", `/cohorts/${encodeURIComponent(id)}/students?limit=${limit}&offset=${offset}`),
   uploadCohort: (params, file) => {
@@ -69,15 +68,37 @@ export const api = {
   job: (id) => request("GET", `/jobs/${encodeURIComponent(id)}`),
   createJob: (body) => request("POST", "/jobs", { json: body }),
   cancelJob: (id) => request("POST", `/jobs/${encodeURIComponent(id)}/cancel`),
-  loss: (id, maxPoints = 2000) =>
-    request("GET", `/jobs/${encodeURIComponent(id)}/loss?max_points=${maxPoints}`),
+  loss: (id, maxPoints = 2000) => request("GET", `/jobs/${encodeURIComponent(id)}/loss?max_points=${maxPoints}`),
   models: () => request("GET", "/models?limit=1000"),
   versions: (name) => request("GET", `/models/${encodeURIComponent(name)}/versions?limit=1000`),
-  activations: (name) =>
-    request("GET", `/models/${encodeURIComponent(name)}/activations?limit=1000`),
+  activations: (name) => request("GET", `/models/${encodeURIComponent(name)}/activations?limit=1000`),
   activate: (name, version, reason) =>
     request("PUT", `/models/${encodeURIComponent(name)}/active`, {
       json: reason ? { version, reason } : { version },
     }),
   predict: (body) => request("POST", "/predict", { json: body }),
+  /** A class list as CSV in, the CSV answer (text) out, in the file's own dialect. */
+  predictCsv: async (params, file) => {
+    const headers = { Accept: "text/csv", "Content-Type": "text/csv" };
+    const key = storedKey();
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const response = await fetch(`/predict?${new URLSearchParams(params)}`, {
+      method: "POST",
+      headers,
+      body: file,
+      credentials: "omit",
+      cache: "no-store",
+    });
+    const text = await response.text();
+    if (!response.ok) {
+      let parsed;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = { detail: text.slice(0, 200) };
+      }
+      throw new ApiError(response.status, parsed);
+    }
+    return text;
+  },
 };

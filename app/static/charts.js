@@ -1,6 +1,8 @@
 // Charts drawn with the vendored uPlot (vendor/uplot, MIT): the loss curves and the grade
 // histograms. uPlot is loaded by a classic deferred script before this module runs.
 
+import { t } from "./i18n.js";
+
 const COLORS = {
   train: "#2458d3",
   val: "#e07a1f",
@@ -65,7 +67,7 @@ export function histogram(element, values, [low, high], { target = false } = {})
       series: [
         {},
         {
-          label: "pupils",
+          label: t("charts.pupils"),
           fill: target ? COLORS.target : COLORS.bar,
           stroke: target ? COLORS.target : COLORS.bar,
           width: 0,
@@ -119,7 +121,7 @@ function epochMarks(starts) {
             ctx.lineTo(x, top + height);
             ctx.stroke();
             if (x - lastLabel >= labelWidth) {
-              ctx.fillText(`epoch ${epoch}`, x + 3 * devicePixelRatio, top + 11 * devicePixelRatio);
+              ctx.fillText(t("charts.epoch", { epoch }), x + 3 * devicePixelRatio, top + 11 * devicePixelRatio);
               lastLabel = x;
             }
           }
@@ -138,13 +140,13 @@ function epochMarks(starts) {
 export function lossChart(element, runs, { log = true } = {}) {
   const positive = (v) => (v === null || v === undefined || !Number.isFinite(v) || (log && v <= 0) ? null : v);
   const tables = [];
-  const series = [{ label: "step" }];
+  const series = [{ label: t("charts.step") }];
   runs.forEach((run, index) => {
     const main = index === 0;
     const steps = run.points.map((p) => p.step);
     const columns = [steps, run.points.map((p) => positive(p.train_loss))];
     series.push({
-      label: `${run.label} · training R(Θ)`,
+      label: t("charts.training", { run: run.label }),
       stroke: main ? COLORS.train : COLORS.compareTrain,
       width: main ? 2 : 1.5,
       spanGaps: true,
@@ -153,7 +155,7 @@ export function lossChart(element, runs, { log = true } = {}) {
     if (run.points.some((p) => p.val_loss !== null)) {
       columns.push(run.points.map((p) => positive(p.val_loss)));
       series.push({
-        label: `${run.label} · validation`,
+        label: t("charts.validation", { run: run.label }),
         stroke: main ? COLORS.val : COLORS.compareVal,
         width: main ? 2 : 1.5,
         dash: [6, 4],
@@ -174,9 +176,9 @@ export function lossChart(element, runs, { log = true } = {}) {
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: false }, y: { distr: log ? 3 : 1 } },
       axes: [
-        axis({ label: "step", size: 42, labelSize: 18 }),
+        axis({ label: t("charts.step"), size: 42, labelSize: 18 }),
         axis({
-          label: log ? "risk (log scale)" : "risk",
+          label: t(log ? "charts.riskLog" : "charts.risk"),
           size: 62,
           labelSize: 18,
           values: (_u, ticks) => ticks.map((t) => formatTick(t)),

@@ -6,29 +6,49 @@ Errors: `TableError` (CSV reading, 1-based data rows) has one translation, `csv_
 JSON and grade checks raise the service's `InvalidInput` naming pupil and column.
 """
 
-from app.tables.checks import check_grade_range, check_grades, column_stats
+from app.tables.checks import check_grade_range, check_grades, column_stats, grade_problems
 from app.tables.csv import (
     DELIMITERS,
+    CellProblem,
+    Columns,
     GradeTable,
     detect_dialect,
     read_grade_csv,
     read_grade_csv_fast,
-    spreadsheet_safe,
-    write_csv,
 )
+from app.tables.csv_out import Verbatim, spreadsheet_safe, write_csv
 from app.tables.errors import TableError, TooManyRowsError, csv_error
-from app.tables.ids import MAX_ID_LENGTH, find_duplicate, first_bad_id, id_problem
-from app.tables.json import load_json_object, parse_envelope, students_to_matrix
+from app.tables.ids import (
+    MAX_GROUP_LENGTH,
+    MAX_ID_LENGTH,
+    PSEUDONYM_PREFIX,
+    find_duplicate,
+    first_bad_id,
+    id_problem,
+    pseudonymise,
+)
+from app.tables.json import PupilTable, load_json_object, parse_envelope, students_to_matrix
+from app.tables.marks import SPECIAL_MARKS, Mark, ResolvedMarks, SpecialMarks, resolve_marks
 from app.tables.names import API_NAME_PATTERN, ID_NAME, check_api_names, feature_key
 
 __all__ = [
     "API_NAME_PATTERN",
     "DELIMITERS",
     "ID_NAME",
+    "MAX_GROUP_LENGTH",
     "MAX_ID_LENGTH",
+    "PSEUDONYM_PREFIX",
+    "SPECIAL_MARKS",
+    "CellProblem",
+    "Columns",
     "GradeTable",
+    "Mark",
+    "PupilTable",
+    "ResolvedMarks",
+    "SpecialMarks",
     "TableError",
     "TooManyRowsError",
+    "Verbatim",
     "check_api_names",
     "check_grade_range",
     "check_grades",
@@ -38,11 +58,14 @@ __all__ = [
     "feature_key",
     "find_duplicate",
     "first_bad_id",
+    "grade_problems",
     "id_problem",
     "load_json_object",
     "parse_envelope",
+    "pseudonymise",
     "read_grade_csv",
     "read_grade_csv_fast",
+    "resolve_marks",
     "spreadsheet_safe",
     "students_to_matrix",
     "write_csv",

@@ -1,5 +1,9 @@
 """Checks on tables of grades, shared by cohort upload and prediction: every value a finite
-grade inside the range, the range itself, and the per-column statistics kept with a cohort."""
+grade inside the range, the range itself, and the per-column statistics kept with a cohort.
+
+Errors name the pupil by its row (or its index in a JSON list) and the column; they never
+quote a cell or an id, which are personal data.
+"""
 
 from collections.abc import Sequence
 
@@ -8,11 +12,24 @@ import numpy as np
 from app.core.errors import InvalidInput
 
 
-def _where(row: int, ids: Sequence[str] | None, one_based: bool) -> str:
-    label = f"row {row + 1}" if one_based else f"students[{row}]"
-    if ids is not None:
-        return f"{label} (id {ids[row]!r})"
-    return label
+def grade_problems(
+    values: np.ndarray, grade_range: tuple[float, float]
+) -> dict[int, tuple[int, str]]:
+    """For each pupil (row index) whose grades are not all finite and inside the range, the
+    first offending column and what is wrong with it."""
+    low, high = grade_range
+    bad = ~np.isfinite(values) | (values < low) | (values > high)
+    problems: dict[int, tuple[int, str]] = {}
+    for row, col in np.argwhere(bad).tolist():
+        if row not in problems:
+            value = values[row, col]
+            what = (
+                "is not a finite number"
+                if not np.isfinite(value)
+                else f"is outside the grade range [{low:g}, {high:g}]"
+            )
+            problems[row] = (col, f"the grade {what}")
+    return problems
 
 
 def check_grades(
@@ -20,47 +37,25 @@ def check_grades(
     columns: Sequence[str],
     grade_range: tuple[float, float],
     *,
-    ids: Sequence[str] | None,
     field: str,
     one_based_rows: bool,
+    rows: Sequence[int] | None = None,
 ) -> None:
     """Every value finite and inside the grade range, else a 422 naming pupil and column.
 
+    `rows` are the pupils' positions in the request when some were left out (0-based).
     The offending value is not echoed: it is a pupil's grade.
     """
     low, high = grade_range
     finite = np.isfinite(values)
-    if not finite.all():
-        row, col = (int(i) for i in np.argwhere(~finite)[0])
-        raise _cell_error(row, col, columns, ids, field, one_based_rows, "is not a finite number")
-    outside = (values < low) | (values > high)
-    if outside.any():
-        row, col = (int(i) for i in np.argwhere(outside)[0])
-        raise _cell_error(
-            row,
-            col,
-            columns,
-            ids,
-            field,
-            one_based_rows,
-            f"is outside the grade range [{low:g}, {high:g}]",
-        )
-
-
-def _cell_error(
-    row: int,
-    col: int,
-    columns: Sequence[str],
-    ids: Sequence[str] | None,
-    field: str,
-    one_based: bool,
-    what: str,
-) -> InvalidInput:
-    column = columns[col]
-    where = _where(row, ids, one_based)
-    return InvalidInput(
-        f"{where}, column {column!r}: the grade {what}",
-        loc=["body", field, row + 1 if one_based else row, column],
+    if finite.all() and not ((values < low) | (values > high)).any():
+        return
+    index, (col, what) = min(grade_problems(values, grade_range).items())
+    position = rows[index] if rows is not None else index
+    row = position + 1 if one_based_rows else position
+    where = f"row {row}" if one_based_rows else f"{field}[{row}]"
+    raise InvalidInput(
+        f"{where}, column {columns[col]!r}: {what}", loc=["body", field, row, columns[col]]
     )
 
 

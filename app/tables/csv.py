@@ -1,4 +1,4 @@
-"""Grade tables in and out as CSV, the way French school software and spreadsheets write them.
+"""Grade tables in as CSV, the way French school software and spreadsheets write them.
 
 Reading accepts the three dialects met in practice: comma-separated with a decimal point
 (quoted "12,5" also works), semicolon-separated with a decimal comma (French Excel, Pronote),
@@ -16,7 +16,7 @@ import io
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from operator import itemgetter
 
@@ -24,7 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from app.tables.errors import TableError, TooManyRowsError
-from app.tables.ids import MAX_ID_LENGTH, first_bad_id
+from app.tables.ids import MAX_ID_LENGTH, first_bad_id, group_label_problem
+from app.tables.marks import Mark, MarkError, read_mark
 from app.tables.names import feature_key
 
 DELIMITERS = (";", "\t", ",")
@@ -43,14 +44,38 @@ _POINT_DECIMAL = re.compile(r"\s*[+-]?\d*\.\d+(?:[eE][+-]?\d+)?\s*")
 
 
 @dataclass(frozen=True)
+class CellProblem:
+    """A cell that is neither a number nor a mark, when problems are collected rather than
+    raised: `row` 0-based, `column` the grade column's index, or None with `label` naming
+    a key that should not be there; `what` never quotes the cell."""
+
+    row: int
+    column: int | None
+    what: str
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class GradeTable:
-    """Value columns in file order (the id column apart); `values[i, j]` is row i+1's `keys[j]`."""
+    """The grade columns in file order; `values[i, j]` is row i+1's `keys[j]`, NaN where the
+    cell holds a mark (`marks`) rather than a number.
+
+    `ids` and `groups` come from the id and group columns; `ignored` lists the headers of
+    the columns that were not asked for (their cells are neither parsed nor kept);
+    `cells` holds the grade cells as written, when asked for.
+    """
 
     headers: list[str]
     keys: list[str]
     id_header: str | None
     ids: list[str] | None
     values: npt.NDArray[np.float64]
+    group_header: str | None = None
+    groups: list[str | None] | None = None
+    ignored: list[str] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+    problems: list[CellProblem] = field(default_factory=list)
+    cells: list[list[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,9 +86,26 @@ class _Layout:
     width: int
     id_index: int | None
     id_header: str | None
+    group_index: int | None
+    group_header: str | None
     value_indices: list[int]
     headers: list[str]
     keys: list[str]
+    ignored: list[str]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns to read. `values`: the grade columns, as headers or API names (None: all
+    but the id and the group); `id_column` and `group_column` likewise by name. With
+    `values` and `with_target`, the target is read after them: `target`, or else the last
+    column that is nothing else."""
+
+    values: Sequence[str] | None = None
+    id_column: str | None = "id"
+    group_column: str | None = None
+    target: str | None = None
+    with_target: bool = False
 
 
 def read_grade_csv(
@@ -73,14 +115,23 @@ def read_grade_csv(
     charset: str | None = None,
     max_rows: int | None = None,
     fast_path: bool = True,
+    columns: Columns | None = None,
+    collect_problems: bool = False,
+    keep_cells: bool = False,
 ) -> GradeTable:
     """Parse an uploaded grade table; every problem is a TableError naming row and column.
 
-    `fast_path=False` skips numpy's reader (the result is the same; only slower).
+    A cell that holds a known mark (`Abs`, `15/20`, an empty cell: see marks.py) is NaN in
+    `values` and listed in `marks`; what it means is the caller's choice. Any other text is
+    a TableError, or with `collect_problems` a `CellProblem` of its row (prediction skips
+    such pupils). `fast_path=False` skips numpy's reader (the same result, only slower).
     """
-    body, layout = _prepare(data, id_column, charset)
-    fast = _read_fast(body, layout, max_rows) if fast_path else None
-    return fast if fast is not None else _read_general(body, layout, max_rows)
+    body, layout = _prepare(data, charset, columns or Columns(id_column=id_column))
+    use_fast = fast_path and not keep_cells
+    fast = _read_fast(body, layout, max_rows) if use_fast else None
+    if fast is not None:
+        return fast
+    return _read_general(body, layout, max_rows, collect_problems, keep_cells)
 
 
 def read_grade_csv_fast(
@@ -89,19 +140,20 @@ def read_grade_csv_fast(
     id_column: str | None = "id",
     charset: str | None = None,
     max_rows: int | None = None,
+    columns: Columns | None = None,
 ) -> GradeTable | None:
     """numpy's reader alone: the table when it reads the body cleanly, else None (it never
     explains; `read_grade_csv` then asks the csv reader, which does)."""
-    body, layout = _prepare(data, id_column, charset)
+    body, layout = _prepare(data, charset, columns or Columns(id_column=id_column))
     return _read_fast(body, layout, max_rows)
 
 
-def _prepare(data: bytes, id_column: str | None, charset: str | None) -> tuple[str, _Layout]:
+def _prepare(data: bytes, charset: str | None, columns: Columns) -> tuple[str, _Layout]:
     """The body after the header, and what the header says about its rows."""
     text = _decode(data, charset)
     delimiter, text = _find_delimiter(text)
     header, body = _split_header(text, delimiter)
-    return body, _read_header(header, delimiter, id_column)
+    return body, _read_header(header, delimiter, columns)
 
 
 def detect_dialect(data: bytes, *, charset: str | None = None) -> tuple[str, bool]:
@@ -115,34 +167,6 @@ def detect_dialect(data: bytes, *, charset: str | None = None) -> tuple[str, boo
         return delimiter, comma_decimals > point_decimals
     # Nothing to go by: a semicolon file comes from a French spreadsheet.
     return delimiter, delimiter == ";"
-
-
-def write_csv(
-    header: list[str],
-    columns: list[Sequence[object] | npt.NDArray[np.generic]],
-    *,
-    delimiter: str = ",",
-    decimal_comma: bool = False,
-    bom: bool = False,
-) -> bytes:
-    """UTF-8 CSV with CRLF line ends; `;` + decimal_comma is what French Excel opens as is.
-
-    Floats are written in their shortest round-trip form, None and NaN as empty cells.
-    Set `bom` for Excel, which otherwise reads UTF-8 as windows-1252.
-    """
-    if delimiter not in DELIMITERS:
-        raise ValueError(f"delimiter must be one of {DELIMITERS!r}, got {delimiter!r}")
-    if len(columns) != len(header):
-        raise ValueError(f"{len(header)} header names but {len(columns)} columns")
-    lengths = {len(column) for column in columns}
-    if len(lengths) > 1:
-        raise ValueError(f"columns have different lengths: {sorted(lengths)}")
-    cells = [_format_column(column, decimal_comma) for column in columns]
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
-    writer.writerow([spreadsheet_safe(name) for name in header])
-    writer.writerows(zip(*cells, strict=True))
-    return (("\ufeff" if bom else "") + out.getvalue()).encode("utf-8")
 
 
 def _decode(data: bytes, charset: str | None) -> str:
@@ -248,7 +272,7 @@ def _first_record(text: str, delimiter: str) -> tuple[list[str] | None, int]:
     return record, stream.tell()
 
 
-def _read_header(header: list[str], delimiter: str, id_column: str | None) -> _Layout:
+def _read_header(header: list[str], delimiter: str, columns: Columns) -> _Layout:
     names = [cell.strip() for cell in header]
     if len(names) < 2:
         raise TableError("a grade table needs at least 2 columns", row=0)
@@ -270,18 +294,92 @@ def _read_header(header: list[str], delimiter: str, id_column: str | None) -> _L
             )
         header_of_key[key] = name
         keys.append(key)
-    id_key = feature_key(id_column) if id_column is not None else None
-    id_index = keys.index(id_key) if id_key in keys else None
-    value_indices = [i for i in range(len(names)) if i != id_index]
+    id_index = _find_column(keys, columns.id_column)
+    group_index = _find_column(keys, columns.group_column)
+    if columns.group_column is not None and group_index is None:
+        raise TableError(
+            f"group_column {columns.group_column!r} is not in the header {names}",
+            parameter="group_column",
+        )
+    if group_index is not None and group_index == id_index:
+        raise TableError("group_column cannot be the id column", parameter="group_column")
+    if columns.values is None:
+        value_indices = [i for i in range(len(names)) if i not in (id_index, group_index)]
+    else:
+        value_indices = _chosen_columns(names, keys, columns.values, (id_index, group_index))
+        if columns.with_target:
+            taken = (id_index, group_index, *value_indices)
+            value_indices.append(_target_column(names, keys, columns.target, taken))
+    ignored = [
+        names[i]
+        for i in range(len(names))
+        if i not in value_indices and i not in (id_index, group_index)
+    ]
     return _Layout(
         delimiter=delimiter,
         width=len(names),
         id_index=id_index,
         id_header=names[id_index] if id_index is not None else None,
+        group_index=group_index,
+        group_header=names[group_index] if group_index is not None else None,
         value_indices=value_indices,
         headers=[names[i] for i in value_indices],
         keys=[keys[i] for i in value_indices],
+        ignored=ignored,
     )
+
+
+def _find_column(keys: list[str], name: str | None) -> int | None:
+    if name is None or not name.strip():
+        return None
+    try:
+        key = feature_key(name)
+    except TableError:
+        return None
+    return keys.index(key) if key in keys else None
+
+
+def _chosen_columns(
+    names: list[str], keys: list[str], chosen: Sequence[str], taken: tuple[int | None, ...]
+) -> list[int]:
+    """The header positions of the grade columns asked for, in the order asked."""
+    indices: list[int] = []
+    for name in chosen:
+        index = _find_column(keys, name)
+        if index is None:
+            raise TableError(
+                f"features: no column {name!r} in the header {names}", parameter="features"
+            )
+        if index in taken:
+            raise TableError(
+                f"features: {names[index]!r} is the id or the group column, not a grade",
+                parameter="features",
+            )
+        if index in indices:
+            raise TableError(f"features: {names[index]!r} is listed twice", parameter="features")
+        indices.append(index)
+    return indices
+
+
+def _target_column(
+    names: list[str], keys: list[str], target: str | None, taken: tuple[int | None, ...]
+) -> int:
+    if target is not None:
+        index = _find_column(keys, target)
+        if index is None:
+            raise TableError(
+                f"target column {target!r} is not in the header {names}", parameter="target"
+            )
+        if index in taken:
+            raise TableError(
+                f"target {names[index]!r} is also a feature, the id or the group column",
+                parameter="target",
+            )
+        return index
+    free = [i for i in range(len(names)) if i not in taken]
+    if not free:
+        raise TableError("features: no column is left for the target", parameter="features")
+    return free[-1]
 
 
 def _read_fast(body: str, layout: _Layout, max_rows: int | None) -> GradeTable | None:
@@ -296,6 +394,8 @@ def _read_fast(body: str, layout: _Layout, max_rows: int | None) -> GradeTable |
     lines = body.count("\n") + (not body.endswith("\n"))
     if max_rows is not None and lines > max_rows:
         return None  # maybe too many rows: let the general reader count and stop early
+    if layout.ignored or layout.group_index is not None:
+        return None  # text columns beside the grades: the general reader skips them
     # With ';' or tab a comma can only be a decimal comma (or make the cell invalid either way).
     numbers_text = body if layout.delimiter == "," else body.replace(",", ".")
     fields = [(f"c{i}", "U1" if i == layout.id_index else "f8") for i in range(layout.width)]
@@ -318,31 +418,102 @@ def _read_fast(body: str, layout: _Layout, max_rows: int | None) -> GradeTable |
         return None
     ids = None
     if layout.id_index is not None:
-        # A fixed width keeps loadtxt from reading in chunks; a cell that fills it may have
-        # been cut, so the general reader decides (it will say the id is too long).
-        id_width = MAX_ID_LENGTH + 1
-        try:
-            raw_ids: list[str] = np.loadtxt(
-                io.StringIO(body),
-                dtype=f"U{id_width}",
-                usecols=(layout.id_index,),
-                delimiter=layout.delimiter,
-                quotechar=_QUOTE,
-                comments=None,
-                ndmin=1,
-            ).tolist()
-        except ValueError:
+        ids = _fast_ids(body, layout.delimiter, layout.id_index, len(values))
+        if ids is None:
             return None
-        if max(map(len, raw_ids), default=0) >= id_width:
-            return None
-        ids = list(map(str.strip, raw_ids))
-        if len(ids) != len(values) or first_bad_id(ids) is not None:
-            return None
-    return _table(layout, ids, values)
+    return _table(layout, ids, None, values)
 
 
-def _read_general(body: str, layout: _Layout, max_rows: int | None) -> GradeTable:
+def _fast_ids(body: str, delimiter: str, id_index: int, n: int) -> list[str] | None:
+    # A fixed width keeps loadtxt from reading in chunks; a cell that fills it may have
+    # been cut, so the general reader decides (it will say the id is too long).
+    id_width = MAX_ID_LENGTH + 1
+    try:
+        raw_ids: list[str] = np.loadtxt(
+            io.StringIO(body),
+            dtype=f"U{id_width}",
+            usecols=(id_index,),
+            delimiter=delimiter,
+            quotechar=_QUOTE,
+            comments=None,
+            ndmin=1,
+        ).tolist()
+    except ValueError:
+        return None
+    if max(map(len, raw_ids), default=0) >= id_width:
+        return None
+    ids = list(map(str.strip, raw_ids))
+    if len(ids) != n or first_bad_id(ids) is not None:
+        return None
+    return ids
+
+
+def _read_general(
+    body: str, layout: _Layout, max_rows: int | None, collect_problems: bool, keep_cells: bool
+) -> GradeTable:
     """Read row by row with `csv`; raise a TableError for the first problem found."""
+    rows = _records(body, layout, max_rows)
+    ids = None
+    if layout.id_index is not None and layout.id_header is not None:
+        ids = list(map(str.strip, map(itemgetter(layout.id_index), rows)))
+        bad = first_bad_id(ids)
+        if bad is not None:
+            index, problem = bad
+            raise TableError(
+                f"row {index + 1}, column {layout.id_header!r}: {problem}",
+                row=index + 1,
+                column=layout.id_header,
+            )
+    groups = None
+    if layout.group_index is not None and layout.group_header is not None:
+        groups = _groups(list(map(itemgetter(layout.group_index), rows)), layout.group_header)
+
+    values = np.empty((len(rows), len(layout.value_indices)), dtype=np.float64)
+    marks: list[Mark] = []
+    problems: list[CellProblem] = []
+    cells: list[list[str]] = []
+    for j, i in enumerate(layout.value_indices):
+        column_cells = list(map(itemgetter(i), rows))
+        if keep_cells:
+            cells.append(column_cells)
+        column, not_numbers = _parse_numbers(column_cells)
+        values[:, j] = column
+        for index in not_numbers:
+            try:
+                mark = read_mark(column_cells[index], index, j)
+            except MarkError as error:
+                problems.append(CellProblem(index, j, str(error)))
+                continue
+            if mark is None:
+                problems.append(CellProblem(index, j, _describe_bad_number(column_cells[index])))
+            else:
+                marks.append(mark)
+    if problems and not collect_problems:
+        first = min(problems, key=lambda p: (p.row, p.column or 0))
+        header = layout.headers[first.column or 0]
+        raise TableError(
+            f"row {first.row + 1}, column {header!r}: {first.what}",
+            row=first.row + 1,
+            column=header,
+        )
+    marks.sort(key=lambda m: (m.row, m.column))
+    return GradeTable(
+        headers=layout.headers,
+        keys=layout.keys,
+        id_header=layout.id_header,
+        ids=ids,
+        values=values,
+        group_header=layout.group_header,
+        groups=groups,
+        ignored=layout.ignored,
+        marks=marks,
+        problems=sorted(problems, key=lambda p: (p.row, p.column or 0)),
+        cells=cells if keep_cells else None,
+    )
+
+
+def _records(body: str, layout: _Layout, max_rows: int | None) -> list[list[str]]:
+    """The data records, each as wide as the header, or a TableError naming the row."""
     reader = csv.reader(io.StringIO(body, newline=""), delimiter=layout.delimiter)
     rows: list[list[str]] = []
     try:
@@ -364,52 +535,45 @@ def _read_general(body: str, layout: _Layout, max_rows: int | None) -> GradeTabl
                 f"row {row} has {len(record)} values, the header has {layout.width} columns" + hint,
                 row=row,
             )
+    return rows
 
-    ids = None
-    if layout.id_index is not None and layout.id_header is not None:
-        ids = list(map(str.strip, map(itemgetter(layout.id_index), rows)))
-        bad = first_bad_id(ids)
-        if bad is not None:
-            index, problem = bad
+
+def _groups(cells: list[str], header: str) -> list[str | None]:
+    """Group labels (a class, a division): stripped, empty → None, at most 50 characters."""
+    groups: list[str | None] = []
+    for index, cell in enumerate(cells):
+        label = cell.strip()
+        problem = group_label_problem(label)
+        if problem is not None:
             raise TableError(
-                f"row {index + 1}, column {layout.id_header!r}: {problem}",
-                row=index + 1,
-                column=layout.id_header,
+                f"row {index + 1}, column {header!r}: {problem}", row=index + 1, column=header
             )
-
-    values = np.empty((len(rows), len(layout.value_indices)), dtype=np.float64)
-    first_bad: tuple[int, int] | None = None  # (row index, value column), row-major order
-    for j, i in enumerate(layout.value_indices):
-        column, bad_index = _parse_numbers(list(map(itemgetter(i), rows)))
-        values[:, j] = column
-        if bad_index is not None and (first_bad is None or bad_index < first_bad[0]):
-            first_bad = bad_index, j
-    if first_bad is not None:
-        index, j = first_bad
-        header = layout.headers[j]
-        cell = rows[index][layout.value_indices[j]]
-        raise TableError(
-            f"row {index + 1}, column {header!r}: {_describe_bad_number(cell)}",
-            row=index + 1,
-            column=header,
-        )
-    return _table(layout, ids, values)
+        groups.append(label or None)
+    return groups
 
 
-def _table(layout: _Layout, ids: list[str] | None, values: npt.NDArray[np.float64]) -> GradeTable:
+def _table(
+    layout: _Layout,
+    ids: list[str] | None,
+    groups: list[str | None] | None,
+    values: npt.NDArray[np.float64],
+) -> GradeTable:
     return GradeTable(
         headers=layout.headers,
         keys=layout.keys,
         id_header=layout.id_header,
         ids=ids,
         values=values,
+        group_header=layout.group_header,
+        groups=groups,
+        ignored=layout.ignored,
     )
 
 
-def _parse_numbers(cells: list[str]) -> tuple[npt.NDArray[np.float64], int | None]:
-    """The cells as floats (NaN where bad) and the index of the first bad one, if any.
+def _parse_numbers(cells: list[str]) -> tuple[npt.NDArray[np.float64], list[int]]:
+    """The cells as floats (NaN where not) and the indices of the cells that are not.
 
-    A cell is good when, stripped and with ',' read as '.', it is an ASCII float literal
+    A cell is a number when, stripped and with ',' read as '.', it is an ASCII float literal
     without underscores that is finite: no "nan", "inf", "1_000", "0x1A" or "１２".
     """
     joined = "\0".join(cells)  # NUL cannot occur in a decoded upload
@@ -422,11 +586,11 @@ def _parse_numbers(cells: list[str]) -> tuple[npt.NDArray[np.float64], int | Non
             pass
         else:
             if np.isfinite(column).all():
-                return column, None
+                return column, []
     numbers = [_parse_number(cell) for cell in cells]
-    bad_index = next((i for i, number in enumerate(numbers) if number is None), None)
+    bad = [i for i, number in enumerate(numbers) if number is None]
     column = np.array([math.nan if number is None else number for number in numbers])
-    return column, bad_index
+    return column, bad
 
 
 def _parse_number(cell: str) -> float | None:
@@ -441,59 +605,13 @@ def _parse_number(cell: str) -> float | None:
 
 
 def _describe_bad_number(cell: str) -> str:
+    """What kind of value a cell holds instead of a grade, never the value itself: it may be
+    a pupil's name."""
     text = cell.strip()
-    if not text:
-        return "the cell is empty; a number is required"
-    message = f"{text!r} is not a number"
     if re.fullmatch(r"[+-]?\d{1,3}(?:[ \u00a0\u202f.,']\d{3})+(?:[.,]\d+)?", text):
-        message += " (write it without a thousands separator)"
-    return message
-
-
-def _format_column(
-    column: Sequence[object] | npt.NDArray[np.generic], decimal_comma: bool
-) -> list[str]:
-    if isinstance(column, np.ndarray) and column.dtype.kind == "f":
-        return _format_floats(column.astype(np.float64, copy=False), decimal_comma)
-    return [_format_cell(value, decimal_comma) for value in column]
-
-
-def _format_floats(column: npt.NDArray[np.float64], decimal_comma: bool) -> list[str]:
-    if np.isinf(column).any():
-        raise ValueError("cannot write an infinite value to CSV")
-    texts = list(map(repr, column.tolist()))  # shortest text that reads back to the same float
-    if decimal_comma and texts:
-        texts = "\0".join(texts).replace(".", ",").split("\0")
-    for index in np.flatnonzero(np.isnan(column)).tolist():
-        texts[index] = ""
-    return texts
-
-
-def _format_cell(value: object, decimal_comma: bool) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool | np.bool_):
-        raise TypeError("refusing to write a boolean to a grade CSV; convert it first")
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        number = float(value)
-        if math.isnan(number):
-            return ""
-        if math.isinf(number):
-            raise ValueError("cannot write an infinite value to CSV")
-        text = repr(number)
-        return text.replace(".", ",") if decimal_comma else text
-    if isinstance(value, str):
-        return spreadsheet_safe(value)
-    raise TypeError(f"cannot write a {type(value).__name__} to CSV")
-
-
-# A spreadsheet opening the file evaluates a cell that starts with one of these as a formula
-# (CSV injection, OWASP): such text is written behind an apostrophe, which Excel and
-# LibreOffice show as plain text. Numbers are formatted from floats and never start so.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+        return "a number with a thousands separator; write it without"
+    if re.fullmatch(r"[+-]?(?:nan|inf|infinity)", text, re.IGNORECASE):
+        return "a value that is not a finite number"
+    if any(c.isdigit() for c in text):
+        return "a value that is not a number"
+    return "text that is not a number, nor a known mark such as Abs or 15/20"

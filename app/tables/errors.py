@@ -4,13 +4,22 @@ from app.core.errors import InvalidInput
 
 
 class TableError(ValueError):
-    """Bad input; `row` is the 1-based data row (header is row 0), `column` the header as given."""
+    """Bad input; `row` is the 1-based data row (header is row 0), `column` the header as
+    given; `parameter` the query parameter at fault when it is one (`features`, ...)."""
 
-    def __init__(self, message: str, *, row: int | None = None, column: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+        parameter: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.row = row
         self.column = column
+        self.parameter = parameter
 
 
 class TooManyRowsError(TableError):
@@ -23,6 +32,8 @@ class TooManyRowsError(TableError):
 
 def csv_error(exc: TableError) -> InvalidInput:
     """A CSV body's TableError as a 422: ``loc`` is ``["body", "csv", row, column]``."""
+    if exc.parameter is not None:
+        return InvalidInput(f"CSV: {exc.message}", loc=["query", exc.parameter])
     # The reader's message already names the row and the column.
     loc: list[str | int] = ["body", "csv"]
     if exc.row is not None:

@@ -1,9 +1,13 @@
 """Pupils' ids: the one rule of what an id may be, and duplicates."""
 
+import base64
+import hashlib
+import hmac
 import re
 from collections.abc import Sequence
 
 MAX_ID_LENGTH = 64
+MAX_GROUP_LENGTH = 50
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -40,3 +44,35 @@ def find_duplicate(ids: Sequence[str]) -> tuple[int, int, str] | None:
         if first_row != row:
             return first_row, row, pupil_id
     return None
+
+
+def group_label_problem(label: str) -> str | None:
+    """What is wrong with a group label (a class, a division; stripped), or None."""
+    if len(label) > MAX_GROUP_LENGTH:
+        return f"the group label is {len(label)} characters long, at most {MAX_GROUP_LENGTH}"
+    if _CONTROL_CHARS.search(label):
+        return "the group label contains a control character or a line break"
+    return None
+
+
+PSEUDONYM_PREFIX = "p_"
+
+
+def pseudonymise(ids: Sequence[str], pepper: bytes, organisation: str) -> list[str]:
+    """Each id as a keyed hash: HMAC-SHA256 under the server's pepper, of the organisation
+    and the id, truncated to 120 bits and written in base 32 behind `p_`.
+
+    The same id (an INE) gives the same pseudonym in every cohort of an organisation, and
+    another in another organisation; without the pepper, a leaked database does not give
+    the ids back (a 120-bit keyed hash cannot be reversed by trying every INE).
+    """
+    prefix = organisation.encode() + b"\0"
+    return [
+        PSEUDONYM_PREFIX
+        + base64.b32encode(
+            hmac.new(pepper, prefix + pupil_id.encode(), hashlib.sha256).digest()[:15]
+        )
+        .decode("ascii")
+        .lower()
+        for pupil_id in ids
+    ]

@@ -1,8 +1,13 @@
 """Tables of pupils in JSON bodies, parsed by orjson and checked column by column (a
 million pupils through pydantic one by one would cost seconds); the envelope around them is
-checked by its pydantic schema."""
+checked by its pydantic schema.
+
+A grade is a JSON number; a mark (see marks.py) is its code as a string (`"Abs"`,
+`"15/20"`) or null, when the caller accepts marks.
+"""
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -10,7 +15,9 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from app.core.errors import InvalidInput
-from app.tables.ids import id_problem
+from app.tables.csv import CellProblem
+from app.tables.ids import group_label_problem, id_problem
+from app.tables.marks import Mark, MarkError, read_mark
 from app.tables.names import ID_NAME
 
 Schema = TypeVar("Schema", bound=BaseModel)
@@ -36,55 +43,126 @@ def parse_envelope(schema: type[Schema], envelope: dict[str, Any]) -> Schema:
         raise InvalidInput(f"{'.'.join(map(str, first['loc']))}: {first['msg']}", loc=loc) from None
 
 
+@dataclass(frozen=True)
+class PupilTable:
+    """JSON pupils as columns: `values[i, j]` is pupil i's `columns[j]`, NaN where `marks`
+    or `problems` say what the cell holds instead."""
+
+    ids: list[str] | None
+    values: np.ndarray
+    groups: list[str | None] | None = None
+    marks: list[Mark] = field(default_factory=list)
+    problems: list[CellProblem] = field(default_factory=list)
+
+
 def students_to_matrix(
-    students: list[Any], columns: Sequence[str], *, field: str
-) -> tuple[list[str] | None, np.ndarray]:
-    """JSON pupils → (ids, float64 matrix in ``columns`` order); 422 naming pupil and column."""
-    has_ids = _check_keys(students, columns, field)
+    students: list[Any],
+    columns: Sequence[str],
+    *,
+    field: str,
+    group_key: str | None = None,
+    accept_marks: bool = False,
+    collect_problems: bool = False,
+) -> PupilTable:
+    """JSON pupils → ids and a float64 matrix in ``columns`` order; a 422 naming pupil and
+    column for the first problem, or with `collect_problems` every problem of every pupil."""
+    problems: list[CellProblem] = []
+    has_ids = _check_keys(students, columns, field, group_key, problems, collect_problems)
     n = len(students)
-    values = np.empty((n, len(columns)), dtype=np.float64)
+    values = np.full((n, len(columns)), np.nan)
+    marks: list[Mark] = []
+    broken = {problem.row for problem in problems}
     for j, column in enumerate(columns):
-        cells = [s[column] for s in students]
-        kinds = set(map(type, cells))
-        if not kinds <= {int, float}:
-            bad = next(i for i, v in enumerate(cells) if type(v) not in (int, float))
-            raise InvalidInput(
-                f"{field}[{bad}], column {column!r}: the grade must be a JSON number",
-                loc=["body", field, bad, column],
-            )
+        cells = [None if i in broken else s.get(column) for i, s in enumerate(students)]
+        if set(map(type, cells)) <= {int, float} and _fill(values, j, cells):
+            continue
+        for i, cell in enumerate(cells):
+            if i in broken:
+                continue
+            number, mark, what = _read_cell(cell, i, j, accept_marks)
+            if what is not None:
+                if not collect_problems:
+                    raise InvalidInput(
+                        f"{field}[{i}], column {column!r}: {what}", loc=["body", field, i, column]
+                    )
+                problems.append(CellProblem(i, j, what))
+            elif mark is not None:
+                marks.append(mark)
+            else:
+                values[i, j] = number
+    marks.sort(key=lambda m: (m.row, m.column))
+    problems.sort(key=lambda p: (p.row, p.column if p.column is not None else -1))
+    groups = _groups(students, group_key, field) if group_key is not None else None
+    ids = _ids(students, field) if has_ids else None
+    return PupilTable(ids, values, groups, marks, problems)
+
+
+def _fill(values: np.ndarray, j: int, cells: list[Any]) -> bool:
+    """Numbers only: the column in one assignment; False when one is out of float range."""
+    try:
+        values[:, j] = cells
+    except OverflowError:
+        return False
+    return True
+
+
+def _read_cell(
+    cell: Any, row: int, column: int, accept_marks: bool
+) -> tuple[float, Mark | None, str | None]:
+    """(number, mark, problem) of one cell; exactly one of them says what it holds."""
+    if type(cell) in (int, float):
         try:
-            values[:, j] = cells
-        except OverflowError:
-            bad = next(i for i, v in enumerate(cells) if abs(v) > 1e308)
-            raise InvalidInput(
-                f"{field}[{bad}], column {column!r}: the grade is not a finite number",
-                loc=["body", field, bad, column],
-            ) from None
-    return (_ids(students, field) if has_ids else None), values
+            number = float(cell)
+        except OverflowError:  # an integer beyond the float range
+            number = np.inf
+        if np.isfinite(number):
+            return number, None, None
+        return 0.0, None, "the grade is not a finite number"
+    if accept_marks and (cell is None or isinstance(cell, str)):
+        try:
+            mark = read_mark("" if cell is None else cell, row, column)
+        except MarkError as error:
+            return 0.0, None, str(error)
+        if mark is not None:
+            return 0.0, mark, None
+        return 0.0, None, "text that is not a number, nor a known mark such as Abs or 15/20"
+    return 0.0, None, "the grade must be a JSON number"
 
 
-def _check_keys(students: list[Any], columns: Sequence[str], field: str) -> bool:
-    """Every pupil an object with exactly ``columns``, and an id for all or none; whether
-    they have ids."""
-    expected = set(columns)
+def _check_keys(
+    students: list[Any],
+    columns: Sequence[str],
+    field: str,
+    group_key: str | None,
+    problems: list[CellProblem],
+    collect: bool,
+) -> bool:
+    """Every pupil an object with exactly ``columns`` (and the group key), an id for all or
+    none; whether they have ids. A pupil that breaks it is a 422, or with `collect` a
+    problem of its row."""
+    expected = set(columns) | ({group_key} if group_key is not None else set())
     with_id = expected | {ID_NAME}
     has_ids: bool | None = None
     for i, student in enumerate(students):
         if not isinstance(student, dict):
-            raise InvalidInput(f"{field}[{i}] must be an object", loc=["body", field, i])
+            _problem(
+                problems, collect, i, None, None, f"{field}[{i}] must be an object", [field, i]
+            )
+            continue
         keys = student.keys()
         if keys != expected and keys != with_id:
             missing = sorted(expected - keys)
             extra = sorted(keys - with_id)
             if missing:
-                raise InvalidInput(
-                    f"{field}[{i}] has no value for {missing[0]!r}",
-                    loc=["body", field, i, missing[0]],
+                column = list(columns).index(missing[0]) if missing[0] in columns else None
+                what = f"{field}[{i}] has no value for {missing[0]!r}"
+                _problem(problems, collect, i, column, missing[0], what, [field, i, missing[0]])
+            else:
+                what = (
+                    f"{field}[{i}] has an unknown column {extra[0]!r}; expected {sorted(expected)}"
                 )
-            raise InvalidInput(
-                f"{field}[{i}] has an unknown column {extra[0]!r}; expected {sorted(expected)}",
-                loc=["body", field, i, extra[0]],
-            )
+                _problem(problems, collect, i, None, extra[0], what, [field, i, extra[0]])
+            continue
         row_has_id = ID_NAME in keys
         if has_ids is None:
             has_ids = row_has_id
@@ -96,10 +174,24 @@ def _check_keys(students: list[Any], columns: Sequence[str], field: str) -> bool
     return bool(has_ids)
 
 
+def _problem(
+    problems: list[CellProblem],
+    collect: bool,
+    row: int,
+    column: int | None,
+    label: str | None,
+    what: str,
+    loc: list[str | int],
+) -> None:
+    if not collect:
+        raise InvalidInput(what, loc=["body", *loc])
+    problems.append(CellProblem(row, column, what, label))
+
+
 def _ids(students: list[Any], field: str) -> list[str]:
     ids = []
     for i, student in enumerate(students):
-        raw = student[ID_NAME]
+        raw = student.get(ID_NAME) if isinstance(student, dict) else None
         if type(raw) not in (str, int) or isinstance(raw, bool):
             raise InvalidInput(
                 f"{field}[{i}].id must be a string or an integer", loc=["body", field, i, ID_NAME]
@@ -110,3 +202,19 @@ def _ids(students: list[Any], field: str) -> list[str]:
             raise InvalidInput(f"{field}[{i}].id: {problem}", loc=["body", field, i, ID_NAME])
         ids.append(ident)
     return ids
+
+
+def _groups(students: list[Any], key: str, field: str) -> list[str | None]:
+    groups: list[str | None] = []
+    for i, student in enumerate(students):
+        raw = student.get(key)
+        if raw is not None and not isinstance(raw, str):
+            raise InvalidInput(
+                f"{field}[{i}].{key}: a group label is a string", loc=["body", field, i, key]
+            )
+        label = (raw or "").strip()
+        problem = group_label_problem(label)
+        if problem is not None:
+            raise InvalidInput(f"{field}[{i}].{key}: {problem}", loc=["body", field, i, key])
+        groups.append(label or None)
+    return groups

@@ -1,7 +1,7 @@
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -9,9 +9,20 @@ from app.api.deps import CohortDep, Limit, Offset, Reader, SessionDep, StateDep,
 from app.api.media import CSV_TYPES, media_type
 from app.core.errors import InvalidInput, UnsupportedMediaType
 from app.db.models import Cohort
-from app.schemas.cohorts import CohortCreate, CohortRead, CohortsRead, StudentRead, StudentsRead
+from app.schemas.cohorts import (
+    SPECIAL_MARKS_DESCRIPTION,
+    CohortCreate,
+    CohortRead,
+    CohortsRead,
+    ErasedCohort,
+    StudentErasureRead,
+    StudentRead,
+    StudentsRead,
+)
 from app.schemas.common import error_responses
 from app.services import cohorts as cohort_service
+from app.services.cohorts import CsvOptions
+from app.tables import SpecialMarks
 
 router = APIRouter(tags=["cohorts"])
 
@@ -41,6 +52,57 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
+def csv_options(
+    name: Annotated[str | None, Query(max_length=200, description="CSV: the cohort's name")] = None,
+    target: Annotated[
+        str | None,
+        Query(max_length=200, description="CSV: the target column (default: the last one)"),
+    ] = None,
+    grade_range: Annotated[
+        str | None, Query(max_length=100, description="CSV: low,high (default 0,20)")
+    ] = None,
+    id_column: Annotated[
+        str, Query(max_length=200, description="CSV: the pupils' id column, e.g. INE")
+    ] = "id",
+    features: Annotated[
+        str | None,
+        Query(
+            max_length=400,
+            description="CSV: the feature columns, comma-separated headers or API names "
+            "(e.g. Maths,Info,Français). Every other column but id_column, target and "
+            "group_column (Nom, Prénom…) is ignored: not stored, not echoed. Default: every "
+            "column but those.",
+        ),
+    ] = None,
+    group_column: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="CSV: a column of short group labels (Classe, Division; at most 50 "
+            "characters), kept per pupil for breakdowns; not a feature",
+        ),
+    ] = None,
+    special_marks: Annotated[SpecialMarks, Query(description=SPECIAL_MARKS_DESCRIPTION)] = "refuse",
+) -> CsvOptions:
+    """The query string of a CSV upload (a JSON upload carries the same in its body)."""
+    chosen = None
+    if features is not None:
+        chosen = [name.strip() for name in features.split(",")]
+        if not all(chosen):
+            raise InvalidInput(
+                "features: comma-separated column names, none empty", loc=["query", "features"]
+            )
+    return CsvOptions(
+        name=name,
+        target=target,
+        grade_range=grade_range,
+        id_column=id_column or None,
+        features=chosen,
+        group_column=group_column or None,
+        special_marks=special_marks,
+    )
+
+
 @router.post(
     "/cohorts",
     status_code=status.HTTP_201_CREATED,
@@ -55,20 +117,12 @@ async def upload_cohort(
     principal: Trainer,
     state: StateDep,
     session: SessionDep,
-    name: Annotated[str | None, Query(max_length=200, description="CSV: the cohort's name")] = None,
-    target: Annotated[
-        str | None, Query(max_length=200, description="CSV: the target column (default: last)")
-    ] = None,
-    grade_range: Annotated[
-        str | None, Query(max_length=100, description="CSV: low,high (default 0,20)")
-    ] = None,
-    id_column: Annotated[
-        str, Query(max_length=200, description="CSV: the pseudonymous id column, e.g. INE")
-    ] = "id",
+    options: Annotated[CsvOptions, Depends(csv_options)],
 ) -> CohortRead:
     """JSON: a `CohortCreate` object. CSV (`text/csv` body or multipart field `file`): a header
     row, an optional id column, `,` `;` or tab separators, decimal commas, UTF-8 (BOM or not)
-    or the `charset` of the Content-Type. Nothing is stored unless every row is valid."""
+    or the `charset` of the Content-Type; the query string says how to read it. Nothing is
+    stored unless every kept row is valid; `import_report` says what was kept and why."""
     media, charset = media_type(request)
     max_rows = state.settings.max_cohort_rows
     if media == "application/json":
@@ -80,14 +134,7 @@ async def upload_cohort(
         else:
             body = await request.body()
         parse = partial(
-            cohort_service.parse_csv_upload,
-            body,
-            name=name,
-            target=target,
-            grade_range=grade_range,
-            id_column=id_column or None,
-            charset=charset,
-            max_rows=max_rows,
+            cohort_service.parse_csv_upload, body, options, charset=charset, max_rows=max_rows
         )
     else:
         raise UnsupportedMediaType(
@@ -100,7 +147,9 @@ async def upload_cohort(
         # Parsing a national cohort takes CPU time: off the event loop.
         upload = parse()
         cohort_service.validate_upload(upload, one_based_rows=media != "application/json")
-        return cohort_service.create_cohort(session, principal.organisation_id, upload)
+        return cohort_service.create_cohort(
+            session, principal.organisation_id, upload, state.settings.pepper
+        )
 
     cohort = await run_in_threadpool(parse_validate_store)
     response.headers["Location"] = f"/cohorts/{cohort.id}"
@@ -157,7 +206,10 @@ def list_students(
     """The pupils' rows, in upload order (trainer or admin: this is personal data)."""
     rows = cohort_service.list_students(session, cohort, limit, offset)
     return StudentsRead(
-        data=[StudentRead(row=r, id=ident, grades=grades) for r, ident, grades in rows],
+        data=[
+            StudentRead(row=r, id=ident, group=group, grades=grades)
+            for r, ident, group, grades in rows
+        ],
         count=cohort.n_students,
     )
 
@@ -176,6 +228,47 @@ def delete_cohort(
     cohort_service.delete_cohort(session, cohort, principal.key_id)
     state.model_cache.invalidate_after_commit(session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/students/{student_id}",
+    response_model=StudentErasureRead,
+    responses=error_responses(401, 403, 404, 422),
+    summary="Erase one pupil from every cohort of the organisation",
+)
+def erase_student(
+    student_id: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=64,
+            description="The id the school knows (INE or other); with GRADECAST_ID_PEPPER it "
+            "is hashed as uploads are",
+        ),
+    ],
+    principal: Trainer,
+    session: SessionDep,
+    state: StateDep,
+) -> StudentErasureRead:
+    """GDPR Art. 17 for one person: the pupil's rows go from every cohort of the
+    organisation, those cohorts' counts and statistics are updated, each erasure is recorded
+    (no pupil data), and versions trained on a touched cohort count it in
+    `erased_students`. 404 when no cohort has that pupil (also when erased already)."""
+    erasure = cohort_service.erase_student(
+        session,
+        principal.organisation_id,
+        student_id,
+        key_id=principal.key_id,
+        pepper=state.settings.pepper,
+    )
+    state.model_cache.invalidate_after_commit(session)
+    return StudentErasureRead(
+        rows_erased=erasure.rows,
+        cohorts=[
+            ErasedCohort(id=cohort.id, name=cohort.name, rows_erased=rows)
+            for cohort, rows in erasure.cohorts
+        ],
+    )
 
 
 __all__ = ["CohortCreate", "router"]

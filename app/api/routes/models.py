@@ -60,6 +60,7 @@ def version_read(model: Model, version: ModelVersion) -> VersionRead:
         cohort_id=version.cohort_id,
         cohort_name=version.cohort_name,
         cohort_erased=version.cohort_erased,
+        erased_students=version.erased_students,
         job_id=version.job_id,
         created_at=version.created_at,
     )

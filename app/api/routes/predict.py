@@ -1,15 +1,23 @@
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import Reader, StateDep
 from app.api.media import CSV_TYPES, media_type
 from app.core.errors import InvalidInput, UnsupportedMediaType
 from app.schemas.common import MODEL_NAME_PATTERN, error_responses
-from app.schemas.predict import PredictRequest, PredictResponse
-from app.services import predict as predict_service
+from app.schemas.predict import (
+    ON_ERROR_DESCRIPTION,
+    PREDICT_MARKS_DESCRIPTION,
+    PredictRequest,
+    PredictResponse,
+)
+from app.services.answers import answer_csv, answer_json
+from app.services.batches import CsvOptions, OnError, parse_csv_request, parse_json_request
+from app.tables import SpecialMarks
 
 router = APIRouter(tags=["predict"])
 
@@ -21,8 +29,8 @@ _INLINE_BODY_BYTES = 64 * 1024
 
 _EXAMPLE_CSV = "id;Maths;Info;Français\r\nn1;13;14;11\r\nn2;12,5;9;15\r\n"
 _EXAMPLE_CSV_ANSWER = (
-    "id;Maths;Info;Français;prediction;raw;interval_low;interval_high\r\n"
-    "n1;13;14;11;12,54;12,54;;\r\nn2;12,5;9;15;12,045;12,045;;\r\n"
+    "id;Maths;Info;Français;prediction;raw;interval_low;interval_high;extrapolated\r\n"
+    "n1;13;14;11;12,54;12,54;;;false\r\nn2;12,5;9;15;12,045;12,045;;;false\r\n"
 )
 
 _REQUEST_BODY: dict[str, Any] = {
@@ -72,6 +80,39 @@ async def _run(size: int, function: Callable[..., T], *args: Any) -> T:
     return await run_in_threadpool(function, *args)
 
 
+def predict_options(
+    id_column: Annotated[
+        str, Query(max_length=200, description="CSV: the pupils' id column, echoed back")
+    ] = "id",
+    features: Annotated[
+        str | None,
+        Query(
+            max_length=400,
+            description="CSV: the grade columns to read, comma-separated headers or API names "
+            "(e.g. Maths,Info,Français); other columns (Nom, Prénom…) are ignored and never "
+            "echoed. Default: every column but the id, each of which must be a feature",
+        ),
+    ] = None,
+    special_marks: Annotated[
+        SpecialMarks, Query(description="CSV: " + PREDICT_MARKS_DESCRIPTION)
+    ] = "refuse",
+    on_error: Annotated[OnError, Query(description=ON_ERROR_DESCRIPTION)] = "refuse",
+) -> CsvOptions:
+    chosen = None
+    if features is not None:
+        chosen = [name.strip() for name in features.split(",")]
+        if not all(chosen):
+            raise InvalidInput(
+                "features: comma-separated column names, none empty", loc=["query", "features"]
+            )
+    return CsvOptions(
+        id_column=id_column or None,
+        features=chosen,
+        special_marks=special_marks,
+        on_error=on_error,
+    )
+
+
 @router.post(
     "/predict",
     response_model=PredictResponse,
@@ -83,6 +124,7 @@ async def predict(
     request: Request,
     principal: Reader,
     state: StateDep,
+    options: Annotated[CsvOptions, Depends(predict_options)],
     model: Annotated[
         str | None,
         Query(max_length=100, pattern=MODEL_NAME_PATTERN, description="CSV only: the model"),
@@ -93,28 +135,30 @@ async def predict(
     ] = None,
 ) -> Response:
     """`raw` is h_Θ(x) = w0 + Σ wj·xj, `prediction` is `raw` clipped into the grade range,
-    `interval` a 95% prediction interval raw ± t·σ (Student's t with n_train − p − 1 degrees
-    of freedom, 1.96 when unknown), clipped into the grade range, or null for a version
-    without σ. `extrapolated`: a grade is outside what the training cohort had.
+    `interval` a 95% prediction interval, clipped into the grade range, or null for a
+    version without σ. `extrapolated`: a grade is outside what the training cohort had.
 
     JSON in, JSON out. CSV in (header of feature names, any case or accents, an optional
-    `id` column, `,` `;` or tab, decimal commas): the same table back with `prediction`,
-    `raw`, `interval_low`, `interval_high` appended, in the request's dialect; the model
-    and version then come from the query string."""
+    id column, `,` `;` or tab, decimal commas): the id and feature columns back as sent,
+    with `prediction`, `raw`, `interval_low`, `interval_high` and `extrapolated` appended
+    (and `status`, `error` with on_error=skip), in the request's dialect; the model and
+    version then come from the query string."""
     media, charset = media_type(request)
     settings = state.settings
     cache = state.model_cache
     body = await request.body()
     organisation_id = principal.organisation_id
     if media == "application/json":
-        parsed = await _run(
-            len(body), predict_service.parse_json_request, body, settings.max_predict_rows
-        )
+        parsed = await _run(len(body), parse_json_request, body, settings.max_predict_rows)
+        if not parsed.on_error_given:
+            parsed = replace(parsed, on_error=options.on_error)
         snapshot = await cache.resolve(
             state.db, settings.model_cache_seconds, organisation_id, parsed.model, parsed.version
         )
-        content = await _run(len(body), predict_service.answer_json, snapshot, parsed.students)
-        state.metrics.predicted(snapshot.model, snapshot.version, len(parsed.students))
+        content, batch = await _run(len(body), answer_json, snapshot, parsed)
+        state.metrics.predicted(
+            snapshot.model, snapshot.version, len(batch.values), len(batch.errors)
+        )
         return Response(content, media_type="application/json")
     if media in CSV_TYPES:
         if model is None:
@@ -123,16 +167,15 @@ async def predict(
                 loc=["query", "model"],
             )
         table = await run_in_threadpool(
-            predict_service.parse_csv_request,
-            body,
-            charset=charset,
-            max_rows=settings.max_predict_rows,
+            parse_csv_request, body, options, charset=charset, max_rows=settings.max_predict_rows
         )
         snapshot = await cache.resolve(
             state.db, settings.model_cache_seconds, organisation_id, model, version, source="query"
         )
-        content = await _run(len(body), predict_service.answer_csv, snapshot, table)
-        state.metrics.predicted(snapshot.model, snapshot.version, len(table.table.values))
+        content, batch = await _run(len(body), answer_csv, snapshot, table)
+        state.metrics.predicted(
+            snapshot.model, snapshot.version, len(batch.values), len(batch.errors)
+        )
         return Response(content, media_type="text/csv")
     raise UnsupportedMediaType(
         f"unsupported Content-Type {media or '(none)'!r}; send application/json or text/csv",

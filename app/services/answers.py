@@ -1,0 +1,160 @@
+"""The answer of /predict, in JSON or in the CSV dialect of the request."""
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+from app.services.batches import (
+    Batch,
+    CsvTable,
+    JsonRequest,
+    PupilError,
+    csv_batch,
+    feature_order,
+    json_batch,
+)
+from app.services.predict import DECIMALS, Array, Predictions, VersionSnapshot, predict
+from app.tables import Verbatim, spreadsheet_safe, write_csv
+
+
+def answer_json(snapshot: VersionSnapshot, request: JsonRequest) -> tuple[bytes, Batch]:
+    batch = json_batch(snapshot, request)
+    return render_json(snapshot, batch, predict(snapshot, batch.values)), batch
+
+
+def answer_csv(snapshot: VersionSnapshot, request: CsvTable) -> tuple[bytes, Batch]:
+    batch = csv_batch(snapshot, request)
+    return render_csv(snapshot, request, batch, predict(snapshot, batch.values)), batch
+
+
+def _json_cells(values: Array) -> list[bytes]:
+    """Each number of a 1-d array as JSON text, written by orjson in one call."""
+    return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+
+
+def _json_error(error: PupilError) -> bytes:
+    return orjson.dumps({"code": error.code, "loc": error.loc, "msg": error.msg})
+
+
+def render_json(snapshot: VersionSnapshot, batch: Batch, result: Predictions) -> bytes:
+    """The response, built column by column: numbers are written to JSON text by orjson a
+    whole column at a time and each pupil is one bytes template (no dict per pupil). With
+    on_error=skip every pupil also has an `error`: null, or what kept it from a prediction."""
+    n = batch.values.shape[0]
+    ids = list(map(orjson.dumps, batch.ids)) if batch.ids is not None else [b"null"] * n
+    if result.interval_low is None or result.interval_high is None:
+        interval = [[b"null"] * n]
+        interval_template = b"%b"
+    else:
+        interval = [_json_cells(result.interval_low), _json_cells(result.interval_high)]
+        interval_template = b"[%b,%b]"
+    contributions = [
+        _json_cells(np.ascontiguousarray(result.contributions[:, j]))
+        for j in range(result.contributions.shape[1])
+    ]
+    extrapolated = [b"true" if flag else b"false" for flag in result.extrapolated.tolist()]
+    intercept = orjson.dumps(round(snapshot.intercept, DECIMALS))
+    pupil = b"".join(
+        [
+            b'{"id":%b,"prediction":%b,"raw":%b,"interval":',
+            interval_template,
+            b',"contributions":{"intercept":',
+            intercept.replace(b"%", b"%%"),
+            *(b"," + orjson.dumps(name) + b":%b" for name in snapshot.features),
+            b'},"extrapolated":%b',
+            b',"error":null}' if batch.skip else b"}",
+        ]
+    )
+    rows = [
+        pupil % cells
+        for cells in zip(
+            ids,
+            _json_cells(result.prediction),
+            _json_cells(result.raw),
+            *interval,
+            *contributions,
+            extrapolated,
+            strict=True,
+        )
+    ]
+    for row, error in batch.errors.items():
+        rows[row] = (
+            b'{"id":%b,"prediction":null,"raw":null,"interval":null,"contributions":null,'
+            b'"extrapolated":null,"error":%b}' % (ids[row], _json_error(error))
+        )
+    head = orjson.dumps(
+        {
+            "model": snapshot.model,
+            "version": snapshot.version,
+            "target": snapshot.target,
+            "trained_at": snapshot.trained_at,
+            "cohort_id": snapshot.cohort_id,
+        }
+    )
+    return head[:-1] + b',"predictions":[' + b",".join(rows) + b"]}"
+
+
+def render_csv(
+    snapshot: VersionSnapshot, request: CsvTable, batch: Batch, result: Predictions
+) -> bytes:
+    """The id and the feature columns as sent, then prediction, raw, the interval and
+    extrapolated (with on_error=skip, status and error too), in the request's dialect."""
+    table = request.table
+    header: list[str] = []
+    columns: list[Any] = []
+    if table.ids is not None and table.id_header is not None:
+        header.append(table.id_header)
+        columns.append(table.ids)
+    cells = table.cells or []
+    for j in sorted(feature_order(snapshot, table)):  # in the request's order
+        header.append(table.headers[j])
+        columns.append([_as_sent(cell) for cell in cells[j]])
+    n = table.values.shape[0]
+    empty: list[Any] = [None] * n
+    valid = batch.valid
+    header.extend(["prediction", "raw", "interval_low", "interval_high", "extrapolated"])
+    columns.extend(
+        [
+            np.where(valid, result.prediction, np.nan),
+            np.where(valid, result.raw, np.nan),
+            empty if result.interval_low is None else np.where(valid, result.interval_low, np.nan),
+            empty
+            if result.interval_high is None
+            else np.where(valid, result.interval_high, np.nan),
+            [
+                ("true" if flag else "false") if ok else None
+                for flag, ok in zip(result.extrapolated.tolist(), valid.tolist(), strict=True)
+            ],
+        ]
+    )
+    if batch.skip:
+        errors = [batch.errors.get(row) for row in range(n)]
+        header.extend(["status", "error"])
+        columns.append(["ok" if e is None else e.code for e in errors])
+        columns.append([None if e is None else e.msg for e in errors])
+    return write_csv(
+        header,
+        columns,
+        delimiter=request.delimiter,
+        decimal_comma=request.decimal_comma,
+        bom=request.bom,
+    )
+
+
+def _as_sent(cell: str) -> str:
+    """A grade cell echoed as the school wrote it (13 stays 13, 12,5 stays 12,5); text that a
+    spreadsheet would run as a formula goes behind an apostrophe, as everywhere."""
+    text = cell.strip()
+    safe = spreadsheet_safe(text)
+    if safe != text and _is_number(text):
+        return Verbatim(text)  # a negative grade is a number, not a formula
+    return safe
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", "."))
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,277 @@
+"""Pupils to predict, read from a JSON or CSV request and checked against a version.
+
+`on_error=refuse` (the default) answers a 422 naming the pupil and the column of the first
+problem. `on_error=skip` keeps going: each invalid pupil gets an error of its own, with a
+code from a small set, and the others their predictions (a class list where one pupil was
+absent still gets its 29 predictions). Errors never quote a cell: it may be a name.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from app.core.errors import InvalidInput, PayloadTooLarge
+from app.schemas.predict import PredictRequest
+from app.services.predict import VersionSnapshot
+from app.tables import (
+    CellProblem,
+    Columns,
+    GradeTable,
+    Mark,
+    SpecialMarks,
+    TooManyRowsError,
+    detect_dialect,
+    grade_problems,
+    load_json_object,
+    parse_envelope,
+    read_grade_csv,
+    students_to_matrix,
+)
+
+OnError = Literal["refuse", "skip"]
+# The codes of a skipped pupil's error.
+SPECIAL_MARK = "special_mark"
+NOT_A_GRADE = "not_a_grade"
+OUT_OF_RANGE = "out_of_range"
+INVALID_PUPIL = "invalid_pupil"
+
+
+@dataclass(frozen=True)
+class PupilError:
+    code: str
+    loc: list[str | int]
+    msg: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Pupils to predict: optional ids and one row of grades in the version's feature order;
+    with on_error=skip, the rows in `errors` are not predicted (their values are 0)."""
+
+    ids: list[str] | None
+    values: np.ndarray
+    errors: dict[int, PupilError] = field(default_factory=dict)
+    skip: bool = False
+
+    @property
+    def valid(self) -> np.ndarray:
+        mask = np.ones(self.values.shape[0], dtype=np.bool_)
+        mask[list(self.errors)] = False
+        return mask
+
+
+@dataclass(frozen=True)
+class JsonRequest:
+    model: str
+    version: int | None
+    students: list[Any]
+    on_error: OnError
+    special_marks: SpecialMarks
+    on_error_given: bool  # in the body; else the query string's applies
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """The query string of a CSV request: how to read it and what to do with bad pupils."""
+
+    id_column: str | None = "id"
+    features: list[str] | None = None
+    special_marks: SpecialMarks = "refuse"
+    on_error: OnError = "refuse"
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """A CSV request: its table (grade cells kept as written, to echo them), its dialect,
+    which the answer is written in, and how to read it."""
+
+    table: GradeTable
+    delimiter: str
+    decimal_comma: bool
+    bom: bool
+    options: CsvOptions
+
+
+def parse_json_request(body: bytes, max_rows: int) -> JsonRequest:
+    """The envelope, checked by its schema; the pupils are checked against the version later."""
+    document = load_json_object(body)
+    students = document.get("students")
+    if isinstance(students, list) and len(students) > max_rows:
+        raise PayloadTooLarge(
+            f"{len(students)} pupils is over the limit of {max_rows} per request "
+            "(GRADECAST_MAX_PREDICT_ROWS)",
+            loc=["body", "students"],
+        )
+    # The schema sees one pupil: the others are checked column by column, not one by one.
+    envelope = dict(document)
+    if isinstance(students, list):
+        envelope["students"] = students[:1]
+    spec = parse_envelope(PredictRequest, envelope)
+    assert isinstance(students, list)
+    return JsonRequest(
+        spec.model,
+        spec.version,
+        students,
+        spec.on_error,
+        spec.special_marks,
+        on_error_given="on_error" in spec.model_fields_set,
+    )
+
+
+def json_batch(snapshot: VersionSnapshot, request: JsonRequest) -> Batch:
+    skip = request.on_error == "skip"
+    table = students_to_matrix(
+        request.students,
+        snapshot.features,
+        field="students",
+        accept_marks=True,
+        collect_problems=skip,
+    )
+    labels = list(snapshot.features)
+    return _checked(
+        snapshot,
+        table.ids,
+        table.values,
+        table.marks,
+        table.problems,
+        labels=labels,
+        field="students",
+        one_based_rows=False,
+        special_marks=request.special_marks,
+        skip=skip,
+    )
+
+
+def parse_csv_request(
+    data: bytes, options: CsvOptions, *, charset: str | None, max_rows: int
+) -> CsvTable:
+    columns = Columns(values=options.features, id_column=options.id_column)
+    try:
+        table = read_grade_csv(
+            data,
+            columns=columns,
+            charset=charset,
+            max_rows=max_rows,
+            collect_problems=options.on_error == "skip",
+            keep_cells=True,
+        )
+        delimiter, decimal_comma = detect_dialect(data, charset=charset)
+    except TooManyRowsError:
+        raise PayloadTooLarge(
+            f"more than {max_rows} pupils per request (GRADECAST_MAX_PREDICT_ROWS)",
+            loc=["body", "csv"],
+        ) from None
+    if table.values.shape[0] == 0:
+        raise InvalidInput("the CSV has a header but no pupil rows", loc=["body", "csv"])
+    if options.id_column not in (None, "id") and table.ids is None:
+        raise InvalidInput(
+            f"id_column {options.id_column!r} is not in the header {table.headers}",
+            loc=["query", "id_column"],
+        )
+    return CsvTable(
+        table=table,
+        delimiter=delimiter,
+        decimal_comma=decimal_comma,
+        bom=data.startswith(b"\xef\xbb\xbf"),
+        options=options,
+    )
+
+
+def csv_batch(snapshot: VersionSnapshot, request: CsvTable) -> Batch:
+    """The CSV's columns, matched by API name to the version's features, in its order."""
+    table = request.table
+    order = feature_order(snapshot, table)
+    position = {j: k for k, j in enumerate(order)}
+    marks = [
+        Mark(m.row, position[m.column], m.kind, m.code, m.fraction)
+        for m in table.marks
+        if m.column in position
+    ]
+    problems = [
+        CellProblem(p.row, position[p.column], p.what)
+        for p in table.problems
+        if p.column is not None and p.column in position
+    ]
+    return _checked(
+        snapshot,
+        table.ids,
+        np.ascontiguousarray(table.values[:, order]),
+        marks,
+        problems,
+        labels=[table.headers[j] for j in order],
+        field="csv",
+        one_based_rows=True,
+        special_marks=request.options.special_marks,
+        skip=request.options.on_error == "skip",
+    )
+
+
+def feature_order(snapshot: VersionSnapshot, table: GradeTable) -> list[int]:
+    """The table's grade column of each of the version's features; any other grade column
+    is a 422 (unless `features` chose the columns, when the rest was ignored)."""
+    position = {key: j for j, key in enumerate(table.keys)}
+    for feature in snapshot.features:
+        if feature not in position:
+            raise InvalidInput(
+                f"CSV: no column for the feature {feature!r}; the header has {table.headers}",
+                loc=["body", "csv", 0, feature],
+            )
+    for j, key in enumerate(table.keys):
+        if key not in snapshot.features:
+            raise InvalidInput(
+                f"CSV: unknown column {table.headers[j]!r}; model {snapshot.model!r} "
+                f"version {snapshot.version} uses {list(snapshot.features)} (and an optional "
+                "id; send features=… to ignore other columns)",
+                loc=["body", "csv", 0, table.headers[j]],
+            )
+    return [position[feature] for feature in snapshot.features]
+
+
+def _checked(
+    snapshot: VersionSnapshot,
+    ids: list[str] | None,
+    values: np.ndarray,
+    marks: list[Mark],
+    problems: list[CellProblem],
+    *,
+    labels: list[str],
+    field: str,
+    one_based_rows: bool,
+    special_marks: SpecialMarks,
+    skip: bool,
+) -> Batch:
+    """Marks read, grades checked against the version's range: each pupil valid, or with
+    the first error of its row (a 422 for the first of all unless `skip`)."""
+    low, high = snapshot.grade_min, snapshot.grade_max
+    values = values.copy()
+    errors: dict[int, PupilError] = {}
+
+    def where(row: int, label: str | None) -> list[str | int]:
+        number = row + 1 if one_based_rows else row
+        return [field, number] if label is None else [field, number, label]
+
+    for problem in problems:
+        label = labels[problem.column] if problem.column is not None else problem.label
+        code = NOT_A_GRADE if problem.column is not None else INVALID_PUPIL
+        errors.setdefault(problem.row, PupilError(code, where(problem.row, label), problem.what))
+    for mark in marks:
+        if mark.kind == "ratio":
+            values[mark.row, mark.column] = low + mark.fraction * (high - low)
+        elif mark.kind == "zero" and special_marks == "drop":
+            values[mark.row, mark.column] = low
+        else:
+            label = labels[mark.column]
+            what = f"the pupil has the mark {mark.code!r} in {label!r}, not a grade"
+            errors.setdefault(mark.row, PupilError(SPECIAL_MARK, where(mark.row, label), what))
+    checkable = np.where(np.isnan(values), low, values)
+    for row, (column, what) in grade_problems(checkable, (low, high)).items():
+        errors.setdefault(row, PupilError(OUT_OF_RANGE, where(row, labels[column]), what))
+    if errors and not skip:
+        row = min(errors)
+        error = errors[row]
+        place = f"row {row + 1}" if one_based_rows else f"{field}[{row}]"
+        in_column = f", column {error.loc[2]!r}" if len(error.loc) > 2 else ""
+        raise InvalidInput(f"{place}{in_column}: {error.msg}", loc=["body", *error.loc])
+    values[list(errors)] = 0.0
+    return Batch(ids=ids, values=np.nan_to_num(values, nan=0.0), errors=errors, skip=skip)
