@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint lint-js typecheck pytest migrate stress docker-test bench clean
+.PHONY: run test lint lint-js typecheck pytest migrate stress docker-test compose-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,8 @@ migrate: $(VENV)/.installed
 	$(BIN)/gradecast migrate
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check app tests bench alembic
-	$(BIN)/ruff format --check app tests bench alembic
+	$(BIN)/ruff check app tests bench alembic scripts
+	$(BIN)/ruff format --check app tests bench alembic scripts
 
 # Biome, pinned in package-lock.json, installed again whenever package.json or the lock changes.
 node_modules/.installed: package.json package-lock.json
@@ -62,6 +62,9 @@ bench: $(VENV)/.installed-dev
 
 docker-test:
 	bash scripts/docker-test.sh
+
+compose-test: $(VENV)/.installed-dev
+	$(BIN)/python scripts/compose_test.py
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

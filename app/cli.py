@@ -4,6 +4,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from app.core.config import get_settings
 from app.db.models import Role
@@ -16,12 +17,38 @@ def _database() -> Database:
     return open_database(get_settings())
 
 
-def cmd_migrate(_args: argparse.Namespace) -> int:
-    from app.db.migrations import upgrade_to_head
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.db.migrations import current_revision, upgrade_to_head, wait_for_database
 
-    upgrade_to_head(get_settings().resolved_database_url)
-    print("database migrated to head", file=sys.stderr)
+    database = _database()
+    try:
+        if args.wait > 0 and not wait_for_database(database.engine, args.wait, at_head=False):
+            logger.error("database unreachable", extra={"waited_seconds": args.wait})
+            return 1
+        before = current_revision(database.engine)
+        upgrade_to_head(get_settings().resolved_database_url)
+        after = current_revision(database.engine)
+    finally:
+        database.engine.dispose()
+    if before == after:
+        logger.info("database already at the latest migration", extra={"revision": after})
+    else:
+        logger.info("database migrated", extra={"from_revision": before, "to_revision": after})
     return 0
+
+
+def clear_multiprocess_metrics() -> None:
+    """prometheus_client's multiprocess folder holds the values of processes now gone:
+    empty it before the server's processes start, as its documentation asks."""
+    from app.core.metrics import multiprocess_dir
+
+    directory = multiprocess_dir()
+    if directory is None:
+        return
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
 
 
 def ensure_admin_key() -> None:
@@ -64,6 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     ensure_admin_key()
+    clear_multiprocess_metrics()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -112,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply the Alembic migrations up to head")
+    migrate.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the database to answer first (containers)",
+    )
     migrate.set_defaults(func=cmd_migrate)
 
     create_key = sub.add_parser("create-key", help="create an API key (printed on stdout)")

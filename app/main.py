@@ -12,7 +12,9 @@ from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
 from app.api.routes import cohorts, health, jobs, keys, metrics, models, predict
+from app.api.routes.docs import mount_api_docs
 from app.api.routes.ui import mount_dashboard
+from app.api.shutdown import CloseWhileDraining, Drain
 from app.api.state import AppState, AuthCache
 from app.core.config import Settings, get_settings
 from app.core.metrics import ServiceMetrics
@@ -33,12 +35,13 @@ Errors share one shape: `{"detail": "...", "code": "...", "errors": [{"loc": [..
 """
 
 
-def build_state(settings: Settings, metrics: ServiceMetrics) -> AppState:
+def build_state(settings: Settings, metrics: ServiceMetrics, drain: Drain) -> AppState:
     state = AppState(
         settings=settings,
         db=open_database(settings),
         auth_cache=AuthCache(ttl=settings.auth_cache_seconds),
         metrics=metrics,
+        drain=drain,
     )
     state.metrics.watch_jobs(partial(job_service.count_by_status, state.db))
     return state
@@ -58,8 +61,9 @@ def _bootstrap(state: AppState) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    state = build_state(app.state.settings, app.state.metrics)
+    state = build_state(app.state.settings, app.state.metrics, app.state.drain)
     app.state.gradecast = state
+    state.drain.install(state.settings.shutdown_drain_seconds)
     _bootstrap(state)
     port = state.settings.metrics_port
     stop_metrics_server = state.metrics.serve(port) if port is not None else None
@@ -81,13 +85,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by mount_api_docs from vendored assets, not from FastAPI's CDNs.
+        docs_url=None,
+        redoc_url=None,
         dependencies=[Depends(no_unknown_query_parameters)],
     )
     # Nothing is connected here: the lifespan opens the database and starts the workers.
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
+    app.state.drain = Drain()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CloseWhileDraining, drain=app.state.drain)
     # Added last, so outermost: it also sees the 413s of BodySizeLimit.
     app.add_middleware(RequestObservability, metrics=app.state.metrics)
     app.include_router(health.router)
@@ -98,5 +107,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     if settings.metrics_port is None:
         app.include_router(metrics.router)
+    mount_api_docs(app)
     mount_dashboard(app)
     return app

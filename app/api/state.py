@@ -6,6 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from app.api.shutdown import Drain
 from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
 from app.db.models import Role
@@ -55,4 +56,5 @@ class AppState:
     db: Database
     auth_cache: AuthCache
     metrics: ServiceMetrics
+    drain: Drain
     model_cache: ModelCache = field(default_factory=ModelCache)

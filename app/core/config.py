@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         "a keyed hash (HMAC-SHA256) of it, the same for an id in every cohort of an "
         "organisation. Keep it: without it, ids already stored cannot be matched again.",
     )
+    shutdown_drain_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="On SIGTERM, how long a server process keeps answering (each answer "
+        "closing its connection, /readyz 503) before it stops.",
+    )
     log_level: str = "INFO"
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
 

@@ -4,6 +4,7 @@ import logging
 import sys
 from contextvars import ContextVar
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 # The id of the request being answered (set by the request middleware), so that every
@@ -28,6 +29,8 @@ def configure_logging(level: str = "INFO") -> None:
         JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            # uvicorn's copy of its message with terminal colours: noise in a JSON line.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
     )
     handler.addFilter(RequestIdFilter())
@@ -36,3 +39,6 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
+    # Alembic says at INFO which plugins it set up and which dialect it found, at every
+    # start and every readiness check; `gradecast migrate` logs what it applied instead.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

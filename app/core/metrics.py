@@ -3,14 +3,20 @@
 Each app (and each standalone worker) owns a ``CollectorRegistry``, never the global
 default one, so that several apps in one process (the tests) do not collide. Labels are
 route templates, statuses, model names and versions: never a pupil, a grade or a key.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set (``gradecast serve --workers N``), prometheus_client
+keeps every process's values in files there, and a scrape of any process adds up all of
+them (prometheus_client's multiprocess mode; ``gradecast serve`` empties the folder first).
 """
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,6 +45,11 @@ class JobMetrics:
             "Training job runs ended by this process, by outcome (succeeded, failed, "
             "cancelled, released, lease_lost).",
             ["outcome"],
+            registry=registry,
+        )
+        self.lease_renewals = Counter(
+            "gradecast_job_lease_renewals",
+            "Heartbeats that renewed the lease of a running job.",
             registry=registry,
         )
 
@@ -83,6 +94,25 @@ class JobsCollector(Collector):
         return [by_status, queue]
 
 
+def multiprocess_dir() -> str | None:
+    """The folder of prometheus_client's multiprocess mode, when it is on."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def serve_registry(registry: CollectorRegistry, port: int) -> Callable[[], None]:
+    """Serve ``registry`` on ``port`` (all interfaces) with prometheus_client's own HTTP
+    server, in a thread of its own; returns the function that stops it."""
+    server, thread = start_http_server(port, registry=registry)
+    logger.info("metrics served on their own port", extra={"port": port})
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
+
+
 class ServiceMetrics:
     """The registry of one app and the metrics its requests and workers move."""
 
@@ -115,24 +145,20 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.jobs = JobMetrics(self.registry)
+        # What a scrape reads: this registry, or every process's values in multiprocess mode.
+        self.exposed = self.registry
+        directory = multiprocess_dir()
+        if directory is not None:
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed, path=directory)  # type: ignore[no-untyped-call]
         # Children by label values: a dict lookup is cheaper than ``labels()`` on every request.
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def watch_jobs(self, count_jobs: JobCounts) -> None:
-        self.registry.register(JobsCollector(count_jobs))
+        self.exposed.register(JobsCollector(count_jobs))
 
     def serve(self, port: int) -> Callable[[], None]:
-        """Serve this registry on ``port`` with prometheus_client's own HTTP server (in a
-        thread of its own); returns the function that stops it."""
-        server, thread = start_http_server(port, registry=self.registry)
-        logger.info("metrics served on their own port", extra={"port": port})
-
-        def stop() -> None:
-            server.shutdown()
-            server.server_close()
-            thread.join(timeout=5)
-
-        return stop
+        return serve_registry(self.exposed, port)
 
     def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)

@@ -4,7 +4,7 @@ h_Θ(x) = w0 + Σ wj·xj is fitted by closed form, gradient descent or mini-batc
 empirical risk R(Θ) = (1/n) Σ (h_Θ(xi) − yi)², optionally plus l2·Σ_{j≥1} wj².
 """
 
-from app.engine.config import TrainingConfig
+from app.engine.config import TrainingConfig, options_used
 from app.engine.data import split_holdout
 from app.engine.errors import (
     DegenerateDataError,
@@ -43,6 +43,7 @@ __all__ = [
     "interval_half_width",
     "interval_kind",
     "max_stable_learning_rate",
+    "options_used",
     "planned_steps",
     "predict",
     "risk",

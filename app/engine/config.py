@@ -1,13 +1,30 @@
 """Training options, named as in the course (learning_rate λ, batch_size, epochs...)."""
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from app.engine.errors import InvalidConfigError
 
 Algorithm = Literal["gd", "sgd", "closed_form"]
 ALGORITHMS: tuple[Algorithm, ...] = ("gd", "sgd", "closed_form")
+
+# The options each algorithm reads; it ignores the others (sgd has no `iterations`, gd no
+# `epochs` or `batch_size`, the closed form no step at all). `seed` draws the hold-out,
+# and for sgd the shuffles too.
+_EVERY_ALGORITHM = ("algorithm", "standardize", "l2", "validation_fraction", "seed")
+_STEPWISE = ("learning_rate", "init_theta", "patience", "record_every")
+OPTIONS_USED: dict[Algorithm, tuple[str, ...]] = {
+    "gd": (*_EVERY_ALGORITHM, *_STEPWISE, "iterations"),
+    "sgd": (*_EVERY_ALGORITHM, *_STEPWISE, "epochs", "batch_size", "shuffle"),
+    "closed_form": _EVERY_ALGORITHM,
+}
+
+
+def options_used(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Of a job's options (every field of TrainingConfig, by name), those its algorithm used."""
+    return {name: options[name] for name in OPTIONS_USED[options["algorithm"]]}
 
 
 @dataclass(frozen=True)

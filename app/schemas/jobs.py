@@ -142,7 +142,10 @@ class JobRead(BaseModel):
     cohort_id: uuid.UUID | None
     model: str
     algorithm: str
-    hyperparameters: dict[str, Any] = Field(description="As applied, defaults filled in")
+    hyperparameters: dict[str, Any] = Field(
+        description="The options the algorithm used, defaults filled in (sgd has no "
+        "iterations, gd no epochs or batch_size)"
+    )
     activate: Activate
     status: JobStatusName
     progress: JobProgress

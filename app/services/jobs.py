@@ -20,7 +20,7 @@ from app.db.base import utcnow
 from app.db.models import Job, JobStatus, LossChunk
 from app.db.paging import paginate
 from app.db.session import Database
-from app.engine import History, thin
+from app.engine import History, options_used, thin
 from app.schemas.jobs import JobProgress, JobRead
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
@@ -33,7 +33,7 @@ def job_read(job: Job) -> JobRead:
         cohort_id=job.cohort_id,
         model=job.model_name,
         algorithm=job.algorithm,
-        hyperparameters=job.params,
+        hyperparameters=options_used(job.params),
         activate=job.activate,
         status=job.status.value,
         progress=JobProgress(

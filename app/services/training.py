@@ -11,7 +11,14 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import InvalidInput
 from app.db.models import Cohort, Job, JobStatus, Model, ModelVersion
-from app.engine import FitResult, TrainingConfig, planned_steps, risk, split_holdout
+from app.engine import (
+    FitResult,
+    TrainingConfig,
+    options_used,
+    planned_steps,
+    risk,
+    split_holdout,
+)
 from app.schemas.jobs import JobCreate, TrainingParameters
 from app.services import jobs as job_service
 from app.services import models as model_service
@@ -92,7 +99,7 @@ def complete_job(
             feature_min=[float(v) for v in X[train_idx].min(axis=0)],
             feature_max=[float(v) for v in X[train_idx].max(axis=0)],
             metrics=_metrics_dict(result),
-            hyperparameters=dict(job.params),
+            hyperparameters=options_used(job.params),
             source="job",
             cohort_id=cohort.id,
             cohort_name=cohort.name,
@@ -116,6 +123,8 @@ def complete_job(
     job.warnings = list(result.warnings) or None
     # Early stopping ends before the planned total; closed_form is one step.
     job.steps_done = job.total_steps = max(result.metrics.n_steps, 1)
+    # The heartbeat publishes progress while the engine runs, not after its last chunk.
+    job.epoch = int(result.history.epoch[-1])
     job.current_risk = result.metrics.train_mse
     return version
 

@@ -15,11 +15,13 @@ import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
+from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.metrics import JobMetrics
+from app.core.metrics import JobMetrics, serve_registry
+from app.db.migrations import wait_for_database
 from app.db.models import Cohort, Job, JobStatus
 from app.db.session import Database, open_database, write_session
 from app.engine import EngineError, FitResult, History, Progress, TrainingCancelled, fit
@@ -247,6 +249,8 @@ class Worker:
             if not answer.owned:
                 state.lease_lost.set()
                 return
+            if self.metrics is not None:
+                self.metrics.lease_renewals.inc()
             self._write_points(session, job_id, state, pending)
         if answer.cancel_requested:
             state.cancel.set()
@@ -331,20 +335,33 @@ class WorkerPool:
 
 
 def run_standalone_worker(settings: Settings, threads: int = 1) -> int:
-    """``gradecast worker``: SIGTERM/SIGINT release the running job for another worker."""
+    """``gradecast worker``: waits for the migrations, serves its metrics on
+    GRADECAST_METRICS_PORT when set; SIGTERM/SIGINT release the running job for another
+    worker."""
     database = open_database(settings)
-    pool = WorkerPool(database, settings, max(1, threads))
+    registry = CollectorRegistry()
+    pool = WorkerPool(database, settings, max(1, threads), JobMetrics(registry))
+    stopping = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
         logger.info("stopping worker", extra={"signal": signum})
+        stopping.set()
         for worker in pool.workers:
             worker.stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    pool.start()
-    while any(t.is_alive() for t in pool.threads):
-        for thread in pool.threads:
-            thread.join(0.5)
-    database.engine.dispose()
+    port = settings.metrics_port
+    stop_metrics_server = serve_registry(registry, port) if port is not None else None
+    try:
+        # Started beside the API that migrates the database: run no job on an older schema.
+        if wait_for_database(database.engine, None, at_head=True, stop=stopping):
+            pool.start()
+        while any(t.is_alive() for t in pool.threads):
+            for thread in pool.threads:
+                thread.join(0.5)
+    finally:
+        if stop_metrics_server is not None:
+            stop_metrics_server()
+        database.engine.dispose()
     return 0

@@ -18,9 +18,13 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Database reachable and migrated to head",
-    responses={503: {"description": "Not ready: database unreachable or not migrated"}},
+    responses={
+        503: {"description": "Not ready: shutting down, database unreachable or not migrated"}
+    },
 )
 async def readyz(state: StateDep) -> Any:
+    if state.drain.started.is_set():
+        return JSONResponse({"status": "unavailable", "detail": "shutting down"}, status_code=503)
     head = head_revision()
     try:
         current = await run_in_threadpool(current_revision, state.db.engine)

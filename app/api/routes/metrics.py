@@ -38,7 +38,7 @@ async def metrics(
 ) -> Response:
     """Requests and latency by route template, pupils predicted by model and version,
     jobs by status (read from the database now, all organisations), job durations and
-    outcomes of this process."""
+    outcomes of this process (of all processes, in multiprocess mode)."""
     expected = state.settings.metrics_token
     if expected is not None:
         given = credentials.credentials if credentials is not None else ""
@@ -46,5 +46,5 @@ async def metrics(
             raise Unauthorized("GET /metrics needs 'Authorization: Bearer <metrics token>'")
     encoder, content_type = choose_encoder(request.headers.get("accept", ""))
     # The jobs collector reads the database: keep it off the event loop.
-    body = await run_in_threadpool(encoder, state.metrics.registry)
+    body = await run_in_threadpool(encoder, state.metrics.exposed)
     return Response(body, media_type=content_type)

@@ -1,0 +1,33 @@
+"""The README's walk-through, taken from README.md itself, run twice against a live server:
+each run takes its ids from the answers, so a second run in the same organisation works, and
+the figures the README states are the ones the service answers."""
+
+from pathlib import Path
+
+from app.db.models import Role
+from tests.conftest import LiveServer, Tenant
+from tests.walkthrough import ROOT, run_walkthrough, walkthrough_script
+
+README = ROOT / "README.md"
+
+
+def test_the_walkthrough_runs_twice_and_predicts_what_it_says(
+    live_server: LiveServer, tenant: Tenant
+) -> None:
+    for run in (1, 2):
+        result = run_walkthrough(README, api=live_server.url, key=tenant.keys[Role.admin])
+        assert result.returncode == 0, (
+            f"run {run}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+        # The README's own figures: the hand-set Θ, then the learned one.
+        assert '"prediction":12.54' in result.stdout, result.stdout
+        assert '"prediction":13.58' in result.stdout, result.stdout
+
+
+def test_every_sh_block_of_the_section_is_run(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# x\n\n## Walk-through\n\n```sh\necho one\n```\n\ntext\n\n```bash\necho two\n```\n\n"
+        "```json\n{}\n```\n\n## Next\n\n```sh\necho not-run\n```\n"
+    )
+    assert walkthrough_script(readme) == "echo one\n\necho two\n"
