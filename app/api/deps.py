@@ -144,6 +144,18 @@ Trainer = Annotated[Principal, Depends(require_role(Role.trainer))]
 Admin = Annotated[Principal, Depends(require_role(Role.admin))]
 
 
+def column_list(text: str | None, parameter: str) -> list[str] | None:
+    """A query parameter naming columns, `Maths,Info,Français`, as a list (None: not given)."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise InvalidInput(
+            f"{parameter}: comma-separated column names, none empty", loc=["query", parameter]
+        )
+    return names
+
+
 # --- paging -----------------------------------------------------------------------------
 
 Limit = Annotated[int, Query(ge=1, le=1000)]

@@ -5,7 +5,16 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.api.deps import CohortDep, Limit, Offset, Reader, SessionDep, StateDep, Trainer
+from app.api.deps import (
+    CohortDep,
+    Limit,
+    Offset,
+    Reader,
+    SessionDep,
+    StateDep,
+    Trainer,
+    column_list,
+)
 from app.api.media import CSV_TYPES, media_type
 from app.core.errors import InvalidInput, UnsupportedMediaType
 from app.db.models import Cohort
@@ -85,13 +94,7 @@ def csv_options(
     special_marks: Annotated[SpecialMarks, Query(description=SPECIAL_MARKS_DESCRIPTION)] = "refuse",
 ) -> CsvOptions:
     """The query string of a CSV upload (a JSON upload carries the same in its body)."""
-    chosen = None
-    if features is not None:
-        chosen = [name.strip() for name in features.split(",")]
-        if not all(chosen):
-            raise InvalidInput(
-                "features: comma-separated column names, none empty", loc=["query", "features"]
-            )
+    chosen = column_list(features, "features")
     return CsvOptions(
         name=name,
         target=target,

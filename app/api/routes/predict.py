@@ -5,7 +5,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import Reader, StateDep
+from app.api.deps import Reader, StateDep, column_list
 from app.api.media import CSV_TYPES, media_type
 from app.api.state import AppState, Principal
 from app.core.errors import InvalidInput, UnsupportedMediaType
@@ -99,13 +99,7 @@ def predict_options(
     ] = "refuse",
     on_error: Annotated[OnError, Query(description=ON_ERROR_DESCRIPTION)] = "refuse",
 ) -> CsvOptions:
-    chosen = None
-    if features is not None:
-        chosen = [name.strip() for name in features.split(",")]
-        if not all(chosen):
-            raise InvalidInput(
-                "features: comma-separated column names, none empty", loc=["query", "features"]
-            )
+    chosen = column_list(features, "features")
     return CsvOptions(
         id_column=id_column or None,
         features=chosen,
