@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from app.db.erasure import erase_freed_pages_after_commit
+from app.db.locks import lock_jobs_of_cohort
 from app.db.models import Cohort, CohortErasure, ModelVersion
 from app.db.paging import paginate
 from app.db.students import (
@@ -435,6 +436,7 @@ def erase_student(
 def delete_cohort(session: Session, cohort: Cohort, key_id: uuid.UUID | None) -> None:
     """Erase the pupils' rows; versions trained on it stay, marked as erased provenance, and
     the erasure itself is recorded (when, which key, how many pupils: no pupil data)."""
+    lock_jobs_of_cohort(session, cohort.id)
     session.add(
         CohortErasure(
             organisation_id=cohort.organisation_id,
