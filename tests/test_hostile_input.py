@@ -14,6 +14,7 @@ import httpx
 import psutil
 import pytest
 
+from app.core.errors import INPUT_ERROR_TYPES
 from app.db.migrations import upgrade_to_head
 from app.db.models import Role
 from tests.conftest import Tenant
@@ -789,6 +790,9 @@ def test_hostile_input_is_refused_naming_the_field_and_nothing_is_stored(
     if case.loc is not None:
         assert error["errors"], error
         assert error["errors"][0]["loc"] == case.loc, error
+    # errors[].type: the documented set for a 422, else the status's code.
+    allowed = set(INPUT_ERROR_TYPES) if case.status == 422 else {error["code"]}
+    assert {item["type"] for item in error["errors"]} <= allowed, error
     assert len(response.content) < 10_000, "the error echoes the input back"
     assert stored(client) == before
 

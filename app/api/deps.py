@@ -22,6 +22,7 @@ from app.schemas.common import MODEL_NAME_DESCRIPTION, MODEL_NAME_PATTERN
 from app.services import cohorts as cohort_service
 from app.services import jobs as job_service
 from app.services import models as model_service
+from app.tables import unknown_name_message
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ROLE_RANK = {Role.reader: 0, Role.trainer: 1, Role.admin: 2}
@@ -102,10 +103,10 @@ async def no_unknown_query_parameters(request: Request) -> None:
         return  # a 401 comes first: nothing about the route is told to an anonymous caller
     unknown = sorted(set(names) - declared)
     if unknown:
-        accepted = ", ".join(sorted(declared)) or "none"
         raise InvalidInput(
-            f"unknown query parameter {unknown[0]!r} (this route takes: {accepted})",
+            unknown_name_message("query parameter", unknown[0], declared),
             loc=["query", unknown[0]],
+            type="unknown_field",
         )
 
 

@@ -11,7 +11,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from app.core.errors import InvalidInput, ServiceError, ServiceUnavailable, error_body
+from app.core.errors import (
+    InvalidInput,
+    ServiceError,
+    ServiceUnavailable,
+    error_body,
+    input_errors,
+)
 from app.engine import DegenerateDataError, InvalidConfigError
 from app.tables import TableError, csv_error
 
@@ -67,10 +73,7 @@ async def typed_error_handler(request: Request, exc: Exception) -> JSONResponse:
 async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Never echo the submitted value: it may be a pupil's grade.
-    errors = [
-        {"loc": list(e.get("loc", [])), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
-        for e in exc.errors()
-    ]
+    errors = input_errors(exc.errors())
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     detail = f"{_describe(first['loc'])}: {first['msg']}"
     return _response(422, error_body(detail, "invalid_input", errors))

@@ -3,7 +3,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import API_NAME_SCHEMA, StrictModel
+from app.schemas.common import API_NAME_SCHEMA, GradeCell, StrictModel
 from app.tables import SpecialMarks
 
 SPECIAL_MARKS_DESCRIPTION = (
@@ -41,7 +41,7 @@ class CohortCreate(StrictModel):
         "errors down by it.",
         examples=["classe"],
     )
-    students: list[dict[str, float | int | str | None]] = Field(
+    students: list[dict[str, GradeCell]] = Field(
         json_schema_extra={
             "minItems": 2,
             "items": {

@@ -1,16 +1,61 @@
 """Schemas shared by every resource."""
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from app.tables import API_NAME_PATTERN, ID_NAME
+from app.core.errors import INPUT_ERROR_TYPES
+from app.tables import API_NAME_PATTERN, ID_NAME, unknown_name_message
 
 
 class StrictModel(BaseModel):
-    """Request bodies: unknown fields are an error, not silently dropped."""
+    """Request bodies: unknown fields are an error, not silently dropped, and the error
+    names the field the client most likely meant."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _name_unknown_fields(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            fields = [info.alias or name for name, info in cls.model_fields.items()]
+            errors: list[InitErrorDetails] = []
+            for error in exc.errors():
+                if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+                    message = unknown_name_message("field", str(error["loc"][0]), fields)
+                    kind = PydanticCustomError("unknown_field", message.replace("{", "{{"))
+                    errors.append({"type": kind, "loc": error["loc"], "input": error["input"]})
+                else:
+                    errors.append(_as_details(error))
+            raise ValidationError.from_exception_data(exc.title, errors) from None
+
+
+def _as_details(error: Any) -> InitErrorDetails:
+    """A reported error as pydantic takes it back, message and context kept."""
+    kind = PydanticCustomError(error["type"], error["msg"].replace("{", "{{"))
+    return {"type": kind, "loc": error["loc"], "input": error["input"]}
+
+
+# A pupil's cell in a JSON body. The table reader, not pydantic, checks it (one rule for
+# JSON and CSV, and one error per cell, at the cell).
+GradeCell = Annotated[
+    Any,
+    WithJsonSchema(
+        {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]},
+        mode="validation",
+    ),
+]
 
 
 # A model's name, in URLs and in bodies alike.
@@ -32,7 +77,12 @@ PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 class ErrorItem(BaseModel):
     loc: list[str | int] = Field(examples=[["body", "students", 2, "maths"]])
     msg: str = Field(examples=["21 is outside the grade range [0, 20]"])
-    type: str = Field(examples=["invalid_input"])
+    type: str = Field(
+        examples=["out_of_range"],
+        description="For a 422, one of: "
+        + "; ".join(f"`{name}` ({meaning})" for name, meaning in INPUT_ERROR_TYPES.items())
+        + ". For another status, its `code`.",
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import MODEL_NAME_PATTERN, StrictModel
+from app.schemas.common import MODEL_NAME_PATTERN, GradeCell, StrictModel
 from app.tables import SpecialMarks
 
 ON_ERROR_DESCRIPTION = (
@@ -36,7 +36,7 @@ class PredictRequest(StrictModel):
         description="Pin a version; default: the model's active version",
         examples=[None],
     )
-    students: list[dict[str, float | int | str | None]] = Field(
+    students: list[dict[str, GradeCell]] = Field(
         min_length=1,
         description="One object per pupil: exactly the version's features as JSON numbers "
         'inside the grade range (a special mark as its code, e.g. "Abs", or null), and an '

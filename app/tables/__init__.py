@@ -29,7 +29,14 @@ from app.tables.ids import (
 )
 from app.tables.json import PupilTable, load_json_object, parse_envelope, students_to_matrix
 from app.tables.marks import SPECIAL_MARKS, Mark, ResolvedMarks, SpecialMarks, resolve_marks
-from app.tables.names import API_NAME_PATTERN, ID_NAME, check_api_names, feature_key
+from app.tables.names import (
+    API_NAME_PATTERN,
+    ID_NAME,
+    check_api_names,
+    feature_key,
+    likely_name,
+    unknown_name_message,
+)
 
 __all__ = [
     "API_NAME_PATTERN",
@@ -60,6 +67,7 @@ __all__ = [
     "first_bad_id",
     "grade_problems",
     "id_problem",
+    "likely_name",
     "load_json_object",
     "parse_envelope",
     "pseudonymise",
@@ -68,5 +76,6 @@ __all__ = [
     "resolve_marks",
     "spreadsheet_safe",
     "students_to_matrix",
+    "unknown_name_message",
     "write_csv",
 ]

@@ -14,13 +14,16 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from app.core.errors import InvalidInput
+from app.core.errors import InvalidInput, input_errors
 from app.tables.csv import CellProblem
 from app.tables.ids import group_label_problem, id_problem
 from app.tables.marks import Mark, MarkError, read_mark
-from app.tables.names import ID_NAME
+from app.tables.names import ID_NAME, unknown_name_message
 
 Schema = TypeVar("Schema", bound=BaseModel)
+
+# A cell of the wrong JSON type (a list, a boolean, or text where marks are not taken).
+NOT_A_NUMBER = "the grade must be a JSON number"
 
 
 def load_json_object(body: bytes) -> dict[str, Any]:
@@ -38,9 +41,10 @@ def parse_envelope(schema: type[Schema], envelope: dict[str, Any]) -> Schema:
     try:
         return schema.model_validate(envelope)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc: list[str | int] = ["body", *first["loc"]]
-        raise InvalidInput(f"{'.'.join(map(str, first['loc']))}: {first['msg']}", loc=loc) from None
+        errors = input_errors(exc.errors(), prefix=["body"])
+        first = errors[0]
+        where = ".".join(map(str, first["loc"][1:]))
+        raise InvalidInput(f"{where}: {first['msg']}", errors=errors) from None
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,9 @@ def students_to_matrix(
             if what is not None:
                 if not collect_problems:
                     raise InvalidInput(
-                        f"{field}[{i}], column {column!r}: {what}", loc=["body", field, i, column]
+                        f"{field}[{i}], column {column!r}: {what}",
+                        loc=["body", field, i, column],
+                        type="wrong_type" if what is NOT_A_NUMBER else "invalid_input",
                     )
                 problems.append(CellProblem(i, j, what))
             elif mark is not None:
@@ -126,7 +132,7 @@ def _read_cell(
         if mark is not None:
             return 0.0, mark, None
         return 0.0, None, "text that is not a number, nor a known mark such as Abs or 15/20"
-    return 0.0, None, "the grade must be a JSON number"
+    return 0.0, None, NOT_A_NUMBER
 
 
 def _check_keys(
@@ -153,15 +159,35 @@ def _check_keys(
         if keys != expected and keys != with_id:
             missing = sorted(expected - keys)
             extra = sorted(keys - with_id)
-            if missing:
+            # An unknown key first: "Français" for "francais" is a misspelling, and saying
+            # that francais is missing would hide it.
+            if extra:
+                what = f"{field}[{i}]: " + unknown_name_message(
+                    "column", extra[0], expected, likely=missing or None
+                )
+                _problem(
+                    problems,
+                    collect,
+                    i,
+                    None,
+                    extra[0],
+                    what,
+                    [field, i, extra[0]],
+                    "unknown_field",
+                )
+            else:
                 column = list(columns).index(missing[0]) if missing[0] in columns else None
                 what = f"{field}[{i}] has no value for {missing[0]!r}"
-                _problem(problems, collect, i, column, missing[0], what, [field, i, missing[0]])
-            else:
-                what = (
-                    f"{field}[{i}] has an unknown column {extra[0]!r}; expected {sorted(expected)}"
+                _problem(
+                    problems,
+                    collect,
+                    i,
+                    column,
+                    missing[0],
+                    what,
+                    [field, i, missing[0]],
+                    "missing",
                 )
-                _problem(problems, collect, i, None, extra[0], what, [field, i, extra[0]])
             continue
         row_has_id = ID_NAME in keys
         if has_ids is None:
@@ -182,9 +208,10 @@ def _problem(
     label: str | None,
     what: str,
     loc: list[str | int],
+    kind: str = "invalid_input",
 ) -> None:
     if not collect:
-        raise InvalidInput(what, loc=["body", *loc])
+        raise InvalidInput(what, loc=["body", *loc], type=kind)
     problems.append(CellProblem(row, column, what, label))
 
 

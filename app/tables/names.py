@@ -1,8 +1,9 @@
 """Column names: the API name of a header, and the one check of names given as API names."""
 
+import difflib
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from app.core.errors import InvalidInput
 from app.tables.errors import TableError
@@ -26,6 +27,31 @@ def feature_key(header: str) -> str:
             f"column name {header!r} needs at least one letter or digit", column=header
         )
     return key
+
+
+def likely_name(name: str, candidates: Iterable[str]) -> str | None:
+    """The name among ``candidates`` that an unknown ``name`` most likely meant: its API name
+    ("Français" → "francais"), else the closest spelling ("modle" → "model"), else None."""
+    names = list(candidates)
+    try:
+        key = feature_key(name)
+    except TableError:
+        return None
+    if key in names:
+        return key
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_name_message(
+    what: str, name: str, expected: Iterable[str], likely: Iterable[str] | None = None
+) -> str:
+    """One wording for every unknown field, column or parameter, with the name it most
+    likely meant among ``likely`` (default: all the ``expected`` names)."""
+    names = sorted(expected)
+    guess = likely_name(name, names if likely is None else likely)
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    return f"unknown {what} {name!r}{hint} (expected: {', '.join(names) or 'none'})"
 
 
 def check_api_names(features: Sequence[str], target: str, *, loc: list[str | int]) -> None:
