@@ -6,7 +6,7 @@ A grade is a JSON number; a mark (see marks.py) is its code as a string (`"Abs"`
 `"15/20"`) or null, when the caller accepts marks.
 """
 
-from collections.abc import Sequence
+from collections.abc import KeysView, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -157,37 +157,7 @@ def _check_keys(
             continue
         keys = student.keys()
         if keys != expected and keys != with_id:
-            missing = sorted(expected - keys)
-            extra = sorted(keys - with_id)
-            # An unknown key first: "Français" for "francais" is a misspelling, and saying
-            # that francais is missing would hide it.
-            if extra:
-                what = f"{field}[{i}]: " + unknown_name_message(
-                    "column", extra[0], expected, likely=missing or None
-                )
-                _problem(
-                    problems,
-                    collect,
-                    i,
-                    None,
-                    extra[0],
-                    what,
-                    [field, i, extra[0]],
-                    "unknown_field",
-                )
-            else:
-                column = list(columns).index(missing[0]) if missing[0] in columns else None
-                what = f"{field}[{i}] has no value for {missing[0]!r}"
-                _problem(
-                    problems,
-                    collect,
-                    i,
-                    column,
-                    missing[0],
-                    what,
-                    [field, i, missing[0]],
-                    "missing",
-                )
+            _key_problem(keys, expected, columns, field, i, problems, collect)
             continue
         row_has_id = ID_NAME in keys
         if has_ids is None:
@@ -198,6 +168,34 @@ def _check_keys(
                 loc=["body", field, i, ID_NAME],
             )
     return bool(has_ids)
+
+
+def _key_problem(
+    keys: KeysView[str],
+    expected: set[str],
+    columns: Sequence[str],
+    field: str,
+    row: int,
+    problems: list[CellProblem],
+    collect: bool,
+) -> None:
+    """Why a pupil's keys are not the expected ones. An unknown key comes first: "Français"
+    for "francais" is a misspelling, and saying that francais is missing would hide it."""
+    missing = sorted(expected - keys)
+    extra = sorted(keys - expected - {ID_NAME})
+    if extra:
+        what = f"{field}[{row}]: " + unknown_name_message(
+            "column", extra[0], expected, likely=missing or None
+        )
+        _problem(
+            problems, collect, row, None, extra[0], what, [field, row, extra[0]], "unknown_field"
+        )
+    else:
+        column = list(columns).index(missing[0]) if missing[0] in columns else None
+        what = f"{field}[{row}] has no value for {missing[0]!r}"
+        _problem(
+            problems, collect, row, column, missing[0], what, [field, row, missing[0]], "missing"
+        )
 
 
 def _problem(
