@@ -1,3 +1,4 @@
+from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
@@ -30,6 +31,7 @@ from app.schemas.cohorts import (
 )
 from app.schemas.common import error_responses
 from app.services import cohorts as cohort_service
+from app.services import retention
 from app.services.cohorts import CsvOptions
 from app.tables import SpecialMarks
 
@@ -121,11 +123,20 @@ async def upload_cohort(
     state: StateDep,
     session: SessionDep,
     options: Annotated[CsvOptions, Depends(csv_options)],
+    retain_until: Annotated[
+        datetime | None,
+        Query(
+            description="When the retention sweep erases this cohort (ISO 8601, UTC if no "
+            "offset; in the future). Default: GRADECAST_COHORT_RETENTION_DAYS after the "
+            "upload, or kept until deleted when that is unset"
+        ),
+    ] = None,
 ) -> CohortRead:
     """JSON: a `CohortCreate` object. CSV (`text/csv` body or multipart field `file`): a header
     row, an optional id column, `,` `;` or tab separators, decimal commas, UTF-8 (BOM or not)
     or the `charset` of the Content-Type; the query string says how to read it. Nothing is
     stored unless every kept row is valid; `import_report` says what was kept and why."""
+    deadline = retention.retain_until(retain_until, state.settings.cohort_retention_days)
     media, charset = media_type(request)
     max_rows = state.settings.max_cohort_rows
     if media == "application/json":
@@ -151,7 +162,12 @@ async def upload_cohort(
         upload = parse()
         cohort_service.validate_upload(upload, one_based_rows=media != "application/json")
         return cohort_service.create_cohort(
-            session, principal.organisation_id, upload, state.settings.pepper
+            session,
+            principal.organisation_id,
+            upload,
+            state.settings.pepper,
+            key_id=principal.key_id,
+            retain_until=deadline,
         )
 
     cohort = await run_in_threadpool(parse_validate_store)
