@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision: str = "0007"
 down_revision: str | Sequence[str] | None = "0004"
@@ -74,9 +73,7 @@ def upgrade() -> None:
         )
 
     with op.batch_alter_table("cohorts", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("retain_until", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("retain_until", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(batch_op.f("ix_cohorts_retain_until"), ["retain_until"], unique=False)
 
 
