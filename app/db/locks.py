@@ -1,5 +1,6 @@
 """Transaction-scoped locks beyond row locks."""
 
+import hashlib
 import uuid
 from datetime import datetime
 
@@ -50,3 +51,16 @@ def lock_expired_cohort(session: Session, cohort_id: uuid.UUID, now: datetime) -
         .with_for_update()
         .execution_options(populate_existing=True)
     ).one_or_none()
+
+
+def try_lock_idempotency_key(session: Session, organisation_id: uuid.UUID, key: str) -> bool:
+    """Hold an organisation's Idempotency-Key until this transaction ends; False when another
+    transaction holds it (PostgreSQL, a transaction-scoped advisory lock). SQLite: always True,
+    the caller's first statement took the database's write lock (BEGIN IMMEDIATE), which
+    serialises requests with a key already."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    digest = hashlib.sha256(f"{organisation_id}:{key}".encode()).digest()
+    lock = int.from_bytes(digest[:8], "big", signed=True)
+    taken = session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock})
+    return bool(taken)

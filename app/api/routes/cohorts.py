@@ -16,6 +16,7 @@ from app.api.deps import (
     Trainer,
     column_list,
 )
+from app.api.idempotency import Idempotent, IdempotentRoute
 from app.api.media import CSV_TYPES, media_type
 from app.core.errors import InvalidInput, UnsupportedMediaType
 from app.db.models import Cohort
@@ -35,7 +36,7 @@ from app.services import retention
 from app.services.cohorts import CsvOptions
 from app.tables import SpecialMarks
 
-router = APIRouter(tags=["cohorts"])
+router = APIRouter(tags=["cohorts"], route_class=IdempotentRoute)
 
 
 _EXAMPLE_CSV = (
@@ -120,6 +121,7 @@ async def upload_cohort(
     request: Request,
     response: Response,
     principal: Trainer,
+    _idempotency: Idempotent,
     state: StateDep,
     session: SessionDep,
     options: Annotated[CsvOptions, Depends(csv_options)],

@@ -4,6 +4,7 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response, status
 
 from app.api.deps import JobDep, Limit, Offset, Reader, SessionDep, Trainer
+from app.api.idempotency import Idempotent, IdempotentRoute
 from app.core.errors import NotFound
 from app.db.models import JobStatus
 from app.schemas.common import error_responses
@@ -14,7 +15,7 @@ from app.services import training as training_service
 from app.services.cohorts import get_cohort
 from app.tables import write_csv
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=IdempotentRoute)
 
 
 @router.post(
@@ -25,7 +26,11 @@ router = APIRouter(tags=["jobs"])
     summary="Queue a training job",
 )
 def create_job(
-    body: JobCreate, principal: Trainer, session: SessionDep, response: Response
+    body: JobCreate,
+    principal: Trainer,
+    _idempotency: Idempotent,
+    session: SessionDep,
+    response: Response,
 ) -> JobRead:
     """Records the job and returns at once; a worker trains it in the background. Poll
     `GET /jobs/{id}` (the `Location` header) for progress and the resulting model version."""
