@@ -26,6 +26,7 @@ logger = logging.getLogger("gradecast.retention")
 
 # How long an Idempotency-Key's answer is replayed.
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+MAX_RETENTION = timedelta(days=36_500)
 
 
 def retain_until(requested: datetime | None, default_days: int | None) -> datetime | None:
@@ -36,12 +37,14 @@ def retain_until(requested: datetime | None, default_days: int | None) -> dateti
         return None if default_days is None else now + timedelta(days=default_days)
     if requested.tzinfo is None:
         requested = requested.replace(tzinfo=UTC)
-    if requested <= now:
+    elif requested.year >= 9999:  # astimezone() would overflow past year 9999
+        requested = datetime.max.replace(tzinfo=UTC)
+    if not now < requested < now + MAX_RETENTION:
         raise InvalidInput(
-            "retain_until must be in the future, e.g. 2031-07-01T00:00:00Z",
+            "retain_until must be in the future and within 100 years, e.g. 2031-07-01T00:00:00Z",
             loc=["query", "retain_until"],
         )
-    return requested
+    return requested.astimezone(UTC)
 
 
 def erase_expired_cohorts(database: Database, now: datetime | None = None) -> int:
