@@ -773,6 +773,22 @@ CASES: list[Case] = [
         headers={"Idempotency-Key": "a key; DROP TABLE"},
     ),
     Case(
+        "retain_until a Unix time in 2096",
+        "POST",
+        "/cohorts",
+        422,
+        ["query", "retain_until"],
+        json=cohort_json(name="unix"),
+        params={"retain_until": "4000000000"},
+    ),
+    Case(
+        "erase a pupil whose id has a tab",
+        "DELETE",
+        "/students/a%09b",
+        422,
+        ["path", "student_id"],
+    ),
+    Case(
         "retain_until in the past",
         "POST",
         "/cohorts",
@@ -805,6 +821,7 @@ CASES: list[Case] = [
         for name, loc, params in (
             ("since not a date", "since", {"since": "yesterday"}),
             ("until traversal", "until", {"until": TRAVERSAL}),
+            ("until a Unix time", "until", {"until": "0.5"}),
             ("action injection", "action", {"action": "' OR 1=1 --"}),
             ("key_id not a UUID", "key_id", {"key_id": "1"}),
             ("object of 301 characters", "object", {"object": "/" * 301}),

@@ -5,8 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 
-from app.api.deps import Admin, SessionDep
-from app.core.errors import InvalidInput
+from app.api.deps import Admin, Moment, SessionDep
 from app.schemas.audit import AuditEventRead, AuditEventsRead
 from app.schemas.common import error_responses
 from app.services import audit
@@ -33,16 +32,6 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
-def _cursor(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not text.isdigit() or len(text) > 18:
-        raise InvalidInput(
-            "cursor: pass the next_cursor of the previous page", loc=["query", "cursor"]
-        )
-    return int(text)
-
-
 @router.get(
     "/audit",
     response_model=AuditEventsRead,
@@ -60,8 +49,8 @@ def list_audit_events(
     request: Request,
     principal: Admin,
     session: SessionDep,
-    since: Annotated[datetime | None, Query(description="From this moment (inclusive)")] = None,
-    until: Annotated[datetime | None, Query(description="Before this moment")] = None,
+    since: Annotated[Moment | None, Query(description="From this moment (inclusive)")] = None,
+    until: Annotated[Moment | None, Query(description="Before this moment")] = None,
     action: Annotated[
         str | None, Query(max_length=40, pattern=audit.ACTION_PATTERN, examples=["cohort.erased"])
     ] = None,
@@ -70,7 +59,10 @@ def list_audit_events(
         str | None,
         Query(max_length=300, description="Exact path, e.g. /cohorts/<id>"),
     ] = None,
-    cursor: Annotated[str | None, Query(max_length=18)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9]{1,18}$", description="The next_cursor of the previous page"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> Response:
@@ -81,7 +73,7 @@ def list_audit_events(
         session,
         principal.organisation_id,
         audit.EventFilter(_utc(since), _utc(until), action, key_id, object),
-        after=_cursor(cursor),
+        after=None if cursor is None else int(cursor),
         limit=limit,
     )
     rows = [AuditEventRead.model_validate(e) for e in events]

@@ -1,4 +1,3 @@
-from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 
@@ -9,6 +8,7 @@ from starlette.datastructures import UploadFile
 from app.api.deps import (
     CohortDep,
     Limit,
+    Moment,
     Offset,
     Reader,
     SessionDep,
@@ -34,7 +34,7 @@ from app.schemas.common import error_responses
 from app.services import cohorts as cohort_service
 from app.services import retention
 from app.services.cohorts import CsvOptions
-from app.tables import SpecialMarks
+from app.tables import ID_PATTERN, SpecialMarks
 
 router = APIRouter(tags=["cohorts"], route_class=IdempotentRoute)
 
@@ -126,7 +126,7 @@ async def upload_cohort(
     session: SessionDep,
     options: Annotated[CsvOptions, Depends(csv_options)],
     retain_until: Annotated[
-        datetime | None,
+        Moment | None,
         Query(
             description="When the retention sweep erases this cohort (ISO 8601, UTC if no "
             "offset; in the future). Default: GRADECAST_COHORT_RETENTION_DAYS after the "
@@ -263,6 +263,7 @@ def erase_student(
         Path(
             min_length=1,
             max_length=64,
+            pattern=ID_PATTERN,
             description="The id the school knows (INE or other); with GRADECAST_ID_PEPPER it "
             "is hashed as uploads are",
         ),
