@@ -16,9 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from app.db.base import utcnow
-from app.db.models import AuditEvent, Role
+from app.db.models import AuditEvent, Job, JobStatus, Role
 from app.db.session import write_session
 from app.services import audit
+from app.services import jobs as job_service
 from tests.conftest import LiveServer, Tenant, make_settings, make_tenant, start_server
 from tests.test_jobs import wait_for
 from tests.test_models import version_body
@@ -252,3 +253,35 @@ def test_old_events_are_pruned_only_past_the_retention(
             sa.select(AuditEvent.object).where(AuditEvent.organisation_id == tenant.organisation_id)
         ).all()
     assert left == ["/old/10"]
+
+
+def test_a_cancelled_job_and_a_job_given_up_are_recorded(database_url: str, tmp_path: Path) -> None:
+    server = start_server(make_settings(database_url, tmp_path, workers=0))
+    try:
+        tenant = make_tenant(server)
+        with tenant.client(Role.admin) as admin:
+            cohort = admin.post("/cohorts", json=marked_cohort("cancel")).json()
+            body = {"cohort_id": cohort["id"], "model": "c", "algorithm": "closed_form"}
+            queued = admin.post("/jobs", json=body).json()
+            assert admin.post(f"/jobs/{queued['id']}/cancel").status_code == 200
+            assert admin.post(f"/jobs/{queued['id']}/cancel").status_code == 409
+            stale = admin.post("/jobs", json=body).json()
+            with write_session(server.database) as session:
+                job = session.get_one(Job, uuid.UUID(stale["id"]))
+                job.status = JobStatus.running
+                job.attempts = 3
+                job.heartbeat_at = utcnow() - timedelta(hours=1)
+            with write_session(server.database) as session:
+                assert job_service.requeue_stale(session, 30, 3) == 1
+            cancelled = events(admin, action="job.cancelled")
+            finished = events(admin, action="job.finished")
+        assert [(e["object"], e["status"]) for e in cancelled] == [
+            (f"/jobs/{queued['id']}", "cancelled")
+        ]
+        assert [(e["object"], e["status"]) for e in finished] == [
+            (f"/jobs/{stale['id']}", "failed")
+        ]
+        assert finished[0]["key_name"] == "admin key"
+    finally:
+        server.stop()
+        server.database.engine.dispose()
