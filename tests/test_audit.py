@@ -285,3 +285,33 @@ def test_a_cancelled_job_and_a_job_given_up_are_recorded(database_url: str, tmp_
     finally:
         server.stop()
         server.database.engine.dispose()
+
+
+def test_predict_counts_are_written_at_a_graceful_shutdown(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = start_server(make_settings(database_url, tmp_path, audit_flush_seconds=300))
+    stopped = False
+    try:
+        tenant = make_tenant(server)
+        with tenant.client(Role.reader) as reader, tenant.client(Role.admin) as admin:
+            assert admin.post("/models/late/versions", json=version_body()).status_code == 201
+            pupil = {"maths": 13, "info": 14, "francais": 11}
+            assert reader.post("/predict", json={"model": "late", "students": [pupil]}).is_success
+            assert events(admin, action="predict") == []
+        server.stop()
+        stopped = True
+        with server.database.reads() as session:
+            written = session.scalars(
+                sa.select(AuditEvent).where(
+                    AuditEvent.organisation_id == tenant.organisation_id,
+                    AuditEvent.action == "predict",
+                )
+            ).all()
+        assert [(e.key_name, e.figures) for e in written] == [
+            ("reader key", {"model": "late", "version": 1, "pupils": 1, "requests": 1})
+        ]
+    finally:
+        if not stopped:
+            server.stop()
+        server.database.engine.dispose()
