@@ -182,3 +182,27 @@ def test_the_role_is_checked_before_the_key(trainer: httpx.Client, reader: httpx
     assert trainer.post("/models/r/versions", json=version_body(), headers=headers).is_success
     denied = reader.post("/models/r/versions", json=version_body(), headers=headers)
     assert denied.status_code == 403
+
+
+def test_a_multipart_upload_is_idempotent_too(trainer: httpx.Client) -> None:
+    csv = b"id;maths;info;concours\r\na;12;15;14\r\nb;5;9;7\r\nc;13;12;12\r\n"
+    files = {"file": ("classe.csv", csv, "text/csv")}
+    key = fresh_key()
+    # One encoded body sent twice, as a client's retry does (a new boundary is a new body).
+    request = trainer.build_request("POST", "/cohorts?name=idem-form", files=files, headers=key)
+    body = request.read()
+    first = trainer.post(
+        "/cohorts?name=idem-form",
+        content=body,
+        headers={**key, "Content-Type": request.headers["Content-Type"]},
+    )
+    assert first.status_code == 201, first.text
+    again = trainer.post(
+        "/cohorts?name=idem-form",
+        content=body,
+        headers={**key, "Content-Type": request.headers["Content-Type"]},
+    )
+    assert again.status_code == 201, again.text
+    assert again.headers[REPLAYED] == "true"
+    assert again.content == first.content
+    assert trainer.get("/cohorts").json()["count"] == 1
