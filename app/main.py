@@ -11,7 +11,7 @@ from app.api.deps import no_unknown_query_parameters
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
-from app.api.routes import cohorts, health, jobs, keys, metrics, models, predict
+from app.api.routes import audit, cohorts, health, jobs, keys, metrics, models, predict
 from app.api.routes.docs import mount_api_docs
 from app.api.routes.ui import mount_dashboard
 from app.api.shutdown import CloseWhileDraining, Drain
@@ -69,10 +69,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop_metrics_server = state.metrics.serve(port) if port is not None else None
     pool = WorkerPool(state.db, state.settings, state.settings.workers, state.metrics.jobs)
     pool.start()
+    state.predict_counts.start(state.db, state.settings.audit_flush_seconds)
     try:
         yield
     finally:
         pool.stop()
+        state.predict_counts.stop(state.db)
         if stop_metrics_server is not None:
             stop_metrics_server()
         state.db.engine.dispose()
@@ -105,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(predict.router)
     app.include_router(jobs.router)
+    app.include_router(audit.router)
     if settings.metrics_port is None:
         app.include_router(metrics.router)
     mount_api_docs(app)

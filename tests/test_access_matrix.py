@@ -134,6 +134,7 @@ ROUTES: dict[tuple[str, str], tuple[Role, Build]] = {
     ("GET", "/jobs/{job_id}"): (Role.reader, _plain),
     ("POST", "/jobs/{job_id}/cancel"): (Role.trainer, _plain),
     ("GET", "/jobs/{job_id}/loss"): (Role.reader, _plain),
+    ("GET", "/audit"): (Role.admin, _plain),
 }
 
 # Routes that name no resource of an organisation (lists, creations, /whoami): another
@@ -148,6 +149,7 @@ NO_FOREIGN_IDS = {
     ("GET", "/models"),
     ("GET", "/jobs"),
     ("POST", "/models/{name}/versions"),
+    ("GET", "/audit"),
 }
 
 

@@ -3,6 +3,7 @@ parameters, and the load-or-404 of each resource (`valid_<thing>`)."""
 
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
@@ -10,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BeforeValidator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -160,6 +162,17 @@ def column_list(text: str | None, parameter: str) -> list[str] | None:
 # --- paging -----------------------------------------------------------------------------
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def _iso_only(value: object) -> object:
+    """A moment as ISO 8601 text only: pydantic would also read `0.5` as a Unix time."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("an ISO 8601 date and time, e.g. 2026-09-01T08:00:00Z")
+    return value
+
+
+# A moment in a query string (UTC when it has no offset, as the routes read it).
+Moment = Annotated[datetime, BeforeValidator(_iso_only)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 
 # --- load or 404: another organisation's objects are a 404 too -----------------------------

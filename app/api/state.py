@@ -11,6 +11,7 @@ from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
 from app.db.models import Role
 from app.db.session import Database
+from app.services.audit import PredictCounts
 from app.services.model_cache import ModelCache
 
 
@@ -58,3 +59,4 @@ class AppState:
     metrics: ServiceMetrics
     drain: Drain
     model_cache: ModelCache = field(default_factory=ModelCache)
+    predict_counts: PredictCounts = field(default_factory=PredictCounts)

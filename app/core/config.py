@@ -62,6 +62,32 @@ class Settings(BaseSettings):
         description="On SIGTERM, how long a server process keeps answering (each answer "
         "closing its connection, /readyz 503) before it stops.",
     )
+    audit_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Audit events older than this many days are pruned by the workers; "
+        "unset: kept for the lifetime of the service.",
+    )
+    audit_flush_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often each server process writes its /predict audit counts.",
+    )
+    cohort_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Default retain_until of an uploaded cohort: this many days after the "
+        "upload; unset: kept until deleted (an upload can still set its own).",
+    )
+    housekeeping_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often a worker runs the retention sweeps (expired cohorts, old "
+        "audit events, stored idempotent answers older than 24 h).",
+    )
     log_level: str = "INFO"
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
 

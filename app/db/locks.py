@@ -1,11 +1,13 @@
 """Transaction-scoped locks beyond row locks."""
 
+import hashlib
 import uuid
+from datetime import datetime
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from app.db.models import Job
+from app.db.models import Cohort, Job
 
 # Any constant: one transaction-scoped lock that serialises activations on PostgreSQL.
 _ACTIVATION_LOCK = 0x67726164
@@ -33,3 +35,32 @@ def lock_jobs_of_cohort(session: Session, cohort_id: uuid.UUID) -> None:
     session.execute(
         select(Job.id).where(Job.cohort_id == cohort_id).order_by(Job.id).with_for_update()
     ).all()
+
+
+def lock_expired_cohort(session: Session, cohort_id: uuid.UUID, now: datetime) -> Cohort | None:
+    """The cohort, locked for erasure, if it still exists and its retention has run out;
+    None when another worker (or a DELETE) erased it first, or its retention was extended.
+
+    Its jobs are locked first, as ``lock_jobs_of_cohort`` explains; a second sweeper waits
+    here until the first commits, then finds no row.
+    """
+    lock_jobs_of_cohort(session, cohort_id)
+    return session.scalars(
+        select(Cohort)
+        .where(Cohort.id == cohort_id, Cohort.retain_until <= now)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def try_lock_idempotency_key(session: Session, organisation_id: uuid.UUID, key: str) -> bool:
+    """Hold an organisation's Idempotency-Key until this transaction ends; False when another
+    transaction holds it (PostgreSQL, a transaction-scoped advisory lock). SQLite: always True,
+    the caller's first statement took the database's write lock (BEGIN IMMEDIATE), which
+    serialises requests with a key already."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    digest = hashlib.sha256(f"{organisation_id}:{key}".encode()).digest()
+    lock = int.from_bytes(digest[:8], "big", signed=True)
+    taken = session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": lock})
+    return bool(taken)

@@ -93,6 +93,8 @@ class Cohort(Base):
     group_column: Mapped[str | None] = mapped_column(String(200))
     # What the upload received, kept, dropped and converted (no pupil data).
     import_report: Mapped[dict[str, Any] | None] = mapped_column()
+    # The worker's retention sweep erases the cohort after this moment (None: kept).
+    retain_until: Mapped[datetime | None] = mapped_column(default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property
@@ -268,3 +270,48 @@ class CohortErasure(Base):
     scope: Mapped[str] = mapped_column(String(16), default="cohort", server_default="cohort")
     key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only record of who did what (app/services/audit.py writes it; no route
+    updates or deletes one). Never grades, pupils' ids or request bodies."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_organisation_id_id", "organisation_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    # Increasing: the cursor of GET /audit.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE")
+    )
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # No foreign key: the event keeps naming the key whatever becomes of it.
+    key_id: Mapped[uuid.UUID | None] = mapped_column()
+    key_name: Mapped[str | None] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    object: Mapped[str | None] = mapped_column(String(300))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    figures: Mapped[dict[str, Any] | None] = mapped_column()
+
+
+class IdempotentAnswer(Base):
+    """The answer a write gave under an Idempotency-Key, stored in the transaction of the
+    write itself, replayed to a retry (app/api/idempotency.py)."""
+
+    __tablename__ = "idempotent_answers"
+
+    organisation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # SHA-256 of the method, path, query string, content type and body.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    location: Mapped[str | None] = mapped_column(String(500))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

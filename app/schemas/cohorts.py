@@ -111,6 +111,9 @@ class CohortRead(BaseModel):
         description="What the upload received, kept, dropped and converted"
     )
     created_at: datetime
+    retain_until: datetime | None = Field(
+        description="When the retention sweep erases the cohort; null: kept until deleted"
+    )
     stats: dict[str, GradeStats]
 
 

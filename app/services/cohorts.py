@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from app.db.students import (
     page_students,
 )
 from app.schemas.cohorts import CohortCreate
+from app.services import audit
 from app.tables import (
     Columns,
     GradeTable,
@@ -304,9 +306,16 @@ def validate_upload(upload: CohortUpload, *, one_based_rows: bool) -> None:
 
 
 def create_cohort(
-    session: Session, organisation_id: uuid.UUID, upload: CohortUpload, pepper: bytes | None
+    session: Session,
+    organisation_id: uuid.UUID,
+    upload: CohortUpload,
+    pepper: bytes | None,
+    *,
+    key_id: uuid.UUID | None,
+    retain_until: datetime | None = None,
 ) -> Cohort:
-    """Store the cohort; with a pepper, its pupils' ids only as pseudonyms."""
+    """Store the cohort; with a pepper, its pupils' ids only as pseudonyms. The retention
+    sweep erases it after ``retain_until`` (app/services/retention.py)."""
     columns = [*upload.features, upload.target]
     cohort = Cohort(
         organisation_id=organisation_id,
@@ -322,6 +331,7 @@ def create_cohort(
         stats=column_stats(upload.values, columns),
         group_column=upload.group_column,
         import_report=upload.report,
+        retain_until=retain_until,
     )
     try:
         with session.begin_nested():
@@ -334,6 +344,14 @@ def create_cohort(
     if ids is not None and pepper is not None:
         ids = pseudonymise(ids, pepper, str(organisation_id))
     insert_students(session, cohort.id, upload.rows, ids, upload.groups, upload.values)
+    audit.record(
+        session,
+        organisation_id,
+        "cohort.uploaded",
+        key_id=key_id,
+        object=f"/cohorts/{cohort.id}",
+        figures={"pupils": cohort.n_students, "features": len(cohort.features)},
+    )
     return cohort
 
 
@@ -429,14 +447,30 @@ def erase_student(
             .where(ModelVersion.cohort_id == cohort.id)
             .values(erased_students=ModelVersion.erased_students + rows)
         )
+        where = f"/cohorts/{cohort.id}"
+        figures: dict[str, audit.Figure] = {"rows": rows, "cohort": cohort.name}
+        audit.record(
+            session, organisation_id, "student.erased", key_id=key_id, object=where, figures=figures
+        )
     erase_freed_pages_after_commit(session)
     return StudentErasure(touched)
 
 
-def delete_cohort(session: Session, cohort: Cohort, key_id: uuid.UUID | None) -> None:
+def delete_cohort(
+    session: Session, cohort: Cohort, key_id: uuid.UUID | None, *, reason: str = "request"
+) -> None:
     """Erase the pupils' rows; versions trained on it stay, marked as erased provenance, and
-    the erasure itself is recorded (when, which key, how many pupils: no pupil data)."""
+    the erasure itself is recorded (when, which key, how many pupils: no pupil data), in the
+    erasure records and the audit trail. ``reason``: "request" or "retention"."""
     lock_jobs_of_cohort(session, cohort.id)
+    audit.record(
+        session,
+        cohort.organisation_id,
+        "cohort.erased",
+        key_id=key_id,
+        object=f"/cohorts/{cohort.id}",
+        figures={"pupils": cohort.n_students, "cohort": cohort.name, "reason": reason},
+    )
     session.add(
         CohortErasure(
             organisation_id=cohort.organisation_id,

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import CursorResult, Executable, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.core.errors import Conflict
 from app.db.base import utcnow
@@ -22,6 +22,7 @@ from app.db.paging import paginate
 from app.db.session import Database
 from app.engine import History, options_used, thin
 from app.schemas.jobs import JobProgress, JobRead
+from app.services import audit
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 LOSS_COLUMNS = 5  # step, epoch, train_loss, val_loss (NaN: none), grad_norm
@@ -103,6 +104,13 @@ def requeue_stale(session: Session, lease_seconds: float, max_attempts: int) -> 
     """Jobs whose worker stopped renewing the lease go back to the queue, or fail for good."""
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
     stale = select(Job.id).where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
+    given_up = session.execute(
+        select(Job.id, Job.organisation_id, Job.created_by)
+        .where(Job.id.in_(stale), Job.attempts >= max_attempts)
+        .with_for_update()
+    ).all()
+    for job_id, organisation_id, created_by in given_up:
+        _record_finished(session, organisation_id, job_id, created_by, JobStatus.failed)
     failed = _affected(
         session,
         update(Job)
@@ -209,6 +217,27 @@ def finish_job(
     job.error = error
     job.model_version = model_version
     job.worker_id = None
+    session = object_session(job)
+    if session is not None:
+        _record_finished(session, job.organisation_id, job.id, job.created_by, status)
+
+
+def _record_finished(
+    session: Session,
+    organisation_id: uuid.UUID,
+    job_id: uuid.UUID,
+    created_by: uuid.UUID | None,
+    status: JobStatus,
+) -> None:
+    """The end of a job, on behalf of the key that queued it."""
+    audit.record(
+        session,
+        organisation_id,
+        "job.finished",
+        key_id=created_by,
+        object=f"/jobs/{job_id}",
+        status=status.value,
+    )
 
 
 def release_job(session: Session, job_id: uuid.UUID, worker_id: str) -> None:

@@ -22,6 +22,7 @@ from app.db.paging import paginate
 from app.engine import IntervalKind
 from app.engine import interval_kind as engine_interval_kind
 from app.schemas.models import VersionCreate
+from app.services import audit
 from app.tables import check_api_names, check_grade_range
 
 
@@ -121,6 +122,18 @@ def create_version(
     )
     session.add(version)
     session.flush()
+    audit.record(
+        session,
+        organisation_id,
+        "version.created",
+        key_id=created_by,
+        object=f"/models/{model_name}/versions/{version.version}",
+        figures={
+            "source": spec.source,
+            "features": len(spec.features),
+            "job": None if spec.job_id is None else str(spec.job_id),
+        },
+    )
     return version
 
 
@@ -149,6 +162,14 @@ def set_active(
             key_id=key_id,
             reason=reason[:200],
         )
+    )
+    audit.record(
+        session,
+        model.organisation_id,
+        "version.activated",
+        key_id=key_id,
+        object=f"/models/{model.name}/versions/{version}",
+        figures={"from": model.active_version, "to": version},
     )
     model.active_version = version
     session.flush()

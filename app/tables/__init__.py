@@ -19,6 +19,7 @@ from app.tables.csv import (
 from app.tables.csv_out import Verbatim, spreadsheet_safe, write_csv
 from app.tables.errors import TableError, TooManyRowsError, csv_error
 from app.tables.ids import (
+    ID_PATTERN,
     MAX_GROUP_LENGTH,
     MAX_ID_LENGTH,
     PSEUDONYM_PREFIX,
@@ -42,6 +43,7 @@ __all__ = [
     "API_NAME_PATTERN",
     "DELIMITERS",
     "ID_NAME",
+    "ID_PATTERN",
     "MAX_GROUP_LENGTH",
     "MAX_ID_LENGTH",
     "PSEUDONYM_PREFIX",

@@ -8,7 +8,10 @@ from collections.abc import Sequence
 
 MAX_ID_LENGTH = 64
 MAX_GROUP_LENGTH = 50
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_CLASS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_CONTROL_CHARS = re.compile(f"[{_CONTROL_CLASS}]")
+# The same rule, for a schema: an id with no control character or line break.
+ID_PATTERN = f"^[^{_CONTROL_CLASS}]*$"
 
 
 def id_problem(pupil_id: str) -> str | None:

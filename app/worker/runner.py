@@ -27,6 +27,7 @@ from app.db.session import Database, open_database, write_session
 from app.engine import EngineError, FitResult, History, Progress, TrainingCancelled, fit
 from app.services import jobs as job_service
 from app.services.cohorts import get_cohort, load_grades
+from app.services.retention import housekeeping
 from app.services.training import complete_job, training_config
 
 logger = logging.getLogger("gradecast.worker")
@@ -72,6 +73,7 @@ class Worker:
         self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
         self._last_recovery = 0.0
+        self._last_housekeeping = 0.0
 
     # --- the loop ----------------------------------------------------------------
 
@@ -94,6 +96,7 @@ class Worker:
     def run_once(self) -> bool:
         """Claim and run one job; False when the queue was empty."""
         self._recover_stale()
+        self._housekeep()
         with write_session(self.database) as session:
             job = job_service.claim_next(session, self.worker_id)
             if job is None:
@@ -113,6 +116,16 @@ class Worker:
             )
         if count:
             logger.warning("re-queued or failed jobs with an expired lease", extra={"jobs": count})
+
+    def _housekeep(self) -> None:
+        """The retention sweeps, every housekeeping_seconds (and at the worker's start)."""
+        now = time.monotonic()
+        if self._last_housekeeping and now - self._last_housekeeping < (
+            self.settings.housekeeping_seconds
+        ):
+            return
+        self._last_housekeeping = now
+        housekeeping(self.database, self.settings)
 
     # --- one job -----------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from starlette.datastructures import UploadFile
 from app.api.deps import (
     CohortDep,
     Limit,
+    Moment,
     Offset,
     Reader,
     SessionDep,
@@ -15,6 +16,7 @@ from app.api.deps import (
     Trainer,
     column_list,
 )
+from app.api.idempotency import Idempotent, IdempotentRoute
 from app.api.media import CSV_TYPES, media_type
 from app.core.errors import InvalidInput, UnsupportedMediaType
 from app.db.models import Cohort
@@ -30,10 +32,11 @@ from app.schemas.cohorts import (
 )
 from app.schemas.common import error_responses
 from app.services import cohorts as cohort_service
+from app.services import retention
 from app.services.cohorts import CsvOptions
-from app.tables import SpecialMarks
+from app.tables import ID_PATTERN, SpecialMarks
 
-router = APIRouter(tags=["cohorts"])
+router = APIRouter(tags=["cohorts"], route_class=IdempotentRoute)
 
 
 _EXAMPLE_CSV = (
@@ -118,14 +121,24 @@ async def upload_cohort(
     request: Request,
     response: Response,
     principal: Trainer,
+    _idempotency: Idempotent,
     state: StateDep,
     session: SessionDep,
     options: Annotated[CsvOptions, Depends(csv_options)],
+    retain_until: Annotated[
+        Moment | None,
+        Query(
+            description="When the retention sweep erases this cohort (ISO 8601, UTC if no "
+            "offset; in the future). Default: GRADECAST_COHORT_RETENTION_DAYS after the "
+            "upload, or kept until deleted when that is unset"
+        ),
+    ] = None,
 ) -> CohortRead:
     """JSON: a `CohortCreate` object. CSV (`text/csv` body or multipart field `file`): a header
     row, an optional id column, `,` `;` or tab separators, decimal commas, UTF-8 (BOM or not)
     or the `charset` of the Content-Type; the query string says how to read it. Nothing is
     stored unless every kept row is valid; `import_report` says what was kept and why."""
+    deadline = retention.retain_until(retain_until, state.settings.cohort_retention_days)
     media, charset = media_type(request)
     max_rows = state.settings.max_cohort_rows
     if media == "application/json":
@@ -151,7 +164,12 @@ async def upload_cohort(
         upload = parse()
         cohort_service.validate_upload(upload, one_based_rows=media != "application/json")
         return cohort_service.create_cohort(
-            session, principal.organisation_id, upload, state.settings.pepper
+            session,
+            principal.organisation_id,
+            upload,
+            state.settings.pepper,
+            key_id=principal.key_id,
+            retain_until=deadline,
         )
 
     cohort = await run_in_threadpool(parse_validate_store)
@@ -245,6 +263,7 @@ def erase_student(
         Path(
             min_length=1,
             max_length=64,
+            pattern=ID_PATTERN,
             description="The id the school knows (INE or other); with GRADECAST_ID_PEPPER it "
             "is hashed as uploads are",
         ),

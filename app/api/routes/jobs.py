@@ -4,16 +4,18 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response, status
 
 from app.api.deps import JobDep, Limit, Offset, Reader, SessionDep, Trainer
+from app.api.idempotency import Idempotent, IdempotentRoute
 from app.core.errors import NotFound
 from app.db.models import JobStatus
 from app.schemas.common import error_responses
 from app.schemas.jobs import JobCreate, JobRead, JobsRead, JobStatusName, LossHistory
+from app.services import audit
 from app.services import jobs as job_service
 from app.services import training as training_service
 from app.services.cohorts import get_cohort
 from app.tables import write_csv
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=IdempotentRoute)
 
 
 @router.post(
@@ -24,7 +26,11 @@ router = APIRouter(tags=["jobs"])
     summary="Queue a training job",
 )
 def create_job(
-    body: JobCreate, principal: Trainer, session: SessionDep, response: Response
+    body: JobCreate,
+    principal: Trainer,
+    _idempotency: Idempotent,
+    session: SessionDep,
+    response: Response,
 ) -> JobRead:
     """Records the job and returns at once; a worker trains it in the background. Poll
     `GET /jobs/{id}` (the `Location` header) for progress and the resulting model version."""
@@ -33,6 +39,14 @@ def create_job(
         raise NotFound("no such cohort", loc=["body", "cohort_id"])
     job = training_service.create_job(
         session, principal.organisation_id, body, cohort, principal.key_id
+    )
+    audit.record(
+        session,
+        principal.organisation_id,
+        "job.queued",
+        key_id=principal.key_id,
+        object=f"/jobs/{job.id}",
+        figures={"model": job.model_name, "algorithm": job.algorithm, "cohort": str(cohort.id)},
     )
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_service.job_read(job)
@@ -68,9 +82,18 @@ def get_job(job: JobDep) -> JobRead:
     response_model=JobRead,
     responses=error_responses(401, 403, 404, 409, 422),
 )
-def cancel_job(_principal: Trainer, job: JobDep, session: SessionDep) -> JobRead:
+def cancel_job(principal: Trainer, job: JobDep, session: SessionDep) -> JobRead:
     """A queued job is cancelled at once; a running one stops within a second."""
-    return job_service.job_read(job_service.cancel_job(session, job))
+    job_service.cancel_job(session, job)
+    audit.record(
+        session,
+        principal.organisation_id,
+        "job.cancelled",
+        key_id=principal.key_id,
+        object=f"/jobs/{job.id}",
+        status=job.status.value,
+    )
+    return job_service.job_read(job)
 
 
 @router.get(

@@ -7,6 +7,7 @@ from app.core.errors import NotFound
 from app.db.models import Organisation
 from app.schemas.common import error_responses
 from app.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, ApiKeysRead, WhoAmI
+from app.services import audit
 from app.services import keys as key_service
 
 router = APIRouter(tags=["keys"])
@@ -33,6 +34,14 @@ def whoami(principal: PrincipalDep, session: SessionDep) -> WhoAmI:
 def create_api_key(body: ApiKeyCreate, principal: Admin, session: SessionDep) -> ApiKeyCreated:
     """Create a key in the caller's organisation. The key is in this response only."""
     api_key, plain = key_service.issue_key(session, principal.organisation_id, body.name, body.role)
+    audit.record(
+        session,
+        principal.organisation_id,
+        "key.created",
+        key_id=principal.key_id,
+        object=f"/api-keys/{api_key.id}",
+        figures={"name": api_key.name, "role": api_key.role.value},
+    )
     return ApiKeyCreated(
         id=api_key.id,
         name=api_key.name,
@@ -62,5 +71,13 @@ def revoke_api_key(
     if api_key is None:
         raise NotFound("no such API key", loc=["path", "key_id"])
     key_service.revoke_key(api_key)
+    audit.record(
+        session,
+        principal.organisation_id,
+        "key.revoked",
+        key_id=principal.key_id,
+        object=f"/api-keys/{api_key.id}",
+        figures={"name": api_key.name},
+    )
     state.auth_cache.forget(api_key.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,6 +11,7 @@ from app.api.deps import (
     Trainer,
     VersionDep,
 )
+from app.api.idempotency import Idempotent, IdempotentRoute
 from app.db.models import Model, ModelVersion
 from app.schemas.common import error_responses
 from app.schemas.models import (
@@ -26,7 +27,7 @@ from app.schemas.models import (
 )
 from app.services import models as model_service
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], route_class=IdempotentRoute)
 
 
 def version_read(model: Model, version: ModelVersion) -> VersionRead:
@@ -114,6 +115,7 @@ def create_version(
     name: ModelName,
     spec: VersionCreate,
     principal: Trainer,
+    _idempotency: Idempotent,
     state: StateDep,
     session: SessionDep,
     response: Response,

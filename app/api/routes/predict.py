@@ -171,6 +171,7 @@ async def _predict_json(
     )
     content, batch = await _run(len(body), answer_json, snapshot, parsed)
     state.metrics.predicted(snapshot.model, snapshot.version, len(batch.values), len(batch.errors))
+    state.predict_counts.add(principal, snapshot.model, snapshot.version, len(batch.values))
     return Response(content, media_type="application/json")
 
 
@@ -197,4 +198,5 @@ async def _predict_csv(
     )
     content, batch = await _run(len(body), answer_csv, snapshot, table)
     state.metrics.predicted(snapshot.model, snapshot.version, len(batch.values), len(batch.errors))
+    state.predict_counts.add(principal, snapshot.model, snapshot.version, len(batch.values))
     return Response(content, media_type="text/csv")
