@@ -21,6 +21,7 @@ from app.db.session import write_session
 from app.services import audit
 from app.services import jobs as job_service
 from tests.conftest import LiveServer, Tenant, make_settings, make_tenant, start_server
+from tests.processes import private_database
 from tests.test_jobs import wait_for
 from tests.test_models import version_body
 from tests.test_privacy import ODD_GRADES, marked_cohort
@@ -256,7 +257,10 @@ def test_old_events_are_pruned_only_past_the_retention(
 
 
 def test_a_cancelled_job_and_a_job_given_up_are_recorded(database_url: str, tmp_path: Path) -> None:
-    server = start_server(make_settings(database_url, tmp_path, workers=0))
+    # A database of its own: the session's live server runs a worker that would take the
+    # jobs this test keeps queued or makes stale.
+    url = private_database(database_url, tmp_path, "gradecast_audit_jobs")
+    server = start_server(make_settings(url, tmp_path, workers=0))
     try:
         tenant = make_tenant(server)
         with tenant.client(Role.admin) as admin:
