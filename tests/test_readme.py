@@ -2,8 +2,10 @@
 each run takes its ids from the answers, so a second run in the same organisation works, and
 the figures the README states are the ones the service answers."""
 
+import re
 from pathlib import Path
 
+from app.core.config import Settings
 from app.db.models import Role
 from tests.conftest import LiveServer, Tenant
 from tests.walkthrough import ROOT, run_walkthrough, walkthrough_script
@@ -31,3 +33,14 @@ def test_every_sh_block_of_the_section_is_run(tmp_path: Path) -> None:
         "```json\n{}\n```\n\n## Next\n\n```sh\necho not-run\n```\n"
     )
     assert walkthrough_script(readme) == "echo one\n\necho two\n"
+
+
+def test_the_configuration_table_lists_every_setting() -> None:
+    """One table of every setting: a new one must be documented where operators look."""
+    readme = README.read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `GRADECAST_([A-Z0-9_]+)` \|", section, flags=re.MULTILINE))
+    settings = {name.upper() for name in Settings.model_fields}
+    assert documented == settings, (
+        f"undocumented: {sorted(settings - documented)}; gone: {sorted(documented - settings)}"
+    )
