@@ -45,14 +45,14 @@ def cohort_states(database_url: str) -> dict[str, tuple[int, int]]:
         with engine.connect() as connection:
             rows = connection.execute(
                 sa.text(
-                    "SELECT c.name, c.n_students, count(s.row_index) FROM cohorts c "
-                    "LEFT JOIN cohort_students s ON s.cohort_id = c.id "
+                    "SELECT c.name, c.n_students, coalesce(sum(s.n_rows), 0) FROM cohorts c "
+                    "LEFT JOIN cohort_blocks s ON s.cohort_id = c.id "
                     "GROUP BY c.id, c.name, c.n_students"
                 )
             ).all()
             orphans = connection.execute(
                 sa.text(
-                    "SELECT count(*) FROM cohort_students s "
+                    "SELECT count(*) FROM cohort_blocks s "
                     "WHERE NOT EXISTS (SELECT 1 FROM cohorts c WHERE c.id = s.cohort_id)"
                 )
             ).scalar_one()
