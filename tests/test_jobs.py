@@ -192,6 +192,49 @@ def test_loss_thinning_and_csv(trainer: httpx.Client) -> None:
     assert accept.text == csv.text
 
 
+def test_loss_as_csv_and_packed_float64_columns_holds_every_point_as_json_does(
+    trainer: httpx.Client,
+) -> None:
+    cohort = upload_example(trainer)
+    job = submit(
+        trainer,
+        cohort_id=cohort["id"],
+        algorithm="sgd",
+        epochs=3,
+        batch_size=4,
+        learning_rate=1e-5,
+        validation_fraction=0.25,
+        seed=5,
+    )
+    wait_for(trainer, job["id"])
+    points = trainer.get(f"/jobs/{job['id']}/loss").json()["points"]
+    names = ["step", "epoch", "train_loss", "val_loss", "grad_norm"]
+    expected = np.array([[p[name] for name in names] for p in points], dtype=np.float64)
+
+    packed = trainer.get(f"/jobs/{job['id']}/loss", params={"format": "f64"})
+    assert packed.status_code == 200
+    assert packed.headers["content-type"] == "application/octet-stream"
+    assert packed.headers["x-loss-columns"] == ",".join(names)
+    assert int(packed.headers["x-loss-points"]) == len(points)
+    assert int(packed.headers["x-loss-total-points"]) == len(points)
+    columns = np.frombuffer(packed.content, dtype="<f8").reshape(len(names), len(points))
+    assert np.array_equal(columns.T, expected)
+
+    csv = trainer.get(f"/jobs/{job['id']}/loss", params={"format": "csv"})
+    lines = csv.text.split("\r\n")
+    assert lines[0] == ",".join(names)
+    assert lines[-1] == ""
+    # Every float exactly as it reads back, ints without a decimal point.
+    assert lines[1].split(",")[:2] == ["0", "0"]
+    read = np.array([[float(c) for c in line.split(",")] for line in lines[1:-1]])
+    assert np.array_equal(read, expected)
+
+    thinned = trainer.get(f"/jobs/{job['id']}/loss", params={"format": "f64", "max_points": 3})
+    assert int(thinned.headers["x-loss-points"]) == 3
+    assert int(thinned.headers["x-loss-total-points"]) == len(points)
+    assert len(thinned.content) == 3 * len(names) * 8
+
+
 def test_diverging_job_fails_with_its_message_and_no_version(trainer: httpx.Client) -> None:
     cohort = upload_example(trainer)
     job = submit(
