@@ -1,6 +1,7 @@
 """Training jobs end to end over real HTTP: upload → train → poll → version → loss history →
 activate / roll back, cancellation, divergence, if_better."""
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -8,9 +9,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
+from app.db.migrations import upgrade_to_head
 from app.db.models import Role
-from tests.conftest import Tenant
+from app.db.session import open_database
+from app.services.jobs import QueueSignal
+from tests.conftest import Tenant, make_settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -449,3 +454,39 @@ def test_training_defaults_are_the_engines() -> None:
         assert getattr(api, name) == (
             list(expected) if isinstance(expected, tuple) else expected
         ), name
+
+
+def test_a_job_queued_here_wakes_the_idle_workers_once_it_is_committed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'signal.db'}"
+    upgrade_to_head(url)
+    database = open_database(make_settings(url, tmp_path, workers=0))
+    signal = QueueSignal()
+    woken = threading.Event()
+
+    def idle_worker(seen: int) -> None:
+        signal.wait(seen, timeout=60)
+        woken.set()
+
+    try:
+        # Rolled back: nothing was queued, no worker is woken.
+        seen = signal.generation
+        waiter = threading.Thread(target=idle_worker, args=(seen,), daemon=True)
+        waiter.start()
+        with database.writes() as session:
+            signal.notify_after_commit(session)
+            session.execute(sa.text("SELECT 1"))
+            session.rollback()
+        assert not woken.wait(0.5)
+        assert signal.generation == seen
+        # Committed: the waiting worker wakes at once, not at its 60-s timeout.
+        with database.writes() as session:
+            signal.notify_after_commit(session)
+            session.execute(sa.text("SELECT 1"))
+            session.commit()
+        assert woken.wait(10)
+        waiter.join(10)
+        assert signal.generation == seen + 1
+        # A worker that read the generation before the job was queued does not wait.
+        signal.wait(seen, timeout=60)
+    finally:
+        database.engine.dispose()

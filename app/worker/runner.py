@@ -79,8 +79,9 @@ class Worker:
         logger.info("worker started", extra={"worker": self.worker_id})
         while not self.stopping.is_set():
             try:
+                seen = job_service.QUEUED.generation
                 if not self.run_once():
-                    self.stopping.wait(POLL_SECONDS)
+                    job_service.QUEUED.wait(seen, POLL_SECONDS)
             except OperationalError:
                 logger.warning(
                     "database unavailable; worker retrying", extra={"worker": self.worker_id}
@@ -329,6 +330,7 @@ class WorkerPool:
     def stop(self, timeout: float = 30.0) -> None:
         for worker in self.workers:
             worker.stopping.set()
+        job_service.QUEUED.notify()  # idle workers see `stopping` at once
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))

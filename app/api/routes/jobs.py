@@ -35,6 +35,7 @@ def create_job(
     job = training_service.create_job(
         session, principal.organisation_id, body, cohort, principal.key_id
     )
+    job_service.QUEUED.notify_after_commit(session)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_service.job_read(job)
 
