@@ -759,3 +759,20 @@ def test_write_numbers_as_repr_writes_them_at_every_magnitude() -> None:
         for i, x in zip(integers.tolist(), floats.tolist(), strict=True)
     ]
     assert out[1:-1] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a;id;b\r\n1;x1;2\r\n3; x2 ;4,5\r\n",  # the id between grades, padded
+        "a,b,id\n1,2,x1\n3,4,x2",  # the id last, no final line end
+        "a\tid\tb\r\n1,5\tq\t2\r\n0\tr\t20\r\n",  # tabs and a decimal comma
+        'id;a;b\r\n"x;1";1;2\r\ny;3;4\r\n',  # a quoted id (numpy's reader reads it)
+    ],
+)
+def test_fast_path_reads_the_id_column_wherever_it_is(text: str) -> None:
+    fast, general = both_readers(text)
+    assert fast is not None
+    assert_same_table(fast, general)
+    assert fast.ids is not None
+    assert len(fast.ids) == 2
