@@ -33,6 +33,7 @@ import secrets
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,17 @@ def upload(client: httpx.Client, data: bytes, name: str, pid: int) -> tuple[floa
     return elapsed, peak, str(response.json()["id"])
 
 
+def server_split(job: dict[str, Any]) -> tuple[float, float]:
+    """(queued, running) seconds as the server recorded them: created → started → finished."""
+    created, started, finished = (
+        datetime.fromisoformat(job[k]) for k in ("created_at", "started_at", "finished_at")
+    )
+    return (started - created).total_seconds(), (finished - started).total_seconds()
+
+
 def run_job(client: httpx.Client, cohort_id: str, options: dict[str, Any]) -> tuple[float, str]:
-    """Seconds from POST /jobs to the first GET that says succeeded, and the job's id."""
+    """Seconds from POST /jobs to the first GET that says succeeded, and the job's id; the
+    server's split of that time (queued, running) is printed."""
     body = {"cohort_id": cohort_id, "model": "e2e", "activate": "never", **options}
     started = time.perf_counter()
     created = client.post("/jobs", json=body)
@@ -104,9 +114,16 @@ def run_job(client: httpx.Client, cohort_id: str, options: dict[str, Any]) -> tu
         raise RuntimeError(f"job refused: {created.status_code} {created.text[:300]}")
     job_id = created.json()["id"]
     while True:
-        status = client.get(f"/jobs/{job_id}").json()["status"]
+        job = client.get(f"/jobs/{job_id}").json()
+        status = job["status"]
         if status == "succeeded":
-            return time.perf_counter() - started, job_id
+            wall = time.perf_counter() - started
+            queued, running = server_split(job)
+            print(
+                f"    {options['algorithm']}: wall {wall:.3f} s = queued {queued:.3f} + "
+                f"running {running:.3f} + {wall - queued - running:.3f} HTTP and polling"
+            )
+            return wall, job_id
         if status in ("failed", "cancelled"):
             raise RuntimeError(f"job {options} ended {status}")
         time.sleep(POLL_SECONDS)
