@@ -15,7 +15,7 @@ from app.db.migrations import upgrade_to_head
 from app.db.models import Role
 from app.db.session import open_database
 from app.services.jobs import QueueSignal
-from tests.conftest import Tenant, make_settings
+from tests.conftest import Tenant, make_settings, make_tenant, start_server
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -490,3 +490,27 @@ def test_a_job_queued_here_wakes_the_idle_workers_once_it_is_committed(tmp_path:
         signal.wait(seen, timeout=60)
     finally:
         database.engine.dispose()
+
+
+def test_predict_answers_with_a_version_a_job_of_this_process_just_activated(
+    tmp_path: Path,
+) -> None:
+    """Jobs take milliseconds: /predict must not wait for its cache's periodic check (an hour
+    here) to see the version that a job in this process activated."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade_to_head(url)
+    server = start_server(make_settings(url, tmp_path, workers=1, model_cache_seconds=3600))
+    try:
+        tenant = make_tenant(server)
+        with tenant.client(Role.trainer) as trainer:
+            cohort = upload_example(trainer)
+            pupil = {"maths": 13, "info": 14, "francais": 11}
+            for version in (1, 2):
+                job = submit(trainer, cohort_id=cohort["id"], model="fresh", activate="always")
+                assert wait_for(trainer, job["id"])["status"] == "succeeded"
+                answer = trainer.post("/predict", json={"model": "fresh", "students": [pupil]})
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["version"] == version
+    finally:
+        server.stop()
+        server.database.engine.dispose()

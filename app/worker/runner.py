@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,10 +66,13 @@ class Worker:
         settings: Settings,
         name: str | None = None,
         metrics: JobMetrics | None = None,
+        on_version: Callable[[], None] | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.metrics = metrics
+        # Called once a job's version is committed (this process's /predict cache).
+        self.on_version = on_version
         self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
         self._last_recovery = 0.0
@@ -287,6 +291,8 @@ class Worker:
                 if owned is None:
                     raise LeaseLost
                 complete_job(session, owned, cohort, grades, result)
+            if self.on_version is not None:
+                self.on_version()
         except IntegrityError:
             # A version already exists for this job: a previous run finished it.
             logger.warning("job already produced its version", extra={"job": str(job.id)})
@@ -316,8 +322,11 @@ class WorkerPool:
         settings: Settings,
         count: int,
         metrics: JobMetrics | None = None,
+        on_version: Callable[[], None] | None = None,
     ) -> None:
-        self.workers = [Worker(database, settings, metrics=metrics) for _ in range(count)]
+        self.workers = [
+            Worker(database, settings, metrics=metrics, on_version=on_version) for _ in range(count)
+        ]
         self.threads = [
             threading.Thread(target=w.run_forever, name=f"gradecast-worker-{i}", daemon=True)
             for i, w in enumerate(self.workers)
