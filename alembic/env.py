@@ -3,7 +3,7 @@
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import Connection, pool
 
 from app.core.config import Settings
 from app.db import models  # noqa: F401  (registers the tables on Base.metadata)
@@ -45,15 +45,27 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
+    # SQLite's batch migrations copy a table, drop it and rename the copy: with foreign keys
+    # on, dropping `cohorts` cascaded to every pupil of every cohort. They are off while the
+    # migrations run (a PRAGMA outside any transaction, as SQLite requires), checked after.
+    foreign_keys_off = connection.dialect.name == "sqlite" and not connection.in_transaction()
+    if foreign_keys_off:
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
     context.configure(
-        connection=connection,  # type: ignore[arg-type]
+        connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
     )
     with context.begin_transaction():
         context.run_migrations()
+    if foreign_keys_off:
+        driver = connection.connection.driver_connection
+        broken = driver.execute("PRAGMA foreign_key_check").fetchall()  # type: ignore[union-attr]
+        driver.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+        if broken:
+            raise RuntimeError(f"the migration left {len(broken)} rows without their parent")
 
 
 if context.is_offline_mode():

@@ -67,7 +67,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     _bootstrap(state)
     port = state.settings.metrics_port
     stop_metrics_server = state.metrics.serve(port) if port is not None else None
-    pool = WorkerPool(state.db, state.settings, state.settings.workers, state.metrics.jobs)
+    # A job that finishes in this process is seen by its /predict at the next request (jobs
+    # take milliseconds: the cache's periodic check would serve the previous version).
+    pool = WorkerPool(
+        state.db,
+        state.settings,
+        state.settings.workers,
+        state.metrics.jobs,
+        on_version=state.model_cache.invalidate,
+    )
     pool.start()
     state.predict_counts.start(state.db, state.settings.audit_flush_seconds)
     try:

@@ -120,12 +120,14 @@ def free_port() -> int:
         return port
 
 
-def start_server(data_dir: Path, port: int, admin_key: str) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, port: int, admin_key: str, workers: int = 0
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "GRADECAST_DATA_DIR": str(data_dir),
         "GRADECAST_BOOTSTRAP_ADMIN_KEY": admin_key,
-        "GRADECAST_WORKERS": "0",
+        "GRADECAST_WORKERS": str(workers),
         "GRADECAST_LOG_LEVEL": "WARNING",
     }
     env.pop("GRADECAST_DATABASE_URL", None)

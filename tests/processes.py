@@ -95,12 +95,16 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def private_database(database_url: str, tmp_path: Path, name: str = "gradecast_private") -> str:
+def private_database(
+    database_url: str, tmp_path: Path, name: str = "gradecast_private", revision: str = "head"
+) -> str:
     """A migrated database of its own, so that no other test server's in-process worker
-    takes the jobs meant for the processes under test."""
+    takes the jobs meant for the processes under test (or, with `revision`, a database as
+    an older release left it)."""
     import sqlalchemy as sa
+    from alembic import command
 
-    from app.db.migrations import upgrade_to_head
+    from app.db.migrations import alembic_config
 
     url = sa.engine.make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -114,5 +118,5 @@ def private_database(database_url: str, tmp_path: Path, name: str = "gradecast_p
             connection.exec_driver_sql(f"CREATE DATABASE {name}")
         admin.dispose()
         private = url.set(database=name).render_as_string(hide_password=False)
-    upgrade_to_head(private)
+    command.upgrade(alembic_config(private), revision)
     return private

@@ -45,14 +45,14 @@ def cohort_states(database_url: str) -> dict[str, tuple[int, int]]:
         with engine.connect() as connection:
             rows = connection.execute(
                 sa.text(
-                    "SELECT c.name, c.n_students, count(s.row_index) FROM cohorts c "
-                    "LEFT JOIN cohort_students s ON s.cohort_id = c.id "
+                    "SELECT c.name, c.n_students, coalesce(sum(s.n_rows), 0) FROM cohorts c "
+                    "LEFT JOIN cohort_blocks s ON s.cohort_id = c.id "
                     "GROUP BY c.id, c.name, c.n_students"
                 )
             ).all()
             orphans = connection.execute(
                 sa.text(
-                    "SELECT count(*) FROM cohort_students s "
+                    "SELECT count(*) FROM cohort_blocks s "
                     "WHERE NOT EXISTS (SELECT 1 FROM cohorts c WHERE c.id = s.cohort_id)"
                 )
             ).scalar_one()
@@ -120,6 +120,94 @@ def test_server_killed_during_uploads_leaves_each_cohort_whole_or_absent(
         assert listed["count"] == outcomes["whole"]
     finally:
         server.stop()
+
+
+def stored_ids(database_url: str, cohort_name: str) -> set[str]:
+    """Every pupil id stored in the cohort's blocks, read from the database itself."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            texts = connection.execute(
+                sa.text(
+                    "SELECT b.ids FROM cohort_blocks b JOIN cohorts c ON c.id = b.cohort_id "
+                    "WHERE c.name = :name"
+                ),
+                {"name": cohort_name},
+            ).scalars()
+            return {ident for text in texts for ident in text.split("\n")}
+    finally:
+        engine.dispose()
+
+
+def test_server_killed_during_erasures_leaves_each_erasure_whole_or_undone(
+    database_url: str, tmp_path: Path
+) -> None:
+    """One pupil erased (their block rewritten) or a whole cohort erased, the server killed
+    at a random moment: the pupil is gone with the count down by one, or both are as they
+    were; the cohort is whole or gone, never half."""
+    database = private_database(database_url, tmp_path, "gradecast_fault_erasures")
+    key = "gc_" + secrets.token_urlsafe(32)
+    env = {"GRADECAST_BOOTSTRAP_ADMIN_KEY": key, "GRADECAST_WORKERS": "0"}
+    auth = {"Authorization": f"Bearer {key}"}
+    server = ServerProcess(database, tmp_path, env=env).start()
+    # Other pupils in the cohort erased whole: a pupil's erasure reaches every cohort.
+    for name, content in (("erase-pupils", big_csv()), ("erase-all", big_csv(seed=2))):
+        created = httpx.post(
+            f"{server.url}/cohorts",
+            params={"name": name},
+            content=content.replace(b"\np", b"\nq") if name == "erase-all" else content,
+            headers={**auth, "Content-Type": "text/csv"},
+            timeout=60,
+        )
+        assert created.status_code == 201, created.text
+    server.stop()
+    rng = random.Random(15)
+    pupils = rng.sample(range(UPLOAD_ROWS), ROUNDS)
+    expected = UPLOAD_ROWS
+    outcomes: Counter[str] = Counter()
+    for round_, pupil in enumerate(pupils):
+        server = ServerProcess(database, tmp_path, env=env).start()
+
+        def erase(url: str = server.url, pupil: int = pupil) -> None:
+            with contextlib.suppress(httpx.TransportError):
+                httpx.delete(f"{url}/students/p{pupil}", headers=auth, timeout=60)
+
+        thread = threading.Thread(target=erase)
+        thread.start()
+        time.sleep(rng.uniform(0.0, 0.6))
+        server.kill()
+        thread.join()
+
+        if database.startswith("sqlite"):
+            assert sqlite_integrity(database) == "ok", f"round {round_}"
+        n, stored = cohort_states(database)["erase-pupils"]
+        assert n == stored, f"round {round_}: the count and the rows disagree"
+        present = f"p{pupil}" in stored_ids(database, "erase-pupils")
+        if present:
+            assert n == expected, f"round {round_}: a pupil still there was counted out"
+            outcomes["undone"] += 1
+        else:
+            assert n == expected - 1, f"round {round_}: the pupil went, the count did not"
+            outcomes["erased"] += 1
+        expected = n
+    print(f"one-pupil erasures interrupted {ROUNDS} times: {dict(outcomes)}")
+
+    server = ServerProcess(database, tmp_path, env=env).start()
+    cohorts = httpx.get(f"{server.url}/cohorts", headers=auth).json()["data"]
+    whole = next(c for c in cohorts if c["name"] == "erase-all")
+
+    def erase_cohort(url: str = server.url) -> None:
+        with contextlib.suppress(httpx.TransportError):
+            httpx.delete(f"{url}/cohorts/{whole['id']}", headers=auth, timeout=60)
+
+    thread = threading.Thread(target=erase_cohort)
+    thread.start()
+    time.sleep(rng.uniform(0.0, 0.1))
+    server.kill()
+    thread.join()
+    states = cohort_states(database)  # no orphan blocks either way
+    assert states.get("erase-all", (UPLOAD_ROWS, UPLOAD_ROWS)) == (UPLOAD_ROWS, UPLOAD_ROWS)
+    assert states["erase-pupils"] == (expected, expected)
 
 
 def test_workers_killed_mid_training_leave_no_job_running(

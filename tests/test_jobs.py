@@ -1,6 +1,7 @@
 """Training jobs end to end over real HTTP: upload → train → poll → version → loss history →
 activate / roll back, cancellation, divergence, if_better."""
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -8,9 +9,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
+from app.db.migrations import upgrade_to_head
 from app.db.models import Role
-from tests.conftest import Tenant
+from app.db.session import open_database
+from app.services.jobs import QueueSignal
+from tests.conftest import Tenant, make_settings, make_tenant, start_server
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -190,6 +195,49 @@ def test_loss_thinning_and_csv(trainer: httpx.Client) -> None:
         f"/jobs/{job['id']}/loss", params={"max_points": 5}, headers={"Accept": "text/csv"}
     )
     assert accept.text == csv.text
+
+
+def test_loss_as_csv_and_packed_float64_columns_holds_every_point_as_json_does(
+    trainer: httpx.Client,
+) -> None:
+    cohort = upload_example(trainer)
+    job = submit(
+        trainer,
+        cohort_id=cohort["id"],
+        algorithm="sgd",
+        epochs=3,
+        batch_size=4,
+        learning_rate=1e-5,
+        validation_fraction=0.25,
+        seed=5,
+    )
+    wait_for(trainer, job["id"])
+    points = trainer.get(f"/jobs/{job['id']}/loss").json()["points"]
+    names = ["step", "epoch", "train_loss", "val_loss", "grad_norm"]
+    expected = np.array([[p[name] for name in names] for p in points], dtype=np.float64)
+
+    packed = trainer.get(f"/jobs/{job['id']}/loss", params={"format": "f64"})
+    assert packed.status_code == 200
+    assert packed.headers["content-type"] == "application/octet-stream"
+    assert packed.headers["x-loss-columns"] == ",".join(names)
+    assert int(packed.headers["x-loss-points"]) == len(points)
+    assert int(packed.headers["x-loss-total-points"]) == len(points)
+    columns = np.frombuffer(packed.content, dtype="<f8").reshape(len(names), len(points))
+    assert np.array_equal(columns.T, expected)
+
+    csv = trainer.get(f"/jobs/{job['id']}/loss", params={"format": "csv"})
+    lines = csv.text.split("\r\n")
+    assert lines[0] == ",".join(names)
+    assert lines[-1] == ""
+    # Every float exactly as it reads back, ints without a decimal point.
+    assert lines[1].split(",")[:2] == ["0", "0"]
+    read = np.array([[float(c) for c in line.split(",")] for line in lines[1:-1]])
+    assert np.array_equal(read, expected)
+
+    thinned = trainer.get(f"/jobs/{job['id']}/loss", params={"format": "f64", "max_points": 3})
+    assert int(thinned.headers["x-loss-points"]) == 3
+    assert int(thinned.headers["x-loss-total-points"]) == len(points)
+    assert len(thinned.content) == 3 * len(names) * 8
 
 
 def test_diverging_job_fails_with_its_message_and_no_version(trainer: httpx.Client) -> None:
@@ -406,3 +454,63 @@ def test_training_defaults_are_the_engines() -> None:
         assert getattr(api, name) == (
             list(expected) if isinstance(expected, tuple) else expected
         ), name
+
+
+def test_a_job_queued_here_wakes_the_idle_workers_once_it_is_committed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'signal.db'}"
+    upgrade_to_head(url)
+    database = open_database(make_settings(url, tmp_path, workers=0))
+    signal = QueueSignal()
+    woken = threading.Event()
+
+    def idle_worker(seen: int) -> None:
+        signal.wait(seen, timeout=60)
+        woken.set()
+
+    try:
+        # Rolled back: nothing was queued, no worker is woken.
+        seen = signal.generation
+        waiter = threading.Thread(target=idle_worker, args=(seen,), daemon=True)
+        waiter.start()
+        with database.writes() as session:
+            signal.notify_after_commit(session)
+            session.execute(sa.text("SELECT 1"))
+            session.rollback()
+        assert not woken.wait(0.5)
+        assert signal.generation == seen
+        # Committed: the waiting worker wakes at once, not at its 60-s timeout.
+        with database.writes() as session:
+            signal.notify_after_commit(session)
+            session.execute(sa.text("SELECT 1"))
+            session.commit()
+        assert woken.wait(10)
+        waiter.join(10)
+        assert signal.generation == seen + 1
+        # A worker that read the generation before the job was queued does not wait.
+        signal.wait(seen, timeout=60)
+    finally:
+        database.engine.dispose()
+
+
+def test_predict_answers_with_a_version_a_job_of_this_process_just_activated(
+    tmp_path: Path,
+) -> None:
+    """Jobs take milliseconds: /predict must not wait for its cache's periodic check (an hour
+    here) to see the version that a job in this process activated."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade_to_head(url)
+    server = start_server(make_settings(url, tmp_path, workers=1, model_cache_seconds=3600))
+    try:
+        tenant = make_tenant(server)
+        with tenant.client(Role.trainer) as trainer:
+            cohort = upload_example(trainer)
+            pupil = {"maths": 13, "info": 14, "francais": 11}
+            for version in (1, 2):
+                job = submit(trainer, cohort_id=cohort["id"], model="fresh", activate="always")
+                assert wait_for(trainer, job["id"])["status"] == "succeeded"
+                answer = trainer.post("/predict", json={"model": "fresh", "students": [pupil]})
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["version"] == version
+    finally:
+        server.stop()
+        server.database.engine.dispose()

@@ -740,3 +740,39 @@ def test_chosen_columns_leave_the_others_unread() -> None:
     assert table.groups == ["3A", "3B"]
     assert table.ignored == ["Nom"]
     assert table.marks == [Mark(1, 0, "excluded", "Abs")]
+
+
+def test_write_numbers_as_repr_writes_them_at_every_magnitude() -> None:
+    rng = np.random.default_rng(7)
+    floats = np.concatenate(
+        [
+            rng.standard_normal(5000) * 10.0 ** rng.integers(-30, 30, 5000),
+            [0.0, -0.0, 1e16, 1e-4, 9.999e-5, 5e-324, 1.7976931348623157e308, 12.5, math.nan],
+        ]
+    )
+    integers = np.arange(len(floats), dtype=np.int64) - 3
+    out = write_csv(["i", "x"], [integers, floats]).decode().split("\r\n")
+    assert out[0] == "i,x"
+    assert out[-1] == ""
+    expected = [
+        f"{i},{'' if math.isnan(x) else repr(x)}"
+        for i, x in zip(integers.tolist(), floats.tolist(), strict=True)
+    ]
+    assert out[1:-1] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a;id;b\r\n1;x1;2\r\n3; x2 ;4,5\r\n",  # the id between grades, padded
+        "a,b,id\n1,2,x1\n3,4,x2",  # the id last, no final line end
+        "a\tid\tb\r\n1,5\tq\t2\r\n0\tr\t20\r\n",  # tabs and a decimal comma
+        'id;a;b\r\n"x;1";1;2\r\ny;3;4\r\n',  # a quoted id (numpy's reader reads it)
+    ],
+)
+def test_fast_path_reads_the_id_column_wherever_it_is(text: str) -> None:
+    fast, general = both_readers(text)
+    assert fast is not None
+    assert_same_table(fast, general)
+    assert fast.ids is not None
+    assert len(fast.ids) == 2

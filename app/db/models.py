@@ -102,21 +102,26 @@ class Cohort(Base):
         return (self.grade_min, self.grade_max)
 
 
-class CohortStudent(Base):
-    """One pupil of a cohort: a pseudonymous id and the grades, features then target.
+class CohortBlock(Base):
+    """Up to ``BLOCK_ROWS`` pupils of a cohort, in upload order, packed column-wise.
 
-    The grades are packed as little-endian float64 so a million rows load as one array.
+    One row per block, not per pupil, so a million pupils load in a few statements: the
+    grades as one row-major little-endian float64 (n_rows, features then target) matrix,
+    the pupils' positions in the upload as int64, and the ids and group labels as
+    newline-joined text (empty when the pupil has no group), all in parallel.
     """
 
-    __tablename__ = "cohort_students"
+    __tablename__ = "cohort_blocks"
 
     cohort_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("cohorts.id", ondelete="CASCADE"), primary_key=True
     )
-    row_index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    external_id: Mapped[str | None] = mapped_column(String(64))
-    group_label: Mapped[str | None] = mapped_column(String(50))
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n_rows: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[bytes] = mapped_column(LargeBinary)
     grades: Mapped[bytes] = mapped_column(LargeBinary)
+    ids: Mapped[str | None] = mapped_column(Text)
+    groups: Mapped[str | None] = mapped_column(Text)
 
 
 class Job(Base):

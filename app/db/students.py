@@ -1,120 +1,230 @@
-"""The pupils' rows of cohorts: bulk insert at driver speed, load as one array, page, erase.
+"""The pupils of cohorts, stored as blocks of rows: insert, load as one array, page, erase.
 
-Grades are stored per pupil as packed little-endian float64 (features then target), so a
-cohort loads as one array with one ``frombuffer``.
+A cohort is a few rows of ``cohort_blocks`` (``BLOCK_ROWS`` pupils each, in upload order),
+not one row per pupil: its grades are a packed little-endian float64 matrix (features then
+target), the pupils' positions in the upload an int64 array, their ids and group labels
+newline-joined text, side by side. A million pupils load with some twenty reads and one
+copy each; erasing one pupil rewrites the one block that holds them.
 """
 
 import uuid
 from collections.abc import Sequence
-from itertools import repeat
+from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from app.db.models import CohortStudent
+from app.db.models import CohortBlock
 
-_INSERT = (
-    "INSERT INTO cohort_students (cohort_id, row_index, external_id, group_label, grades) VALUES "
-)
-_PLACEHOLDERS = {
-    "qmark": "(?, ?, ?, ?, ?)",  # sqlite3
-    "pyformat": "(%s, %s, %s, %s, %s)",  # psycopg
-}
+# 2 MB of grades for 4 columns: few statements per cohort, small rewrites on an erasure.
+BLOCK_ROWS = 65_536
+# Ids and labels hold no control character (app.tables.ids), so a line break separates them.
+_SEPARATOR = "\n"
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block, unpacked: positions in the upload, grades (k, width), ids and groups."""
+
+    rows: np.ndarray
+    grades: np.ndarray
+    ids: list[str] | None
+    groups: list[str | None] | None
+
+
+def pack_block(
+    cohort_id: uuid.UUID, seq: int, block: Block
+) -> dict[str, uuid.UUID | int | bytes | str | None]:
+    """The ``cohort_blocks`` row of a block (the one place that says how a block is packed)."""
+    return {
+        "cohort_id": cohort_id,
+        "seq": seq,
+        "n_rows": int(block.rows.shape[0]),
+        "rows": np.ascontiguousarray(block.rows, dtype="<i8").tobytes(),
+        "grades": np.ascontiguousarray(block.grades, dtype="<f8").tobytes(),
+        "ids": None if block.ids is None else _SEPARATOR.join(block.ids),
+        "groups": None
+        if block.groups is None
+        else _SEPARATOR.join(g if g is not None else "" for g in block.groups),
+    }
+
+
+def unpack_block(
+    n_rows: int, rows: bytes, grades: bytes, ids: str | None, groups: str | None
+) -> Block:
+    return Block(
+        rows=np.frombuffer(rows, dtype="<i8"),
+        grades=np.frombuffer(grades, dtype="<f8").reshape(n_rows, -1),
+        ids=None if ids is None else ids.split(_SEPARATOR),
+        groups=None if groups is None else [g or None for g in groups.split(_SEPARATOR)],
+    )
 
 
 def insert_students(
     session: Session,
     cohort_id: uuid.UUID,
     rows: np.ndarray,
-    ids: list[str] | None,
-    groups: list[str | None] | None,
+    ids: Sequence[str] | None,
+    groups: Sequence[str | None] | None,
     values: np.ndarray,
 ) -> None:
-    """One executemany of plain tuples on the driver's cursor, in the session's transaction;
-    `rows` are the pupils' positions in the upload.
-
-    The ORM bulk path builds and re-processes a dict per pupil; for a national cohort that
-    is most of the upload's time and memory. Grades are packed in one numpy pass.
-    """
-    connection = session.connection()
-    dialect = connection.dialect
-    placeholders = _PLACEHOLDERS.get(dialect.paramstyle)
-    if placeholders is None:  # pragma: no cover - only SQLite and psycopg are supported
-        raise RuntimeError(f"unsupported DBAPI paramstyle {dialect.paramstyle!r}")
-    # The id as the column type stores it (a 32-hex string on SQLite, a UUID on PostgreSQL).
-    process = CohortStudent.__table__.c.cohort_id.type.bind_processor(dialect)
-    bound_id = process(cohort_id) if process is not None else cohort_id
-    packed = np.ascontiguousarray(values, dtype="<f8")
-    n, width = packed.shape
-    blobs: list[bytes] = packed.view(f"V{8 * width}").reshape(n).tolist()
-    external_ids = ids if ids is not None else repeat(None, n)
-    labels = groups if groups is not None else repeat(None, n)
-    records = list(
-        zip(repeat(bound_id, n), rows.tolist(), external_ids, labels, blobs, strict=True)
-    )
-    cursor = connection.connection.cursor()
-    try:
-        cursor.executemany(_INSERT + placeholders, records)
-    finally:
-        cursor.close()
+    """Store the pupils as blocks, in the session's transaction; `rows` are the pupils'
+    positions in the upload, `values` their grades (features then target)."""
+    records = []
+    for seq, start in enumerate(range(0, values.shape[0], BLOCK_ROWS)):
+        end = start + BLOCK_ROWS
+        block = Block(
+            rows=rows[start:end],
+            grades=values[start:end],
+            ids=None if ids is None else list(ids[start:end]),
+            groups=None if groups is None else list(groups[start:end]),
+        )
+        records.append(pack_block(cohort_id, seq, block))
+    if records:
+        session.execute(insert(CohortBlock), records)
 
 
 def load_matrix(session: Session, cohort_id: uuid.UUID, width: int) -> np.ndarray:
     """All the cohort's grades as one (n, width) float64 array, in upload order."""
-    blobs = session.scalars(
-        select(CohortStudent.grades)
-        .where(CohortStudent.cohort_id == cohort_id)
-        .order_by(CohortStudent.row_index)
-    ).all()
-    return np.frombuffer(b"".join(blobs), dtype="<f8").reshape(len(blobs), width)
+    blocks = _grade_blocks(session, cohort_id)
+    matrix = np.empty((sum(n for n, _ in blocks), width), dtype=np.float64)
+    start = 0
+    for n, grades in blocks:
+        matrix[start : start + n] = np.frombuffer(grades, dtype="<f8").reshape(n, width)
+        start += n
+    return matrix
+
+
+def _grade_blocks(session: Session, cohort_id: uuid.UUID) -> Sequence[tuple[int, bytes]]:
+    """(n_rows, grades) of every block, in order. On PostgreSQL in psycopg's binary format:
+    as text, bytea comes hex-encoded, twice its size, and decoding it was most of a load."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return [
+            (n, grades)
+            for n, grades in session.execute(
+                select(CohortBlock.n_rows, CohortBlock.grades)
+                .where(CohortBlock.cohort_id == cohort_id)
+                .order_by(CohortBlock.seq)
+            )
+        ]
+    driver = connection.connection.driver_connection
+    with driver.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+        cursor.execute(
+            "SELECT n_rows, grades FROM cohort_blocks WHERE cohort_id = %s ORDER BY seq",
+            (cohort_id,),
+        )
+        return [(n, bytes(grades)) for n, grades in cursor.fetchall()]
+
+
+def load_groups(session: Session, cohort_id: uuid.UUID) -> list[str | None]:
+    """Every pupil's group label, in upload order (as `load_matrix`)."""
+    labels: list[str | None] = []
+    for n, groups in session.execute(
+        select(CohortBlock.n_rows, CohortBlock.groups)
+        .where(CohortBlock.cohort_id == cohort_id)
+        .order_by(CohortBlock.seq)
+    ):
+        labels.extend([g or None for g in groups.split(_SEPARATOR)] if groups else [None] * n)
+    return labels
 
 
 def page_students(
     session: Session, cohort_id: uuid.UUID, limit: int, offset: int
 ) -> list[tuple[int, str | None, str | None, np.ndarray]]:
     """(row, id, group, grades) of a page of the pupils, in upload order; `row` is the
-    pupil's position in the upload (pupils erased one by one leave gaps)."""
-    rows = session.execute(
+    pupil's position in the upload (pupils erased one by one leave gaps). Only the blocks
+    the page overlaps are read."""
+    sizes = session.execute(
+        select(CohortBlock.seq, CohortBlock.n_rows)
+        .where(CohortBlock.cohort_id == cohort_id)
+        .order_by(CohortBlock.seq)
+    ).all()
+    wanted: dict[int, int] = {}  # seq -> position of the block's first pupil
+    start = 0
+    for seq, n in sizes:
+        if start + n > offset and start < offset + limit:
+            wanted[seq] = start
+        start += n
+    if not wanted or limit <= 0:
+        return []
+    page: list[tuple[int, str | None, str | None, np.ndarray]] = []
+    for seq, n, rows, grades, ids, groups in session.execute(
         select(
-            CohortStudent.row_index,
-            CohortStudent.external_id,
-            CohortStudent.group_label,
-            CohortStudent.grades,
+            CohortBlock.seq,
+            CohortBlock.n_rows,
+            CohortBlock.rows,
+            CohortBlock.grades,
+            CohortBlock.ids,
+            CohortBlock.groups,
         )
-        .where(CohortStudent.cohort_id == cohort_id)
-        .order_by(CohortStudent.row_index)
-        .limit(limit)
-        .offset(offset)
-    )
-    return [(r, ident, group, np.frombuffer(blob, dtype="<f8")) for r, ident, group, blob in rows]
-
-
-def load_groups(session: Session, cohort_id: uuid.UUID) -> list[str | None]:
-    """Every pupil's group label, in upload order (as `load_matrix`)."""
-    return list(
-        session.scalars(
-            select(CohortStudent.group_label)
-            .where(CohortStudent.cohort_id == cohort_id)
-            .order_by(CohortStudent.row_index)
+        .where(CohortBlock.cohort_id == cohort_id, CohortBlock.seq.in_(wanted))
+        .order_by(CohortBlock.seq)
+    ):
+        block = unpack_block(n, rows, grades, ids, groups)
+        first = max(0, offset - wanted[seq])
+        last = min(n, offset + limit - wanted[seq])
+        page.extend(
+            (
+                int(block.rows[i]),
+                block.ids[i] if block.ids is not None else None,
+                block.groups[i] if block.groups is not None else None,
+                block.grades[i],
+            )
+            for i in range(first, last)
         )
-    )
+    return page
 
 
 def delete_students(session: Session, cohort_id: uuid.UUID) -> None:
-    session.execute(delete(CohortStudent).where(CohortStudent.cohort_id == cohort_id))
+    session.execute(delete(CohortBlock).where(CohortBlock.cohort_id == cohort_id))
 
 
 def delete_pupil(
     session: Session, cohort_ids: Sequence[uuid.UUID], external_id: str
 ) -> dict[uuid.UUID, int]:
-    """Erase the rows of the pupil with this id from these cohorts; rows erased per cohort."""
-    erased = session.execute(
-        delete(CohortStudent)
-        .where(CohortStudent.cohort_id.in_(cohort_ids), CohortStudent.external_id == external_id)
-        .returning(CohortStudent.cohort_id)
-    ).scalars()
+    """Erase the rows of the pupil with this id from these cohorts; rows erased per cohort.
+
+    Each block that holds the pupil is rewritten without them (or deleted when it held no
+    one else): the old block's bytes are freed, and zeroed by SQLite's secure_delete. The
+    database narrows the search to the blocks whose ids contain the text; the exact match
+    is made here. The blocks are locked first, so that two erasures cannot lose either.
+    """
+    found = session.scalars(
+        select(CohortBlock)
+        .where(
+            CohortBlock.cohort_id.in_(cohort_ids),
+            CohortBlock.ids.contains(external_id, autoescape=True),
+        )
+        .order_by(CohortBlock.cohort_id, CohortBlock.seq)
+        .with_for_update()
+    ).all()
     counts: dict[uuid.UUID, int] = {}
-    for cohort_id in erased:
-        counts[cohort_id] = counts.get(cohort_id, 0) + 1
+    for stored in found:
+        block = unpack_block(stored.n_rows, stored.rows, stored.grades, stored.ids, stored.groups)
+        assert block.ids is not None  # the query matched its ids
+        keep = np.array([ident != external_id for ident in block.ids], dtype=bool)
+        erased = int(keep.size - np.count_nonzero(keep))
+        if not erased:
+            continue
+        counts[stored.cohort_id] = counts.get(stored.cohort_id, 0) + erased
+        if not keep.any():
+            session.delete(stored)
+            continue
+        kept = pack_block(
+            stored.cohort_id,
+            stored.seq,
+            Block(
+                rows=block.rows[keep],
+                grades=block.grades[keep],
+                ids=[ident for ident, k in zip(block.ids, keep.tolist(), strict=True) if k],
+                groups=None
+                if block.groups is None
+                else [g for g, k in zip(block.groups, keep.tolist(), strict=True) if k],
+            ),
+        )
+        for name in ("n_rows", "rows", "grades", "ids", "groups"):
+            setattr(stored, name, kept[name])
+    session.flush()
     return counts

@@ -179,7 +179,11 @@ def parse_csv_upload(
     )
     return _kept(
         ResolvedMarks(
-            resolved.values[:, order], resolved.keep, resolved.special_marks, resolved.rescaled
+            # The target is most often last already: no copy of a national cohort's grades.
+            resolved.values if order == sorted(order) else resolved.values[:, order],
+            resolved.keep,
+            resolved.special_marks,
+            resolved.rescaled,
         ),
         name=name,
         features=[table.keys[j] for j in order[:-1]],
@@ -285,7 +289,7 @@ def validate_upload(upload: CohortUpload, *, one_based_rows: bool) -> None:
         raise InvalidInput(f"a cohort needs at least 2 pupils, got {n}{left}", loc=["body", field])
     columns = [*upload.features, upload.target]
     labels = [*upload.feature_labels, upload.target_label] if one_based_rows else columns
-    rows = upload.rows.tolist()
+    rows = upload.rows  # not as a list: a million Python ints only to name one on an error
     check_grades(
         upload.values,
         labels,
@@ -297,7 +301,7 @@ def validate_upload(upload: CohortUpload, *, one_based_rows: bool) -> None:
     if upload.ids is not None:
         duplicate = find_duplicate(upload.ids)
         if duplicate is not None:
-            first, second = (rows[i - 1] for i in duplicate[:2])
+            first, second = (int(rows[i - 1]) for i in duplicate[:2])
             if one_based_rows:
                 where, row = f"rows {first + 1} and {second + 1}", second + 1
             else:

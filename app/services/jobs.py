@@ -6,13 +6,14 @@ history dropped) until it has been attempted ``job_max_attempts`` times, then fa
 """
 
 import math
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, Executable, delete, func, select, update
+from sqlalchemy import CursorResult, Executable, delete, event, func, select, update
 from sqlalchemy.orm import Session, object_session
 
 from app.core.errors import Conflict
@@ -98,6 +99,37 @@ def cancel_job(session: Session, job: Job) -> Job:
 
 
 # --- worker side -------------------------------------------------------------------
+
+
+class QueueSignal:
+    """Wakes this process's idle workers as soon as a job is queued here, so that a job
+    starts within milliseconds rather than at the next poll; workers in other processes
+    still find it by polling the queue."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def notify(self) -> None:
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    def notify_after_commit(self, session: Session) -> None:
+        """Once the session's job is committed (a worker woken earlier would not see it)."""
+        event.listen(session, "after_commit", lambda _s: self.notify(), once=True)
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Until a job was queued since generation `seen` was read, or `timeout` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._generation != seen, timeout)
+
+
+QUEUED = QueueSignal()
 
 
 def requeue_stale(session: Session, lease_seconds: float, max_attempts: int) -> int:

@@ -82,6 +82,10 @@ def complete_job(
     X, y = grades[:, :-1], grades[:, -1]
     config = training_config(job.params)
     train_idx, val_idx = split_holdout(X.shape[0], config.validation_fraction, config.seed)
+    # Without a hold-out every row trains: no copy of a million rows to take their range
+    # (and a column at a time, several times faster than along axis 0 of the matrix).
+    train = X if len(train_idx) == X.shape[0] else X[train_idx]
+    columns = range(train.shape[1])
     version = model_service.create_version(
         session,
         job.organisation_id,
@@ -96,8 +100,8 @@ def complete_job(
             # or there is no honest interval (metrics keep the fit's σ).
             residual_std=None,
             n_train=len(train_idx),
-            feature_min=[float(v) for v in X[train_idx].min(axis=0)],
-            feature_max=[float(v) for v in X[train_idx].max(axis=0)],
+            feature_min=[float(train[:, j].min()) for j in columns],
+            feature_max=[float(train[:, j].max()) for j in columns],
             metrics=_metrics_dict(result),
             hyperparameters=options_used(job.params),
             source="job",
@@ -111,10 +115,9 @@ def complete_job(
     )
     model = session.get_one(Model, version.model_id)
     # if_better compares on the job's hold-out, or on its training rows without one.
-    compare_idx = val_idx if len(val_idx) else train_idx
-    reason = choose_activation(
-        session, job.activate, model, version, X[compare_idx], y[compare_idx]
-    )
+    # (Without a hold-out the training rows are all the rows.)
+    compare_X, compare_y = (X[val_idx], y[val_idx]) if len(val_idx) else (X, y)
+    reason = choose_activation(session, job.activate, model, version, compare_X, compare_y)
     if reason is not None:
         model_service.set_active(
             session, model, version.version, key_id=job.created_by, reason=reason

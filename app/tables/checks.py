@@ -39,7 +39,7 @@ def check_grades(
     *,
     field: str,
     one_based_rows: bool,
-    rows: Sequence[int] | None = None,
+    rows: Sequence[int] | np.ndarray | None = None,
 ) -> None:
     """Every value finite and inside the grade range, else a 422 naming pupil and column.
 
@@ -51,7 +51,7 @@ def check_grades(
     if finite.all() and not ((values < low) | (values > high)).any():
         return
     index, (col, what) = min(grade_problems(values, grade_range).items())
-    position = rows[index] if rows is not None else index
+    position = int(rows[index]) if rows is not None else index
     row = position + 1 if one_based_rows else position
     where = f"row {row}" if one_based_rows else f"{field}[{row}]"
     raise InvalidInput(

@@ -15,9 +15,9 @@ import csv
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 
 import numpy as np
@@ -396,13 +396,13 @@ def _read_fast(body: str, layout: _Layout, max_rows: int | None) -> GradeTable |
         return None  # maybe too many rows: let the general reader count and stop early
     if layout.ignored or layout.group_index is not None:
         return None  # text columns beside the grades: the general reader skips them
-    # With ';' or tab a comma can only be a decimal comma (or make the cell invalid either way).
-    numbers_text = body if layout.delimiter == "," else body.replace(",", ".")
     fields = [(f"c{i}", "U1" if i == layout.id_index else "f8") for i in range(layout.width)]
     try:
         # A structured dtype makes loadtxt insist on exactly `width` cells in every row.
         records = np.loadtxt(
-            io.StringIO(numbers_text),
+            # With ';' or tab a comma can only be a decimal comma (or make the cell invalid
+            # either way).
+            _lines(body, decimal_comma=layout.delimiter != ","),
             dtype=np.dtype(fields),
             delimiter=layout.delimiter,
             quotechar=_QUOTE,
@@ -424,13 +424,44 @@ def _read_fast(body: str, layout: _Layout, max_rows: int | None) -> GradeTable |
     return _table(layout, ids, None, values)
 
 
+_CHUNK_CHARS = 1 << 20
+
+
+def _lines(text: str, *, decimal_comma: bool) -> Iterator[str]:
+    """The lines of a text for numpy's reader, split a megabyte at a time (io.StringIO
+    would hold the whole body at 4 bytes a character, and is slower), decimal commas made
+    points chunk by chunk."""
+
+    def chunks() -> Iterator[list[str]]:
+        at = 0
+        while at < len(text):
+            end = text.find("\n", at + _CHUNK_CHARS)
+            end = len(text) if end < 0 else end + 1
+            chunk = text[at:end]
+            yield (chunk.replace(",", ".") if decimal_comma else chunk).splitlines(keepends=True)
+            at = end
+
+    return chain.from_iterable(chunks())
+
+
 def _fast_ids(body: str, delimiter: str, id_index: int, n: int) -> list[str] | None:
+    if _QUOTE not in body:
+        # No quoting: the id is the text between the id_index-th separator and the next.
+        cell = re.compile(
+            rf"^(?:[^{re.escape(delimiter)}\n]*{re.escape(delimiter)}){{{id_index}}}"
+            rf"([^{re.escape(delimiter)}\n]*)",
+            re.MULTILINE,
+        )
+        found = cell.findall(body)
+        if len(found) == n + 1 and body.endswith("\n") and found[-1] == "":
+            found.pop()  # the empty "line" after the last line end
+        return _checked_ids(found, n)
     # A fixed width keeps loadtxt from reading in chunks; a cell that fills it may have
     # been cut, so the general reader decides (it will say the id is too long).
     id_width = MAX_ID_LENGTH + 1
     try:
         raw_ids: list[str] = np.loadtxt(
-            io.StringIO(body),
+            _lines(body, decimal_comma=False),
             dtype=f"U{id_width}",
             usecols=(id_index,),
             delimiter=delimiter,
@@ -442,6 +473,12 @@ def _fast_ids(body: str, delimiter: str, id_index: int, n: int) -> list[str] | N
         return None
     if max(map(len, raw_ids), default=0) >= id_width:
         return None
+    return _checked_ids(raw_ids, n)
+
+
+def _checked_ids(raw_ids: list[str], n: int) -> list[str] | None:
+    """The ids stripped, if there is one per row and all are valid (else the general
+    reader says what is wrong)."""
     ids = list(map(str.strip, raw_ids))
     if len(ids) != n or first_bad_id(ids) is not None:
         return None

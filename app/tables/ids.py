@@ -41,6 +41,8 @@ def first_bad_id(ids: Sequence[str]) -> tuple[int, str] | None:
 
 def find_duplicate(ids: Sequence[str]) -> tuple[int, int, str] | None:
     """The 1-based rows of the first id seen twice, and that id; None when all differ."""
+    if len(set(ids)) == len(ids):
+        return None  # one pass in C for the usual case; the rows only when there is one
     first_rows: dict[str, int] = {}
     for row, pupil_id in enumerate(ids, start=1):
         first_row = first_rows.setdefault(pupil_id, row)

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,10 +67,13 @@ class Worker:
         settings: Settings,
         name: str | None = None,
         metrics: JobMetrics | None = None,
+        on_version: Callable[[], None] | None = None,
     ) -> None:
         self.database = database
         self.settings = settings
         self.metrics = metrics
+        # Called once a job's version is committed (this process's /predict cache).
+        self.on_version = on_version
         self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
         self._last_recovery = 0.0
@@ -81,8 +85,9 @@ class Worker:
         logger.info("worker started", extra={"worker": self.worker_id})
         while not self.stopping.is_set():
             try:
+                seen = job_service.QUEUED.generation
                 if not self.run_once():
-                    self.stopping.wait(POLL_SECONDS)
+                    job_service.QUEUED.wait(seen, POLL_SECONDS)
             except OperationalError:
                 logger.warning(
                     "database unavailable; worker retrying", extra={"worker": self.worker_id}
@@ -299,6 +304,8 @@ class Worker:
                 if owned is None:
                     raise LeaseLost
                 complete_job(session, owned, cohort, grades, result)
+            if self.on_version is not None:
+                self.on_version()
         except IntegrityError:
             # A version already exists for this job: a previous run finished it.
             logger.warning("job already produced its version", extra={"job": str(job.id)})
@@ -328,8 +335,11 @@ class WorkerPool:
         settings: Settings,
         count: int,
         metrics: JobMetrics | None = None,
+        on_version: Callable[[], None] | None = None,
     ) -> None:
-        self.workers = [Worker(database, settings, metrics=metrics) for _ in range(count)]
+        self.workers = [
+            Worker(database, settings, metrics=metrics, on_version=on_version) for _ in range(count)
+        ]
         self.threads = [
             threading.Thread(target=w.run_forever, name=f"gradecast-worker-{i}", daemon=True)
             for i, w in enumerate(self.workers)
@@ -342,6 +352,7 @@ class WorkerPool:
     def stop(self, timeout: float = 30.0) -> None:
         for worker in self.workers:
             worker.stopping.set()
+        job_service.QUEUED.notify()  # idle workers see `stopping` at once
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,5 +1,6 @@
 from typing import Annotated, Literal
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request, Response, status
 
@@ -48,6 +49,7 @@ def create_job(
         object=f"/jobs/{job.id}",
         figures={"model": job.model_name, "algorithm": job.algorithm, "cohort": str(cohort.id)},
     )
+    job_service.QUEUED.notify_after_commit(session)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_service.job_read(job)
 
@@ -96,14 +98,23 @@ def cancel_job(principal: Trainer, job: JobDep, session: SessionDep) -> JobRead:
     return job_service.job_read(job)
 
 
+F64_MEDIA_TYPE = "application/octet-stream"
+
+
 @router.get(
     "/jobs/{job_id}/loss",
     response_model=LossHistory,
     responses={
         **error_responses(401, 404, 422),
         200: {
-            "description": "The loss history (JSON, or CSV with format=csv / Accept: text/csv)",
-            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "The loss history: JSON; CSV with format=csv (or Accept: text/csv); "
+            "with format=f64, packed little-endian float64 columns one after the other "
+            "(n values each, n = X-Loss-Points), named in order by X-Loss-Columns, for a "
+            "chart to read with one Float64Array per column",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                F64_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            },
         },
     },
 )
@@ -112,23 +123,36 @@ def get_loss(
     request: Request,
     session: SessionDep,
     max_points: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
-    format: Annotated[Literal["json", "csv"] | None, Query()] = None,
+    format: Annotated[Literal["json", "csv", "f64"] | None, Query()] = None,
 ) -> Response:
     """The full empirical risk recorded during training (also while the job runs), thinned
-    evenly to `max_points` keeping the first and the last point."""
+    evenly to `max_points` keeping the first and the last point. A long history (500,000
+    SGD steps) reads fastest as `f64` (40 bytes a point), then `csv`; JSON is for
+    thinned ones."""
     table = job_service.loss_table(session, job.id, max_points)
+    header = ["step", "epoch", "train_loss"]
+    columns: list[np.ndarray] = [table.step, table.epoch, table.train_loss]
+    if table.val_loss is not None:
+        header.append("val_loss")
+        columns.append(table.val_loss)
+    header.append("grad_norm")
+    columns.append(table.grad_norm)
+    if format == "f64":
+        packed = np.concatenate([c.astype("<f8", copy=False) for c in columns]).tobytes()
+        return Response(
+            packed,
+            media_type=F64_MEDIA_TYPE,
+            headers={
+                "X-Loss-Columns": ",".join(header),
+                "X-Loss-Points": str(len(table.step)),
+                "X-Loss-Total-Points": str(table.total_points),
+            },
+        )
     wants_csv = format == "csv" or (
         format is None and "text/csv" in request.headers.get("accept", "")
     )
     if wants_csv:
-        header = ["step", "epoch", "train_loss"]
-        columns: list[object] = [table.step, table.epoch, table.train_loss]
-        if table.val_loss is not None:
-            header.append("val_loss")
-            columns.append(table.val_loss)
-        header.append("grad_norm")
-        columns.append(table.grad_norm)
-        return Response(write_csv(header, columns), media_type="text/csv; charset=utf-8")  # type: ignore[arg-type]
+        return Response(write_csv(header, list(columns)), media_type="text/csv; charset=utf-8")
     n = len(table.step)
     body = {
         "job_id": str(job.id),
