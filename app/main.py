@@ -11,7 +11,8 @@ from app.api.deps import no_unknown_query_parameters
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
-from app.api.routes import cohorts, health, jobs, keys, metrics, models, predict
+from app.api.ratelimit import RateLimits
+from app.api.routes import cohorts, health, jobs, keys, metrics, models, predict, webhooks
 from app.api.routes.docs import mount_api_docs
 from app.api.routes.ui import mount_dashboard
 from app.api.shutdown import CloseWhileDraining, Drain
@@ -42,6 +43,7 @@ def build_state(settings: Settings, metrics: ServiceMetrics, drain: Drain) -> Ap
         auth_cache=AuthCache(ttl=settings.auth_cache_seconds),
         metrics=metrics,
         drain=drain,
+        rate_limits=RateLimits.from_settings(settings),
     )
     state.metrics.watch_jobs(partial(job_service.count_by_status, state.db))
     return state
@@ -67,7 +69,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     _bootstrap(state)
     port = state.settings.metrics_port
     stop_metrics_server = state.metrics.serve(port) if port is not None else None
-    pool = WorkerPool(state.db, state.settings, state.settings.workers, state.metrics.jobs)
+    pool = WorkerPool(
+        state.db,
+        state.settings,
+        state.settings.workers,
+        state.metrics.jobs,
+        state.metrics.deliveries,
+    )
     pool.start()
     try:
         yield
@@ -105,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(models.router)
     app.include_router(predict.router)
     app.include_router(jobs.router)
+    app.include_router(webhooks.router)
     if settings.metrics_port is None:
         app.include_router(metrics.router)
     mount_api_docs(app)

@@ -22,6 +22,7 @@ from app.db.students import (
     page_students,
 )
 from app.schemas.cohorts import CohortCreate
+from app.services import webhooks as webhook_service
 from app.tables import (
     Columns,
     GradeTable,
@@ -453,4 +454,10 @@ def delete_cohort(session: Session, cohort: Cohort, key_id: uuid.UUID | None) ->
     )
     delete_students(session, cohort.id)
     session.delete(cohort)
+    webhook_service.enqueue(
+        session,
+        cohort.organisation_id,
+        "cohort.erased",
+        {"cohort_id": str(cohort.id), "n_students": cohort.n_students},
+    )
     erase_freed_pages_after_commit(session)

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import CursorResult, Executable, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.core.errors import Conflict
 from app.db.base import utcnow
@@ -22,6 +22,7 @@ from app.db.paging import paginate
 from app.db.session import Database
 from app.engine import History, options_used, thin
 from app.schemas.jobs import JobProgress, JobRead
+from app.services import webhooks as webhook_service
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 LOSS_COLUMNS = 5  # step, epoch, train_loss, val_loss (NaN: none), grad_norm
@@ -90,8 +91,7 @@ def cancel_job(session: Session, job: Job) -> Job:
         raise Conflict(f"the job has already {job.status.value}", loc=["path", "job_id"])
     job.cancel_requested = True
     if job.status == JobStatus.queued:
-        job.status = JobStatus.cancelled
-        job.finished_at = utcnow()
+        finish_job(job, JobStatus.cancelled)
     session.flush()
     return job
 
@@ -103,8 +103,7 @@ def requeue_stale(session: Session, lease_seconds: float, max_attempts: int) -> 
     """Jobs whose worker stopped renewing the lease go back to the queue, or fail for good."""
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
     stale = select(Job.id).where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
-    failed = _affected(
-        session,
+    failed = session.scalars(
         update(Job)
         .where(Job.id.in_(stale), Job.attempts >= max_attempts)
         .values(
@@ -114,8 +113,11 @@ def requeue_stale(session: Session, lease_seconds: float, max_attempts: int) -> 
             error=f"the worker running this job stopped {max_attempts} times (crash or "
             "restart); the job was given up. Resubmit it, or lower its size if it keeps failing",
         )
+        .returning(Job)
         .execution_options(synchronize_session=False),
-    )
+    ).all()
+    for job in failed:
+        _tell_webhooks(session, job)
     requeued = _affected(
         session,
         update(Job)
@@ -123,7 +125,7 @@ def requeue_stale(session: Session, lease_seconds: float, max_attempts: int) -> 
         .values(status=JobStatus.queued, worker_id=None, heartbeat_at=None)
         .execution_options(synchronize_session=False),
     )
-    return failed + requeued
+    return len(failed) + requeued
 
 
 def _affected(session: Session, statement: Executable) -> int:
@@ -204,11 +206,35 @@ def lock_owned_job(session: Session, job_id: uuid.UUID, worker_id: str) -> Job |
 def finish_job(
     job: Job, status: JobStatus, *, error: str | None = None, model_version: int | None = None
 ) -> None:
+    """The job's end, told to the organisation's webhooks in the same transaction."""
     job.status = status
     job.finished_at = utcnow()
     job.error = error
     job.model_version = model_version
     job.worker_id = None
+    session = object_session(job)
+    assert session is not None, "a job is finished inside a session"
+    _tell_webhooks(session, job)
+
+
+def _tell_webhooks(session: Session, job: Job) -> None:
+    """job.succeeded / job.failed / job.cancelled: ids and figures, no error text."""
+    webhook_service.enqueue(
+        session,
+        job.organisation_id,
+        f"job.{job.status.value}",
+        {
+            "job_id": str(job.id),
+            "cohort_id": None if job.cohort_id is None else str(job.cohort_id),
+            "model": job.model_name,
+            "model_version": job.model_version,
+            "status": job.status.value,
+            "attempts": job.attempts,
+            "steps_done": job.steps_done,
+            "total_steps": job.total_steps,
+            "risk": job.current_risk,
+        },
+    )
 
 
 def release_job(session: Session, job_id: uuid.UUID, worker_id: str) -> None:

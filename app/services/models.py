@@ -22,6 +22,7 @@ from app.db.paging import paginate
 from app.engine import IntervalKind
 from app.engine import interval_kind as engine_interval_kind
 from app.schemas.models import VersionCreate
+from app.services import webhooks as webhook_service
 from app.tables import check_api_names, check_grade_range
 
 
@@ -150,8 +151,14 @@ def set_active(
             reason=reason[:200],
         )
     )
-    model.active_version = version
+    previous, model.active_version = model.active_version, version
     session.flush()
+    webhook_service.enqueue(
+        session,
+        model.organisation_id,
+        "version.activated",
+        {"model": model.name, "version": version, "from_version": previous},
+    )
 
 
 def check_manual_version(spec: VersionCreate) -> tuple[float, float]:

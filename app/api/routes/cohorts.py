@@ -30,6 +30,7 @@ from app.schemas.cohorts import (
 )
 from app.schemas.common import error_responses
 from app.services import cohorts as cohort_service
+from app.services import quotas
 from app.services.cohorts import CsvOptions
 from app.tables import SpecialMarks
 
@@ -150,6 +151,9 @@ async def upload_cohort(
         # Parsing a national cohort takes CPU time: off the event loop.
         upload = parse()
         cohort_service.validate_upload(upload, one_based_rows=media != "application/json")
+        quotas.check_cohort_quota(
+            session, principal.organisation_id, int(upload.values.shape[0]), state.settings
+        )
         return cohort_service.create_cohort(
             session, principal.organisation_id, upload, state.settings.pepper
         )
