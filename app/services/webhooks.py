@@ -13,6 +13,7 @@ import base64
 import ipaddress
 import random
 import secrets
+import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,11 @@ def _refused_host(host: str, allow_private: bool) -> str | None:
     try:
         return refused_address(host, allow_private)
     except ValueError:
+        pass
+    try:
+        # The other spellings of an IPv4 address resolvers accept: 2130706433, 127.1, 0x7f.1
+        return refused_address(socket.inet_ntoa(socket.inet_aton(host)), allow_private)
+    except OSError:
         pass  # a name, resolved (and checked) at delivery time
     if not allow_private and (host.lower() in _LOCAL_NAMES or host.lower().endswith(".localhost")):
         return "a loopback name (GRADECAST_WEBHOOK_ALLOW_PRIVATE)"
