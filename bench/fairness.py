@@ -13,7 +13,7 @@ flood phases alternate ``--rounds`` times; the ratio is of the medians of B's p9
 The client's headroom is shown, not assumed: B's achieved rate against its target, and
 the rate of wrk's answers (mostly 429s) against what one core serves.
 
-Run:  .venv/bin/python bench/fairness.py [--seconds 8] [--rounds 3] [--flood-connections 8]
+Run:  .venv/bin/python bench/fairness.py [--seconds 12] [--rounds 5] [--flood-connections 8]
 The last line is one JSON object (p99_ratio, a_429_share, …); exit status 1 if a check fails.
 """
 
@@ -212,8 +212,8 @@ def phase(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--flood-connections", type=int, default=8)
     args = parser.parse_args()
     if not (1 <= args.seconds <= 60 and 1 <= args.rounds <= 10 and args.flood_connections >= 1):

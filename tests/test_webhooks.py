@@ -18,13 +18,23 @@ import pytest
 from standardwebhooks import Webhook as Verifier
 from standardwebhooks import WebhookVerificationError
 
-from app.db.models import Role
+from app.db.models import Role, WebhookDelivery
+from app.db.session import write_session
+from app.services.webhooks import enqueue
 from app.worker import deliveries
 from tests import processes
-from tests.conftest import LiveServer, Tenant, make_settings, make_tenant, start_server
+from tests.conftest import (
+    LiveServer,
+    Tenant,
+    free_port,
+    make_settings,
+    make_tenant,
+    start_server,
+)
 from tests.processes import private_database
 from tests.test_jobs import upload_example, wait_for
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 ALL_EVENTS = [
     "job.succeeded",
     "job.failed",
@@ -289,6 +299,33 @@ def test_events_are_delivered_signed_with_ids_and_figures_only(
     with pytest.raises(WebhookVerificationError):
         Verifier(subscribe_secret()).verify(tampered.body, tampered.headers)
 
+    # The README's snippet, as a receiver would paste it.
+    verify = readme_verify()
+    for request in receiver.received:
+        event = verify(hook["secret"], request.body, lowered(request.headers))
+        assert event == json.loads(request.body)
+    with pytest.raises(ValueError, match="bad signature"):
+        verify(subscribe_secret(), tampered.body, lowered(tampered.headers))
+    with pytest.raises(ValueError, match="bad signature"):
+        verify(hook["secret"], tampered.body + b" ", lowered(tampered.headers))
+    stale = lowered(tampered.headers) | {"webhook-timestamp": str(int(time.time()) - 600)}
+    with pytest.raises(ValueError, match="replay"):
+        verify(hook["secret"], tampered.body, stale)
+
+
+def lowered(headers: dict[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def readme_verify() -> Callable[[str, bytes, dict[str, str]], dict[str, Any]]:
+    """The `verify` function of the README's signature-checking snippet."""
+    section = README.read_text().split("### Webhooks\n", 1)[1].split("\n### ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)
+    verify: Callable[[str, bytes, dict[str, str]], dict[str, Any]] = namespace["verify"]
+    return verify
+
 
 def subscribe_secret() -> str:
     return "whsec_" + base64.b64encode(uuid.uuid4().bytes * 2).decode()
@@ -411,11 +448,17 @@ def test_a_worker_killed_mid_delivery_is_followed_by_the_same_delivery(
         (pending,) = deliveries_of(client, hook["id"])
         assert pending["status"] == "delivering"
         receiver.hold.clear()
-        second = processes.start_worker(database_url, **env)
+        metrics_port = free_port()
+        second = processes.start_worker(
+            database_url, **env, GRADECAST_METRICS_PORT=str(metrics_port)
+        )
         try:
             (delivery,) = until(lambda: settled(client, hook["id"], 1), 60, "the redelivery")
+            scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
         finally:
             processes.stop_process(second)
+    assert 'gradecast_webhook_delivery_attempts_total{result="succeeded"} 1.0' in scraped
+    assert "gradecast_webhook_delivery_duration_seconds_count 1.0" in scraped
     assert delivery["status"] == "succeeded"
     assert delivery["attempts"] == 2
     assert len(receiver.received) == 2
@@ -423,3 +466,45 @@ def test_a_worker_killed_mid_delivery_is_followed_by_the_same_delivery(
     verifier = Verifier(hook["secret"])
     for request in receiver.received:
         verifier.verify(request.body, request.headers)
+
+
+def test_an_event_is_queued_in_the_transaction_of_its_change(api_only: LiveServer) -> None:
+    """No worker here: what is queued stays pending, to be read back."""
+    tenant = make_tenant(api_only)
+    with tenant.client(Role.admin) as client:
+        hook = subscribe(client, "https://sis.example.invalid/hook", ["job.cancelled"])
+        queued = []
+
+        def failing_change() -> None:
+            with write_session(api_only.database) as session:
+                queued.append(enqueue(session, tenant.organisation_id, "job.cancelled", {}))
+                raise RuntimeError("the change fails after its event was queued")
+
+        with pytest.raises(RuntimeError):
+            failing_change()
+        assert queued == [1]
+        assert deliveries_of(client, hook["id"]) == []
+        # A queued job cancelled through the API: its event is there once the answer is.
+        cohort = upload_example(client)
+        job = client.post(
+            "/jobs", json={"cohort_id": cohort["id"], "model": "m", "algorithm": "closed_form"}
+        ).json()
+        cancelled = client.post(f"/jobs/{job['id']}/cancel")
+        assert cancelled.json()["status"] == "cancelled"
+        (pending,) = deliveries_of(client, hook["id"])
+    assert pending["event"] == "job.cancelled"
+    assert pending["status"] == "pending"
+    assert pending["attempts"] == 0
+    with api_only.database.reads() as session:
+        body = session.get_one(WebhookDelivery, uuid.UUID(pending["id"])).body
+    assert json.loads(body)["data"]["job_id"] == job["id"]
+    assert json.loads(body)["data"]["status"] == "cancelled"
+
+
+def test_an_unknown_event_is_a_bug_not_a_delivery(api_only: LiveServer) -> None:
+    tenant = make_tenant(api_only)
+    with (
+        pytest.raises(ValueError, match="unknown webhook event"),
+        write_session(api_only.database) as session,
+    ):
+        enqueue(session, tenant.organisation_id, "job.exploded", {})

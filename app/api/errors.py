@@ -1,5 +1,6 @@
 """Exception handlers: every error leaves the service in the one JSON shape."""
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -11,7 +12,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
-from app.core.errors import InvalidInput, ServiceError, ServiceUnavailable, error_body
+from app.api.ratelimit import REFUSAL_DELAY_SECONDS
+from app.core.errors import (
+    InvalidInput,
+    ServiceError,
+    ServiceUnavailable,
+    TooManyRequests,
+    error_body,
+)
 from app.engine import DegenerateDataError, InvalidConfigError
 from app.tables import TableError, csv_error
 
@@ -27,6 +35,7 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
+    429: "rate_limited",
 }
 
 
@@ -43,6 +52,9 @@ def _describe(loc: Sequence[Any]) -> str:
 
 async def service_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
+    if isinstance(exc, TooManyRequests):
+        # Slows a client that retries in a loop to one try per connection a second.
+        await asyncio.sleep(REFUSAL_DELAY_SECONDS)
     return _response(exc.status_code, exc.body(), exc.headers)
 
 

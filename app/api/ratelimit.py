@@ -7,6 +7,11 @@ cost of no database round trip per request. A bucket holds a minute's worth of i
 process's share and refills continuously. Over a limit: 429 with ``Retry-After`` and the
 ``RateLimit-Policy`` / ``RateLimit`` fields of the IETF httpapi draft
 (draft-ietf-httpapi-ratelimit-headers-10).
+
+Every 429 (these and the queued-jobs quota's) is answered after ``REFUSAL_DELAY_SECONDS``
+(``api.errors``): a client retrying in a tight loop is slowed to one try per connection per
+second, instead of spending the server's CPU on refusals that other organisations'
+requests would queue behind.
 """
 
 import math
@@ -19,6 +24,7 @@ from app.core.config import Settings
 from app.core.errors import TooManyRequests
 
 WINDOW_SECONDS = 60
+REFUSAL_DELAY_SECONDS = 1.0
 _MAX_KEYS = 100_000
 
 
