@@ -508,3 +508,32 @@ def test_an_unknown_event_is_a_bug_not_a_delivery(api_only: LiveServer) -> None:
         write_session(api_only.database) as session,
     ):
         enqueue(session, tenant.organisation_id, "job.exploded", {})
+
+
+def test_a_failed_job_is_told_without_its_error_text(
+    hooks_server: LiveServer, receiver: Receiver
+) -> None:
+    tenant = make_tenant(hooks_server)
+    with tenant.client(Role.admin) as client:
+        hook = subscribe(client, receiver.url, ["job.failed", "job.succeeded"])
+        cohort = upload_example(client)
+        response = client.post(
+            "/jobs",
+            json={
+                "cohort_id": cohort["id"],
+                "model": "diverge",
+                "algorithm": "gd",
+                "learning_rate": 1.0,
+                "iterations": 1000,
+            },
+        )
+        assert response.status_code == 202, response.text
+        job = wait_for(client, response.json()["id"])
+        assert job["status"] == "failed"
+        until(lambda: settled(client, hook["id"], 1), what="the delivery")
+    (request,) = receiver.received
+    event = json.loads(request.body)
+    assert event["type"] == "job.failed"
+    assert event["data"]["job_id"] == job["id"]
+    assert event["data"]["model_version"] is None
+    assert "diverged" not in request.body.decode()
