@@ -57,6 +57,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/upload.py
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/predict.py
+	$(BIN)/python bench/fairness.py
 	$(BIN)/python bench/load.py --backend sqlite
 	$(BIN)/python bench/load.py --backend postgres
 

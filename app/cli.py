@@ -92,6 +92,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     ensure_admin_key()
     clear_multiprocess_metrics()
+    # Each process enforces its share of the per-key rate limits (README: Integrating).
+    os.environ["GRADECAST_SERVER_PROCESSES"] = str(max(1, args.workers))
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -11,7 +11,18 @@ from app.api.deps import no_unknown_query_parameters
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
-from app.api.routes import audit, cohorts, health, jobs, keys, metrics, models, predict
+from app.api.ratelimit import RateLimits
+from app.api.routes import (
+    audit,
+    cohorts,
+    health,
+    jobs,
+    keys,
+    metrics,
+    models,
+    predict,
+    webhooks,
+)
 from app.api.routes.docs import mount_api_docs
 from app.api.routes.ui import mount_dashboard
 from app.api.shutdown import CloseWhileDraining, Drain
@@ -42,6 +53,7 @@ def build_state(settings: Settings, metrics: ServiceMetrics, drain: Drain) -> Ap
         auth_cache=AuthCache(ttl=settings.auth_cache_seconds),
         metrics=metrics,
         drain=drain,
+        rate_limits=RateLimits.from_settings(settings),
     )
     state.metrics.watch_jobs(partial(job_service.count_by_status, state.db))
     return state
@@ -74,6 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.settings,
         state.settings.workers,
         state.metrics.jobs,
+        state.metrics.deliveries,
         on_version=state.model_cache.invalidate,
     )
     pool.start()
@@ -116,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(jobs.router)
     app.include_router(audit.router)
+    app.include_router(webhooks.router)
     if settings.metrics_port is None:
         app.include_router(metrics.router)
     mount_api_docs(app)

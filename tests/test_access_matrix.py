@@ -33,6 +33,7 @@ class World:
     job_id: str
     model: str
     version: int
+    webhook_id: str
 
     def admin(self) -> httpx.Client:
         return self.tenant.client(Role.admin)
@@ -55,6 +56,13 @@ class World:
             assert response.status_code == 201, response.text
         return pupil
 
+    def spare_webhook_id(self) -> str:
+        with self.admin() as admin:
+            response = admin.post("/webhooks", json=webhook_body())
+            assert response.status_code == 201, response.text
+            webhook_id: str = response.json()["id"]
+            return webhook_id
+
     def spare_cohort_id(self) -> str:
         with self.admin() as admin:
             name = f"spare-{uuid.uuid4().hex[:8]}"
@@ -75,7 +83,13 @@ def _ids(world: World) -> dict[str, str]:
         "name": world.model,
         "version": str(world.version),
         "student_id": "e1",
+        "webhook_id": world.webhook_id,
     }
+
+
+def webhook_body() -> dict[str, Any]:
+    # .invalid never resolves (RFC 2606): the shared server's worker delivers nowhere.
+    return {"url": "https://sis.example.invalid/hook", "events": ["job.failed"]}
 
 
 def _plain(world: World) -> Request:
@@ -92,6 +106,10 @@ def _revoke(world: World) -> Request:
 
 def _delete_cohort(world: World) -> Request:
     return {"cohort_id": world.spare_cohort_id()}, None
+
+
+def _delete_webhook(world: World) -> Request:
+    return {"webhook_id": world.spare_webhook_id()}, None
 
 
 def _erase_student(world: World) -> Request:
@@ -135,6 +153,11 @@ ROUTES: dict[tuple[str, str], tuple[Role, Build]] = {
     ("POST", "/jobs/{job_id}/cancel"): (Role.trainer, _plain),
     ("GET", "/jobs/{job_id}/loss"): (Role.reader, _plain),
     ("GET", "/audit"): (Role.admin, _plain),
+    ("POST", "/webhooks"): (Role.admin, _with(lambda w: webhook_body())),
+    ("GET", "/webhooks"): (Role.admin, _plain),
+    ("GET", "/webhooks/{webhook_id}"): (Role.admin, _plain),
+    ("DELETE", "/webhooks/{webhook_id}"): (Role.admin, _delete_webhook),
+    ("GET", "/webhooks/{webhook_id}/deliveries"): (Role.admin, _plain),
 }
 
 # Routes that name no resource of an organisation (lists, creations, /whoami): another
@@ -150,6 +173,8 @@ NO_FOREIGN_IDS = {
     ("GET", "/jobs"),
     ("POST", "/models/{name}/versions"),
     ("GET", "/audit"),
+    ("POST", "/webhooks"),
+    ("GET", "/webhooks"),
 }
 
 
@@ -182,10 +207,13 @@ def world(tenant: Tenant) -> World:
             json={"cohort_id": cohort.json()["id"], "model": "trained", "algorithm": "gd"},
         )
         assert job.status_code == 202, job.text
-    for response in (cohort, job):
+    with tenant.client(Role.admin) as admin:
+        webhook = admin.post("/webhooks", json=webhook_body())
+        assert webhook.status_code == 201, webhook.text
+    for response in (cohort, job, webhook):
         assert is_uuid4(response.json()["id"]), response.json()["id"]
         assert response.headers["Location"].endswith(response.json()["id"])
-    return World(tenant, cohort.json()["id"], job.json()["id"], "concours", 1)
+    return World(tenant, cohort.json()["id"], job.json()["id"], "concours", 1, webhook.json()["id"])
 
 
 def call(client: httpx.Client, method: str, path: str, request: Request) -> httpx.Response:
@@ -257,7 +285,7 @@ def test_another_organisation_gets_404_on_this_organisations_ids(
         assert predicted.status_code == 404, predicted.text
     # And nothing of it leaked into the lists of the stranger's organisation.
     with other_tenant.client(Role.admin) as stranger:
-        for listing in ("/cohorts", "/jobs", "/models"):
+        for listing in ("/cohorts", "/jobs", "/models", "/webhooks"):
             assert stranger.get(listing).json()["count"] == 0, listing
     with world.admin() as admin:
         assert admin.get(f"/cohorts/{world.cohort_id}").status_code == 200

@@ -18,12 +18,13 @@ from sqlalchemy.orm import Session
 from app.api.state import AppState, Principal
 from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from app.core.security import digests_match, hash_key
-from app.db.models import ApiKey, Cohort, Job, Model, ModelVersion, Role
+from app.db.models import ApiKey, Cohort, Job, Model, ModelVersion, Role, Webhook
 from app.db.session import unit_of_work
 from app.schemas.common import MODEL_NAME_DESCRIPTION, MODEL_NAME_PATTERN
 from app.services import cohorts as cohort_service
 from app.services import jobs as job_service
 from app.services import models as model_service
+from app.services import webhooks as webhook_service
 from app.tables import unknown_name_message
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -127,7 +128,13 @@ async def get_principal(
             raise Unauthorized("the API key is unknown or revoked")
         state.auth_cache.put(digest, principal)
     request.state.principal = principal
+    check_rate_limit(state, principal)
     return principal
+
+
+def check_rate_limit(state: AppState, principal: Principal) -> None:
+    """One request of the key's per-minute budget (README: Integrating), or a 429."""
+    state.rate_limits.requests.take(principal.key_id, 1)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -224,3 +231,13 @@ def valid_version(model: ModelDep, version: VersionNumber, session: SessionDep) 
 
 
 VersionDep = Annotated[ModelVersion, Depends(valid_version)]
+
+
+def valid_webhook(webhook_id: uuid.UUID, principal: Admin, session: SessionDep) -> Webhook:
+    webhook = webhook_service.get_webhook(session, principal.organisation_id, webhook_id)
+    if webhook is None:
+        raise NotFound("no such webhook", loc=["path", "webhook_id"])
+    return webhook
+
+
+WebhookDep = Annotated[Webhook, Depends(valid_webhook)]

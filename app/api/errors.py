@@ -1,5 +1,6 @@
 """Exception handlers: every error leaves the service in the one JSON shape."""
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -11,10 +12,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match, Route
 
+from app.api.ratelimit import REFUSAL_DELAY_SECONDS
 from app.core.errors import (
     InvalidInput,
     ServiceError,
     ServiceUnavailable,
+    TooManyRequests,
     error_body,
     input_errors,
 )
@@ -33,6 +36,7 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
+    429: "rate_limited",
 }
 
 
@@ -49,6 +53,9 @@ def _describe(loc: Sequence[Any]) -> str:
 
 async def service_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
+    if isinstance(exc, TooManyRequests):
+        # Slows a client that retries in a loop to one try per connection a second.
+        await asyncio.sleep(REFUSAL_DELAY_SECONDS)
     return _response(exc.status_code, exc.body(), exc.headers)
 
 

@@ -6,6 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from app.api.ratelimit import RateLimits
 from app.api.shutdown import Drain
 from app.core.config import Settings
 from app.core.metrics import ServiceMetrics
@@ -58,5 +59,6 @@ class AppState:
     auth_cache: AuthCache
     metrics: ServiceMetrics
     drain: Drain
+    rate_limits: RateLimits
     model_cache: ModelCache = field(default_factory=ModelCache)
     predict_counts: PredictCounts = field(default_factory=PredictCounts)

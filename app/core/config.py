@@ -90,6 +90,43 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    # --- webhooks, quotas and rate limits (README: Integrating) ---
+    webhook_allow_http: bool = Field(
+        default=False, description="Accept http:// webhook URLs (default: https only)."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Deliver to loopback, link-local and private addresses (refused by "
+        "default: server-side request forgery).",
+    )
+    webhook_retry_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="How long a delivery is retried (exponential backoff, jitter) before "
+        "it is marked failed.",
+    )
+    webhook_backoff_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="The first retry's delay; doubled each time."
+    )
+    max_active_jobs: int = Field(
+        default=100, ge=1, description="Queued and running jobs an organisation may have."
+    )
+    max_stored_pupils: int = Field(
+        default=20_000_000, ge=1, description="Pupils an organisation's cohorts may hold."
+    )
+    max_cohorts: int = Field(default=10_000, ge=1, description="Cohorts an organisation may hold.")
+    rate_limit_per_minute: int = Field(
+        default=60_000, ge=1, description="Requests per minute per API key (token bucket)."
+    )
+    predict_pupils_per_minute: int = Field(
+        default=6_000_000, ge=1, description="Pupils predicted per minute per API key."
+    )
+    server_processes: int = Field(
+        default=1,
+        ge=1,
+        description="Server processes sharing the rate limits: each enforces 1/N of them "
+        "(`gradecast serve --workers N` sets it).",
+    )
 
     @property
     def pepper(self) -> bytes | None:

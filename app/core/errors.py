@@ -149,6 +149,26 @@ class InvalidInput(ServiceError):
     code = "invalid_input"
 
 
+class QuotaExceeded(ServiceError):
+    """The organisation holds as much as its quota allows: delete something first."""
+
+    status_code = 409
+    code = "quota_exceeded"
+
+
+class TooManyRequests(ServiceError):
+    """A rate limit or a quota that frees itself with time: retry after ``Retry-After``."""
+
+    status_code = 429
+    code = "rate_limited"
+
+
+class QuotaExceededRetryLater(TooManyRequests):
+    """A quota that frees itself (queued jobs end): 429, not 409."""
+
+    code = "quota_exceeded"
+
+
 class InternalError(ServiceError):
     """A bug: the answer says only where the operators can find it."""
 

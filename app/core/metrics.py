@@ -59,6 +59,29 @@ class JobMetrics:
         self.outcomes.labels(outcome).inc()
 
 
+class DeliveryMetrics:
+    """What a worker observes of webhook delivery attempts."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter(
+            "gradecast_webhook_delivery_attempts",
+            "Webhook delivery attempts by result (succeeded, retrying, failed: given up, "
+            "lost: the delivery was deleted or taken over meanwhile).",
+            ["result"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "gradecast_webhook_delivery_duration_seconds",
+            "Time of one webhook delivery attempt, from signing to recording its result.",
+            buckets=REQUEST_BUCKETS,
+            registry=registry,
+        )
+
+    def attempted(self, result: str, seconds: float) -> None:
+        self.attempts.labels(result).inc()
+        self.duration.observe(seconds)
+
+
 JobCounts = Callable[[], Mapping[JobStatus, int]]
 
 
@@ -145,6 +168,7 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.jobs = JobMetrics(self.registry)
+        self.deliveries = DeliveryMetrics(self.registry)
         # What a scrape reads: this registry, or every process's values in multiprocess mode.
         self.exposed = self.registry
         directory = multiprocess_dir()

@@ -102,6 +102,27 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Body or table too large",
         415: "Unsupported content type",
         422: "Invalid input; `errors[].loc` names the field",
+        429: "Over a rate limit or the organisation's queued-jobs quota; see `Retry-After`",
         503: "Database unavailable; retry",
     }
-    return {s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses}
+    if 401 in statuses and 429 not in statuses:
+        statuses = (*statuses, 429)  # every keyed route has a rate limit
+    responses: dict[int | str, dict[str, Any]] = {
+        s: {"model": ErrorResponse, "description": descriptions[s]} for s in statuses
+    }
+    if 429 in responses:
+        responses[429]["headers"] = _RATE_LIMIT_HEADERS
+    return responses
+
+
+_RATE_LIMIT_HEADERS: dict[str, Any] = {
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}},
+    "RateLimit-Policy": {
+        "description": 'The limit that was hit (IETF draft): `"requests";q=600;w=60`',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'What is left of it (IETF draft): `"requests";r=0;t=5`',
+        "schema": {"type": "string"},
+    },
+}

@@ -24,6 +24,7 @@ from app.db.students import (
 )
 from app.schemas.cohorts import CohortCreate
 from app.services import audit
+from app.services import webhooks as webhook_service
 from app.tables import (
     Columns,
     GradeTable,
@@ -491,4 +492,10 @@ def delete_cohort(
     )
     delete_students(session, cohort.id)
     session.delete(cohort)
+    webhook_service.enqueue(
+        session,
+        cohort.organisation_id,
+        "cohort.erased",
+        {"cohort_id": str(cohort.id), "n_students": cohort.n_students},
+    )
     erase_freed_pages_after_commit(session)

@@ -24,6 +24,7 @@ from app.db.session import Database
 from app.engine import History, options_used, thin
 from app.schemas.jobs import JobProgress, JobRead
 from app.services import audit
+from app.services import webhooks as webhook_service
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 LOSS_COLUMNS = 5  # step, epoch, train_loss, val_loss (NaN: none), grad_norm
@@ -92,8 +93,7 @@ def cancel_job(session: Session, job: Job) -> Job:
         raise Conflict(f"the job has already {job.status.value}", loc=["path", "job_id"])
     job.cancel_requested = True
     if job.status == JobStatus.queued:
-        job.status = JobStatus.cancelled
-        job.finished_at = utcnow()
+        finish_job(job, JobStatus.cancelled)
     session.flush()
     return job
 
@@ -136,15 +136,7 @@ def requeue_stale(session: Session, lease_seconds: float, max_attempts: int) -> 
     """Jobs whose worker stopped renewing the lease go back to the queue, or fail for good."""
     cutoff = utcnow() - timedelta(seconds=lease_seconds)
     stale = select(Job.id).where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
-    given_up = session.execute(
-        select(Job.id, Job.organisation_id, Job.created_by)
-        .where(Job.id.in_(stale), Job.attempts >= max_attempts)
-        .with_for_update()
-    ).all()
-    for job_id, organisation_id, created_by in given_up:
-        _record_finished(session, organisation_id, job_id, created_by, JobStatus.failed)
-    failed = _affected(
-        session,
+    failed = session.scalars(
         update(Job)
         .where(Job.id.in_(stale), Job.attempts >= max_attempts)
         .values(
@@ -154,8 +146,11 @@ def requeue_stale(session: Session, lease_seconds: float, max_attempts: int) -> 
             error=f"the worker running this job stopped {max_attempts} times (crash or "
             "restart); the job was given up. Resubmit it, or lower its size if it keeps failing",
         )
+        .returning(Job)
         .execution_options(synchronize_session=False),
-    )
+    ).all()
+    for job in failed:
+        _announce_end(session, job)
     requeued = _affected(
         session,
         update(Job)
@@ -163,7 +158,7 @@ def requeue_stale(session: Session, lease_seconds: float, max_attempts: int) -> 
         .values(status=JobStatus.queued, worker_id=None, heartbeat_at=None)
         .execution_options(synchronize_session=False),
     )
-    return failed + requeued
+    return len(failed) + requeued
 
 
 def _affected(session: Session, statement: Executable) -> int:
@@ -244,31 +239,44 @@ def lock_owned_job(session: Session, job_id: uuid.UUID, worker_id: str) -> Job |
 def finish_job(
     job: Job, status: JobStatus, *, error: str | None = None, model_version: int | None = None
 ) -> None:
+    """The job's end, told to the organisation's webhooks in the same transaction."""
     job.status = status
     job.finished_at = utcnow()
     job.error = error
     job.model_version = model_version
     job.worker_id = None
     session = object_session(job)
-    if session is not None:
-        _record_finished(session, job.organisation_id, job.id, job.created_by, status)
+    assert session is not None, "a job is finished inside a session"
+    _announce_end(session, job)
 
 
-def _record_finished(
-    session: Session,
-    organisation_id: uuid.UUID,
-    job_id: uuid.UUID,
-    created_by: uuid.UUID | None,
-    status: JobStatus,
-) -> None:
-    """The end of a job, on behalf of the key that queued it."""
+def _announce_end(session: Session, job: Job) -> None:
+    """The end of a job, in the transaction that ends it: an audit event on behalf of the
+    key that queued it, and job.succeeded / job.failed / job.cancelled to the webhooks (ids
+    and figures, no error text)."""
     audit.record(
         session,
-        organisation_id,
+        job.organisation_id,
         "job.finished",
-        key_id=created_by,
-        object=f"/jobs/{job_id}",
-        status=status.value,
+        key_id=job.created_by,
+        object=f"/jobs/{job.id}",
+        status=job.status.value,
+    )
+    webhook_service.enqueue(
+        session,
+        job.organisation_id,
+        f"job.{job.status.value}",
+        {
+            "job_id": str(job.id),
+            "cohort_id": None if job.cohort_id is None else str(job.cohort_id),
+            "model": job.model_name,
+            "model_version": job.model_version,
+            "status": job.status.value,
+            "attempts": job.attempts,
+            "steps_done": job.steps_done,
+            "total_steps": job.total_steps,
+            "risk": job.current_risk,
+        },
     )
 
 

@@ -23,6 +23,7 @@ from app.engine import IntervalKind
 from app.engine import interval_kind as engine_interval_kind
 from app.schemas.models import VersionCreate
 from app.services import audit
+from app.services import webhooks as webhook_service
 from app.tables import check_api_names, check_grade_range
 
 
@@ -163,16 +164,22 @@ def set_active(
             reason=reason[:200],
         )
     )
+    previous, model.active_version = model.active_version, version
     audit.record(
         session,
         model.organisation_id,
         "version.activated",
         key_id=key_id,
         object=f"/models/{model.name}/versions/{version}",
-        figures={"from": model.active_version, "to": version},
+        figures={"from": previous, "to": version},
     )
-    model.active_version = version
     session.flush()
+    webhook_service.enqueue(
+        session,
+        model.organisation_id,
+        "version.activated",
+        {"model": model.name, "version": version, "from_version": previous},
+    )
 
 
 def check_manual_version(spec: VersionCreate) -> tuple[float, float]:

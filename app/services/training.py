@@ -122,13 +122,14 @@ def complete_job(
         model_service.set_active(
             session, model, version.version, key_id=job.created_by, reason=reason
         )
-    job_service.finish_job(job, JobStatus.succeeded, model_version=version.version)
     job.warnings = list(result.warnings) or None
     # Early stopping ends before the planned total; closed_form is one step.
     job.steps_done = job.total_steps = max(result.metrics.n_steps, 1)
     # The heartbeat publishes progress while the engine runs, not after its last chunk.
     job.epoch = int(result.history.epoch[-1])
     job.current_risk = result.metrics.train_mse
+    # Last, so that job.succeeded tells the figures above.
+    job_service.finish_job(job, JobStatus.succeeded, model_version=version.version)
     return version
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.metrics import JobMetrics, serve_registry
+from app.core.metrics import DeliveryMetrics, JobMetrics, serve_registry
 from app.db.migrations import wait_for_database
 from app.db.models import Cohort, Job, JobStatus
 from app.db.session import Database, open_database, write_session
@@ -30,6 +30,7 @@ from app.services import jobs as job_service
 from app.services.cohorts import get_cohort, load_grades
 from app.services.retention import housekeeping
 from app.services.training import complete_job, training_config
+from app.worker.deliveries import DeliveryLoop
 
 logger = logging.getLogger("gradecast.worker")
 
@@ -335,6 +336,7 @@ class WorkerPool:
         settings: Settings,
         count: int,
         metrics: JobMetrics | None = None,
+        delivery_metrics: DeliveryMetrics | None = None,
         on_version: Callable[[], None] | None = None,
     ) -> None:
         self.workers = [
@@ -344,10 +346,18 @@ class WorkerPool:
             threading.Thread(target=w.run_forever, name=f"gradecast-worker-{i}", daemon=True)
             for i, w in enumerate(self.workers)
         ]
+        # Webhooks are delivered beside the training threads, never by them.
+        self.deliveries = (
+            DeliveryLoop(database, settings, self.workers[0].worker_id, delivery_metrics)
+            if self.workers
+            else None
+        )
 
     def start(self) -> None:
         for thread in self.threads:
             thread.start()
+        if self.deliveries is not None:
+            self.deliveries.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         for worker in self.workers:
@@ -356,6 +366,8 @@ class WorkerPool:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self.deliveries is not None:
+            self.deliveries.stop(max(0.0, deadline - time.monotonic()))
 
 
 def run_standalone_worker(settings: Settings, threads: int = 1) -> int:
@@ -364,7 +376,9 @@ def run_standalone_worker(settings: Settings, threads: int = 1) -> int:
     worker."""
     database = open_database(settings)
     registry = CollectorRegistry()
-    pool = WorkerPool(database, settings, max(1, threads), JobMetrics(registry))
+    pool = WorkerPool(
+        database, settings, max(1, threads), JobMetrics(registry), DeliveryMetrics(registry)
+    )
     stopping = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
@@ -385,6 +399,7 @@ def run_standalone_worker(settings: Settings, threads: int = 1) -> int:
             for thread in pool.threads:
                 thread.join(0.5)
     finally:
+        pool.stop()
         if stop_metrics_server is not None:
             stop_metrics_server()
         database.engine.dispose()

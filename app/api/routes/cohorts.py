@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any
 
@@ -32,8 +33,8 @@ from app.schemas.cohorts import (
 )
 from app.schemas.common import error_responses
 from app.services import cohorts as cohort_service
-from app.services import retention
-from app.services.cohorts import CsvOptions
+from app.services import quotas, retention
+from app.services.cohorts import CohortUpload, CsvOptions
 from app.tables import ID_PATTERN, SpecialMarks
 
 router = APIRouter(tags=["cohorts"], route_class=IdempotentRoute)
@@ -139,30 +140,15 @@ async def upload_cohort(
     or the `charset` of the Content-Type; the query string says how to read it. Nothing is
     stored unless every kept row is valid; `import_report` says what was kept and why."""
     deadline = retention.retain_until(retain_until, state.settings.cohort_retention_days)
-    media, charset = media_type(request)
-    max_rows = state.settings.max_cohort_rows
-    if media == "application/json":
-        body = await request.body()
-        parse = partial(cohort_service.parse_json_upload, body, max_rows)
-    elif media in CSV_TYPES or media == "multipart/form-data":
-        if media == "multipart/form-data":
-            body, charset = await _multipart_file(request)
-        else:
-            body = await request.body()
-        parse = partial(
-            cohort_service.parse_csv_upload, body, options, charset=charset, max_rows=max_rows
-        )
-    else:
-        raise UnsupportedMediaType(
-            f"unsupported Content-Type {media or '(none)'!r}; send application/json, "
-            "text/csv or multipart/form-data",
-            loc=["header", "content-type"],
-        )
+    parse, is_json = await _upload_parser(request, options, state.settings.max_cohort_rows)
 
     def parse_validate_store() -> Cohort:
         # Parsing a national cohort takes CPU time: off the event loop.
         upload = parse()
-        cohort_service.validate_upload(upload, one_based_rows=media != "application/json")
+        cohort_service.validate_upload(upload, one_based_rows=not is_json)
+        quotas.check_cohort_quota(
+            session, principal.organisation_id, int(upload.values.shape[0]), state.settings
+        )
         return cohort_service.create_cohort(
             session,
             principal.organisation_id,
@@ -175,6 +161,29 @@ async def upload_cohort(
     cohort = await run_in_threadpool(parse_validate_store)
     response.headers["Location"] = f"/cohorts/{cohort.id}"
     return CohortRead.model_validate(cohort)
+
+
+async def _upload_parser(
+    request: Request, options: CsvOptions, max_rows: int
+) -> tuple[Callable[[], CohortUpload], bool]:
+    """The body read, and how to parse it by its Content-Type; whether it is JSON."""
+    media, charset = media_type(request)
+    if media == "application/json":
+        return partial(cohort_service.parse_json_upload, await request.body(), max_rows), True
+    if media in CSV_TYPES or media == "multipart/form-data":
+        if media == "multipart/form-data":
+            body, charset = await _multipart_file(request)
+        else:
+            body = await request.body()
+        parse = partial(
+            cohort_service.parse_csv_upload, body, options, charset=charset, max_rows=max_rows
+        )
+        return parse, False
+    raise UnsupportedMediaType(
+        f"unsupported Content-Type {media or '(none)'!r}; send application/json, "
+        "text/csv or multipart/form-data",
+        loc=["header", "content-type"],
+    )
 
 
 async def _multipart_file(request: Request) -> tuple[bytes, str | None]:

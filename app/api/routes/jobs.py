@@ -4,13 +4,13 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.api.deps import JobDep, Limit, Offset, Reader, SessionDep, Trainer
+from app.api.deps import JobDep, Limit, Offset, Reader, SessionDep, StateDep, Trainer
 from app.api.idempotency import Idempotent, IdempotentRoute
 from app.core.errors import NotFound
 from app.db.models import JobStatus
 from app.schemas.common import error_responses
 from app.schemas.jobs import JobCreate, JobRead, JobsRead, JobStatusName, LossHistory
-from app.services import audit
+from app.services import audit, quotas
 from app.services import jobs as job_service
 from app.services import training as training_service
 from app.services.cohorts import get_cohort
@@ -23,7 +23,7 @@ router = APIRouter(tags=["jobs"], route_class=IdempotentRoute)
     "/jobs",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 403, 404, 422, 429),
     summary="Queue a training job",
 )
 def create_job(
@@ -31,6 +31,7 @@ def create_job(
     principal: Trainer,
     _idempotency: Idempotent,
     session: SessionDep,
+    state: StateDep,
     response: Response,
 ) -> JobRead:
     """Records the job and returns at once; a worker trains it in the background. Poll
@@ -38,6 +39,7 @@ def create_job(
     cohort = get_cohort(session, principal.organisation_id, body.cohort_id)
     if cohort is None:
         raise NotFound("no such cohort", loc=["body", "cohort_id"])
+    quotas.check_job_quota(session, principal.organisation_id, state.settings)
     job = training_service.create_job(
         session, principal.organisation_id, body, cohort, principal.key_id
     )

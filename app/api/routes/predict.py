@@ -162,6 +162,7 @@ async def _predict_json(
     parsed = await _run(len(body), parse_json_request, body, settings.max_predict_rows)
     if not parsed.on_error_given:
         parsed = replace(parsed, on_error=options.on_error)
+    state.rate_limits.pupils.take(principal.key_id, len(parsed.students))
     snapshot = await state.model_cache.resolve(
         state.db,
         settings.model_cache_seconds,
@@ -188,6 +189,7 @@ async def _predict_csv(
     table = await run_in_threadpool(
         parse_csv_request, body, options, charset=charset, max_rows=settings.max_predict_rows
     )
+    state.rate_limits.pupils.take(principal.key_id, len(table.table.values))
     snapshot = await state.model_cache.resolve(
         state.db,
         settings.model_cache_seconds,
