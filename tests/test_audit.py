@@ -321,3 +321,23 @@ def test_predict_counts_are_written_at_a_graceful_shutdown(
         if not stopped:
             server.stop()
         server.database.engine.dispose()
+
+
+def test_webhooks_are_recorded_and_their_creation_is_idempotent(admin: httpx.Client) -> None:
+    body = {"url": "https://sis.example.invalid/audit-hook", "events": ["job.failed"]}
+    key = {"Idempotency-Key": f"hook-{uuid.uuid4()}"}
+    first = admin.post("/webhooks", json=body, headers=key)
+    again = admin.post("/webhooks", json=body, headers=key)
+    assert first.status_code == again.status_code == 201, first.text
+    assert again.json() == first.json()  # the same webhook, secret included: one effect
+    other = admin.post("/webhooks", json={**body, "events": ["job.succeeded"]}, headers=key)
+    assert other.status_code == 422, other.text
+    assert other.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    hook = first.json()["id"]
+    assert [w["id"] for w in admin.get("/webhooks").json()["data"]].count(hook) == 1
+    assert admin.delete(f"/webhooks/{hook}").status_code == 204
+    created = events(admin, action="webhook.created", object=f"/webhooks/{hook}")
+    deleted = events(admin, action="webhook.deleted", object=f"/webhooks/{hook}")
+    assert [(e["figures"], e["key_name"]) for e in created] == [({"events": 1}, "admin key")]
+    assert len(deleted) == 1
+    assert first.json()["secret"] not in admin.get("/audit", params={"format": "csv"}).text

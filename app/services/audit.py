@@ -41,6 +41,8 @@ ACTIONS = frozenset(
         "predict",
         "key.created",
         "key.revoked",
+        "webhook.created",
+        "webhook.deleted",
     }
 )
 ACTION_PATTERN = r"^[a-z_]+(\.[a-z_]+)?$"

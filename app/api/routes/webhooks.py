@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Response, status
 
 from app.api.deps import Admin, Limit, Offset, SessionDep, StateDep, WebhookDep
+from app.api.idempotency import Idempotent, IdempotentRoute
 from app.schemas.common import error_responses
 from app.schemas.webhooks import (
     DeliveriesRead,
@@ -12,9 +13,10 @@ from app.schemas.webhooks import (
     WebhookRead,
     WebhooksRead,
 )
+from app.services import audit
 from app.services import webhooks as webhook_service
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=IdempotentRoute)
 
 
 @router.post(
@@ -24,9 +26,15 @@ router = APIRouter(tags=["webhooks"])
     responses=error_responses(401, 403, 422),
 )
 def create_webhook(
-    body: WebhookCreate, principal: Admin, session: SessionDep, state: StateDep, response: Response
+    body: WebhookCreate,
+    principal: Admin,
+    _idempotency: Idempotent,
+    session: SessionDep,
+    state: StateDep,
+    response: Response,
 ) -> WebhookCreated:
-    """Subscribe a URL to events. The signing secret is in this response only."""
+    """Subscribe a URL to events. The signing secret is in this response only (and in its
+    replay to a retry with the same `Idempotency-Key`, for 24 h)."""
     settings = state.settings
     webhook = webhook_service.create_webhook(
         session,
@@ -35,6 +43,14 @@ def create_webhook(
         body.events,
         webhook_service.UrlRules(settings.webhook_allow_http, settings.webhook_allow_private),
         principal.key_id,
+    )
+    audit.record(
+        session,
+        principal.organisation_id,
+        "webhook.created",
+        key_id=principal.key_id,
+        object=f"/webhooks/{webhook.id}",
+        figures={"events": len(webhook.events)},
     )
     response.headers["Location"] = f"/webhooks/{webhook.id}"
     return WebhookCreated(
@@ -66,8 +82,15 @@ def get_webhook(webhook: WebhookDep) -> WebhookRead:
     status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401, 403, 404, 422),
 )
-def delete_webhook(webhook: WebhookDep, session: SessionDep) -> Response:
+def delete_webhook(principal: Admin, webhook: WebhookDep, session: SessionDep) -> Response:
     """Unsubscribe: nothing more is sent, and the delivery history goes with it."""
+    audit.record(
+        session,
+        principal.organisation_id,
+        "webhook.deleted",
+        key_id=principal.key_id,
+        object=f"/webhooks/{webhook.id}",
+    )
     webhook_service.delete_webhook(session, webhook)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
