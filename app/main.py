@@ -1,5 +1,6 @@
 """The FastAPI application: built by ``create_app``, started by its lifespan."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from app.api.routes import cohorts, health, jobs, keys, metrics, models, predict
 from app.api.routes.docs import mount_api_docs
 from app.api.routes.ui import mount_dashboard
 from app.api.shutdown import CloseWhileDraining, Drain
-from app.api.state import AppState, AuthCache
+from app.api.state import AppState, AuthCache, refresh_forever
 from app.core.config import Settings, get_settings
 from app.core.metrics import ServiceMetrics
 from app.db.session import open_database, write_session
@@ -59,6 +60,23 @@ def _bootstrap(state: AppState) -> None:
         logger.exception("could not create the bootstrap admin key (is the database migrated?)")
 
 
+def start_cache_refreshes(state: AppState) -> list[asyncio.Task[None]]:
+    """The background refreshes of this process's caches (none for a cache turned off)."""
+    tasks = []
+    auth = state.auth_cache
+    if auth.ttl > 0:
+        refresh_auth = partial(auth.refresh, state.db)
+        tasks.append(
+            asyncio.create_task(refresh_forever("auth", auth.refresh_interval, refresh_auth))
+        )
+    max_age = state.settings.model_cache_seconds
+    if max_age > 0:
+        interval = state.model_cache.refresh_interval(max_age)
+        refresh_models = partial(state.model_cache.refresh, state.db)
+        tasks.append(asyncio.create_task(refresh_forever("models", interval, refresh_models)))
+    return tasks
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = build_state(app.state.settings, app.state.metrics, app.state.drain)
@@ -69,9 +87,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop_metrics_server = state.metrics.serve(port) if port is not None else None
     pool = WorkerPool(state.db, state.settings, state.settings.workers, state.metrics.jobs)
     pool.start()
+    refreshes = start_cache_refreshes(state)
     try:
         yield
     finally:
+        for task in refreshes:
+            task.cancel()
+        await asyncio.gather(*refreshes, return_exceptions=True)
         pool.stop()
         if stop_metrics_server is not None:
             stop_metrics_server()

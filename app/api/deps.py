@@ -1,6 +1,7 @@
 """Request dependencies: the database session, the caller's key, role checks, paging
 parameters, and the load-or-404 of each resource (`valid_<thing>`)."""
 
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any
@@ -119,10 +120,11 @@ async def get_principal(
     digest = hash_key(credentials.credentials)
     principal = state.auth_cache.get(digest)
     if principal is None:
+        verified_at = time.monotonic()
         principal = await run_in_threadpool(_lookup_key, state, digest)
         if principal is None:
             raise Unauthorized("the API key is unknown or revoked")
-        state.auth_cache.put(digest, principal)
+        state.auth_cache.put(digest, principal, verified_at)
     request.state.principal = principal
     return principal
 
