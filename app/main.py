@@ -43,6 +43,7 @@ def build_state(settings: Settings, metrics: ServiceMetrics, drain: Drain) -> Ap
         auth_cache=AuthCache(ttl=settings.auth_cache_seconds),
         metrics=metrics,
         drain=drain,
+        big_batches=asyncio.Semaphore(settings.predict_batches_in_flight),
     )
     state.metrics.watch_jobs(partial(job_service.count_by_status, state.db))
     return state

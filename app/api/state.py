@@ -110,3 +110,5 @@ class AppState:
     metrics: ServiceMetrics
     drain: Drain
     model_cache: ModelCache = field(default_factory=ModelCache)
+    # Big /predict bodies parsed and answered at once (GRADECAST_PREDICT_BATCHES_IN_FLIGHT).
+    big_batches: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
