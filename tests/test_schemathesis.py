@@ -20,7 +20,8 @@ SCHEMATHESIS = Path(sys.executable).with_name("st")
 # Bodies whose validity depends on several fields at once, which JSON Schema cannot say:
 # a cohort's pupils must have exactly the listed features (and a CSV upload needs `?name=`),
 # a version's Θ one weight per feature, a job's `patience` a `validation_fraction`, a CSV
-# prediction `?model=`. Schema-valid data may get a 422 there, and only there; every other
+# prediction `?model=`, an OIP v2 inference one input per feature of the version. Schema-valid
+# data may get a 422 there, and only there; every other
 # check (including "schema-violating data is refused") still applies to them.
 CONFIG = textwrap.dedent(
     """
@@ -42,6 +43,8 @@ CONFIG = textwrap.dedent(
             "POST /jobs",
             "POST /models/{name}/versions",
             "POST /predict",
+            "POST /v2/models/{name}/infer",
+            "POST /v2/models/{name}/versions/{version}/infer",
         )
     )
 )

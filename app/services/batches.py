@@ -291,6 +291,33 @@ def feature_order(snapshot: VersionSnapshot, table: GradeTable) -> list[int]:
     return [position[feature] for feature in snapshot.features]
 
 
+def checked_values(snapshot: VersionSnapshot, values: np.ndarray, *, field: str) -> np.ndarray:
+    """Numbers of a columnar tensor (n, p), in the version's feature order, checked as
+    /predict checks grades: a 422 naming the feature and the pupil of the first bad one."""
+    labels = list(snapshot.features)
+    not_finite = np.argwhere(~np.isfinite(values))
+    if not_finite.size:
+        row, column = (int(i) for i in not_finite[0])
+        raise InvalidInput(
+            f"{field}.{labels[column]}[{row}]: the grade is not a finite number",
+            loc=["body", field, labels[column], row],
+        )
+    batch = _checked(
+        snapshot,
+        None,
+        values,
+        [],
+        [],
+        labels=labels,
+        field=field,
+        one_based_rows=False,
+        special_marks="refuse",
+        skip=False,
+        column_major=True,
+    )
+    return batch.values
+
+
 def _checked(
     snapshot: VersionSnapshot,
     ids: list[str] | None,

@@ -93,14 +93,14 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _run(size: int, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def sized_run(size: int, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if size <= _INLINE_BODY_BYTES:
         return function(*args, **kwargs)
     return await run_in_threadpool(function, *args, **kwargs)
 
 
 @contextlib.asynccontextmanager
-async def _turn(state: AppState, size: int) -> AsyncIterator[None]:
+async def batch_turn(state: AppState, size: int) -> AsyncIterator[None]:
     """A big body waits for one of the few places of big_batches; a small one never waits."""
     if size <= _INLINE_BODY_BYTES:
         yield
@@ -171,7 +171,7 @@ async def predict(
     media, charset = media_type(request)
     body = await request.body()
     if media == "application/json":
-        async with _turn(state, len(body)):
+        async with batch_turn(state, len(body)):
             return await _predict_json(state, principal, body, options)
     if media in CSV_TYPES:
         if model is None:
@@ -179,7 +179,7 @@ async def predict(
                 "a CSV body needs the model in the query string: /predict?model=concours",
                 loc=["query", "model"],
             )
-        async with _turn(state, len(body)):
+        async with batch_turn(state, len(body)):
             return await _predict_csv(state, principal, body, options, charset, model, version)
     raise UnsupportedMediaType(
         f"unsupported Content-Type {media or '(none)'!r}; send application/json or text/csv",
@@ -191,7 +191,7 @@ async def _predict_json(
     state: AppState, principal: Principal, body: bytes, options: CsvOptions
 ) -> Response:
     settings = state.settings
-    parsed = await _run(len(body), parse_json_request, body, settings.max_predict_rows)
+    parsed = await sized_run(len(body), parse_json_request, body, settings.max_predict_rows)
     if not parsed.on_error_given:
         parsed = replace(parsed, on_error=options.on_error)
     snapshot = await state.model_cache.resolve(
@@ -201,7 +201,7 @@ async def _predict_json(
         parsed.model,
         parsed.version,
     )
-    content, batch = await _run(len(body), answer_json, snapshot, parsed, full=options.full)
+    content, batch = await sized_run(len(body), answer_json, snapshot, parsed, full=options.full)
     state.metrics.predicted(snapshot.model, snapshot.version, len(batch.values), len(batch.errors))
     return Response(content, media_type="application/json")
 
@@ -227,6 +227,6 @@ async def _predict_csv(
         version,
         source="query",
     )
-    content, batch = await _run(len(body), answer_csv, snapshot, table, full=options.full)
+    content, batch = await sized_run(len(body), answer_csv, snapshot, table, full=options.full)
     state.metrics.predicted(snapshot.model, snapshot.version, len(batch.values), len(batch.errors))
     return Response(content, media_type="text/csv")
