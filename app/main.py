@@ -1,6 +1,7 @@
 """The FastAPI application: built by ``create_app``, started by its lifespan."""
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -89,6 +90,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = WorkerPool(state.db, state.settings, state.settings.workers, state.metrics.jobs)
     pool.start()
     refreshes = start_cache_refreshes(state)
+    # What start-up made lives as long as the process: out of the collector's sight, a full
+    # collection no longer walks it (one took tens of ms, a p99 10x the p50).
+    gc.freeze()
     try:
         yield
     finally:
@@ -122,12 +126,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(CloseWhileDraining, drain=app.state.drain)
     # Added last, so outermost: it also sees the 413s of BodySizeLimit.
     app.add_middleware(RequestObservability, metrics=app.state.metrics)
+    # The hot routes first: the router tries the routes in order.
+    app.include_router(predict.router)
     app.include_router(health.router)
+    app.include_router(oip.router)
     app.include_router(keys.router)
     app.include_router(cohorts.router)
     app.include_router(models.router)
-    app.include_router(predict.router)
-    app.include_router(oip.router)
     app.include_router(jobs.router)
     if settings.metrics_port is None:
         app.include_router(metrics.router)
