@@ -259,11 +259,14 @@ def bodies() -> dict[str, bytes]:
         "columns": {f: grades[:, j].tolist() for j, f in enumerate(FEATURES)},
         "ids": ids,
     }
+    # The one output MLServer's sklearn runtime answers (its `predict`); gradecast would
+    # otherwise also compute and send raw, extrapolated and the interval.
     v2 = {
         "inputs": [
             {"name": f, "shape": [len(grades)], "datatype": "FP64", "data": grades[:, j].tolist()}
             for j, f in enumerate(FEATURES)
-        ]
+        ],
+        "outputs": [{"name": "prediction"}],
     }
     mlserver = {
         "inputs": [
@@ -344,6 +347,7 @@ def wrk(
     if match is None:
         raise SystemExit(f"wrk said: {output}")
     figures = json.loads(match.group(1))
+    figures["p99_over_p50"] = figures["p99_us"] / max(figures["p50_us"], 1)
     if figures["errors"] or figures["non2xx"]:
         raise SystemExit(f"{url}: {figures['errors']} errors, {figures['non2xx']} non-2xx")
     wall = figures["duration_us"] / 1e6
@@ -352,6 +356,7 @@ def wrk(
         "rps": figures["requests"] / wall,
         "p50_ms": figures["p50_us"] / 1000,
         "p99_ms": figures["p99_us"] / 1000,
+        "p99_over_p50": figures["p99_over_p50"],
         "client_cpu_share": client_cpu / wall,
     }
 
@@ -424,6 +429,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         return None if figures is None else figures["rps"]
 
     one = result[("one_pupil", "gradecast")]
+    bare_one = result[("one_pupil", "bare")]
     client_shares = [r["client_cpu_share"] for v in runs.values() for r in v]
     return {
         "rounds": args.rounds,
@@ -445,7 +451,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 rps("objects_10k", "gradecast"), rps("v2_10k", "mlserver")
             ),
             "rss_mb_after_10k_batches": rss["gradecast"],
-            "one_pupil_p99_over_p50": round(one["p99_ms"] / one["p50_ms"], 2),
+            "one_pupil_p99_over_p50": round(one["p99_over_p50"], 2),
+            "bare_one_pupil_p99_over_p50": round(bare_one["p99_over_p50"], 2),
         },
         "goals": {
             "one_pupil_vs_bare": ">= 0.7",
@@ -454,7 +461,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "columns_10k_vs_mlserver": ">= 1.0 (v2 or columns)",
             "objects_10k_vs_mlserver": ">= 0.5",
             "rss_mb_after_10k_batches": "<= 300",
-            "one_pupil_p99_over_p50": "<= 3",
+            "one_pupil_p99_over_p50": "<= 3 (median of the rounds' ratios)",
+            "bare_one_pupil_p99_over_p50": "(the floor's own, on the same machine)",
         },
     }
 
