@@ -4,6 +4,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -45,6 +46,9 @@ def build_state(settings: Settings, metrics: ServiceMetrics, drain: Drain) -> Ap
         metrics=metrics,
         drain=drain,
         big_batches=asyncio.Semaphore(settings.predict_batches_in_flight),
+        batch_pool=ThreadPoolExecutor(
+            settings.predict_batches_in_flight, thread_name_prefix="gradecast-batch"
+        ),
     )
     state.metrics.watch_jobs(partial(job_service.count_by_status, state.db))
     return state
@@ -100,6 +104,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*refreshes, return_exceptions=True)
         pool.stop()
+        state.batch_pool.shutdown(wait=True)
         if stop_metrics_server is not None:
             stop_metrics_server()
         state.db.engine.dispose()

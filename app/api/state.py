@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -110,5 +111,9 @@ class AppState:
     metrics: ServiceMetrics
     drain: Drain
     model_cache: ModelCache = field(default_factory=ModelCache)
-    # Big /predict bodies parsed and answered at once (GRADECAST_PREDICT_BATCHES_IN_FLIGHT).
+    # Big /predict bodies parsed and answered at once (GRADECAST_PREDICT_BATCHES_IN_FLIGHT),
+    # and the threads that do it.
     big_batches: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    batch_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="gradecast-batch")
+    )

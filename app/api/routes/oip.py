@@ -226,9 +226,15 @@ async def _infer(
     snapshot = await _snapshot(state, principal, name, version)
     async with batch_turn(state, len(body)):
         parsed = await sized_run(
-            len(body), oip.parse_infer, body, length, snapshot, state.settings.max_predict_rows
+            state,
+            len(body),
+            oip.parse_infer,
+            body,
+            length,
+            snapshot,
+            state.settings.max_predict_rows,
         )
-        content, json_length = await sized_run(len(body), oip.infer, snapshot, parsed)
+        content, json_length = await sized_run(state, len(body), oip.infer, snapshot, parsed)
     state.metrics.predicted(snapshot.model, snapshot.version, parsed.values.shape[0])
     if json_length is None:
         return Response(content, media_type="application/json")
