@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint lint-js typecheck pytest migrate stress docker-test compose-test bench clean
+.PHONY: run test lint lint-js typecheck pytest migrate stress docker-test compose-test bench wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,17 @@ test: lint lint-js typecheck pytest
 stress: $(VENV)/.installed-dev
 	$(BIN)/pytest -m slow
 
-bench: $(VENV)/.installed-dev
+# The load generator of bench/predict.py, from the distribution (Debian/Ubuntu).
+wrk:
+	command -v wrk || apt-get install -y wrk
+
+# MLServer, bench/predict.py's peer for batches, pins FastAPI < 0.116 (gradecast needs >= 0.121):
+# a venv of its own (optional; the bench says when it is missing).
+.venv-mlserver/bin/mlserver:
+	$(PYTHON) -m venv .venv-mlserver
+	.venv-mlserver/bin/pip install --quiet "mlserver>=1.7,<2" "mlserver-sklearn>=1.7,<2"
+
+bench: $(VENV)/.installed-dev wrk
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/coverage.py
 	$(BIN)/python bench/upload.py

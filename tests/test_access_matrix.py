@@ -18,7 +18,13 @@ from tests.test_models import version_body
 
 # Routes anyone may call. /metrics is public unless GRADECAST_METRICS_TOKEN is set (then it
 # wants that token, not an API key; tests/test_observability.py covers it).
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
+}
 
 RANK = {Role.reader: 0, Role.trainer: 1, Role.admin: 2}
 
@@ -121,6 +127,16 @@ def _predict(world: World) -> dict[str, Any]:
     return {"model": world.model, "students": [student]}
 
 
+def _infer(world: World) -> dict[str, Any]:
+    grades = {"maths": 13, "info": 14, "francais": 11}
+    return {
+        "inputs": [
+            {"name": name, "shape": [1], "datatype": "FP64", "data": [grade]}
+            for name, grade in grades.items()
+        ]
+    }
+
+
 # (method, path) → the weakest role allowed, and how to build a valid request.
 ROUTES: dict[tuple[str, str], tuple[Role, Build]] = {
     ("GET", "/whoami"): (Role.reader, _plain),
@@ -144,6 +160,12 @@ ROUTES: dict[tuple[str, str], tuple[Role, Build]] = {
     ("PUT", "/models/{name}/active"): (Role.trainer, _with(lambda w: {"version": w.version})),
     ("GET", "/models/{name}/activations"): (Role.reader, _plain),
     ("POST", "/predict"): (Role.reader, _with(_predict)),
+    ("GET", "/v2/models/{name}"): (Role.reader, _plain),
+    ("GET", "/v2/models/{name}/versions/{version}"): (Role.reader, _plain),
+    ("GET", "/v2/models/{name}/ready"): (Role.reader, _plain),
+    ("GET", "/v2/models/{name}/versions/{version}/ready"): (Role.reader, _plain),
+    ("POST", "/v2/models/{name}/infer"): (Role.reader, _with(_infer)),
+    ("POST", "/v2/models/{name}/versions/{version}/infer"): (Role.reader, _with(_infer)),
     ("POST", "/jobs"): (
         Role.trainer,
         _with(lambda w: {"cohort_id": w.cohort_id, "model": "m2", "algorithm": "closed_form"}),

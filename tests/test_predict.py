@@ -555,7 +555,11 @@ def test_openapi_documents_predict(anonymous: httpx.Client) -> None:
     operation = anonymous.get("/openapi.json").json()["paths"]["/predict"]["post"]
     content = operation["requestBody"]["content"]
     assert set(content) == {"application/json", "text/csv"}
-    assert "students" in content["application/json"]["schema"]["properties"]
+    forms = content["application/json"]["schema"]["oneOf"]
+    assert [set(form["required"]) for form in forms] == [
+        {"model", "students"},
+        {"model", "columns"},
+    ]
     assert {"200", "401", "403", "404", "409", "413", "415", "422"} <= set(operation["responses"])
     assert "text/csv" in operation["responses"]["200"]["content"]
 

@@ -20,9 +20,9 @@ SCHEMATHESIS = Path(sys.executable).with_name("st")
 # Bodies whose validity depends on several fields at once, which JSON Schema cannot say:
 # a cohort's pupils must have exactly the listed features (and a CSV upload needs `?name=`),
 # a version's Θ one weight per feature, a job's `patience` a `validation_fraction`, a CSV
-# prediction `?model=`, a webhook's URL https and a public host. Schema-valid data may get a
-# 422 there, and only there; every other check (including "schema-violating data is
-# refused") still applies to them.
+# prediction `?model=`, a webhook's URL https and a public host, an OIP v2 inference one input
+# per feature of the version. Schema-valid data may get a 422 there, and only there; every
+# other check (including "schema-violating data is refused") still applies to them.
 CONFIG = textwrap.dedent(
     """
     {operations}
@@ -45,6 +45,8 @@ CONFIG = textwrap.dedent(
             "POST /predict",
             # A URL's scheme and host are checked beyond what a JSON Schema says.
             "POST /webhooks",
+            "POST /v2/models/{name}/infer",
+            "POST /v2/models/{name}/versions/{version}/infer",
         )
     )
 )

@@ -46,6 +46,10 @@ class BodySizeLimit:
                 if declared > self.max_bytes:
                     await self._refuse(send)
                     return
+                if declared >= 0:
+                    # The server reads exactly the declared bytes: nothing left to count.
+                    await self.app(scope, receive, send)
+                    return
                 break
 
         received = 0

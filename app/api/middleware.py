@@ -109,5 +109,9 @@ class RequestObservability:
                 organisation_id = _organisation_id(scope)
                 if organisation_id is not None:
                     extra["organisation_id"] = organisation_id
-                access_logger.info("request", extra=extra)
+                # makeRecord + handle: logger.info would also walk the stack for the caller.
+                record = access_logger.makeRecord(
+                    access_logger.name, logging.INFO, __file__, 0, "request", (), None, extra=extra
+                )
+                access_logger.handle(record)
             request_id.reset(token)

@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * MIB, gt=0)
     max_cohort_rows: int = Field(default=1_000_000, gt=1)
     max_predict_rows: int = Field(default=10_000, gt=0)
+    predict_batches_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="How many /predict bodies over 64 KB one server process parses and "
+        "answers at once; the others wait their turn (their memory is not yet spent).",
+    )
     workers: int = Field(default=1, ge=0, description="In-process training workers.")
     job_lease_seconds: float = Field(
         default=30.0, gt=0, description="A running job whose heartbeat is older is re-queued."

@@ -177,6 +177,7 @@ class ServiceMetrics:
             MultiProcessCollector(self.exposed, path=directory)  # type: ignore[no-untyped-call]
         # Children by label values: a dict lookup is cheaper than ``labels()`` on every request.
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._prediction_children: dict[tuple[str, int], tuple[Counter, Counter]] = {}
 
     def watch_jobs(self, count_jobs: JobCounts) -> None:
         self.exposed.register(JobsCollector(count_jobs))
@@ -197,6 +198,14 @@ class ServiceMetrics:
         children[1].observe(seconds)
 
     def predicted(self, model: str, version: int, pupils: int, skipped: int = 0) -> None:
-        self.predictions.labels(model, str(version)).inc(pupils - skipped)
+        key = (model, version)
+        children = self._prediction_children.get(key)
+        if children is None:
+            if len(self._prediction_children) > 10_000:  # bounded, as model names are not
+                self._prediction_children.clear()
+            labels = (model, str(version))
+            children = (self.predictions.labels(*labels), self.skipped.labels(*labels))
+            self._prediction_children[key] = children
+        children[0].inc(pupils - skipped)
         if skipped:
-            self.skipped.labels(model, str(version)).inc(skipped)
+            children[1].inc(skipped)

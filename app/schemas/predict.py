@@ -47,6 +47,38 @@ class PredictRequest(StrictModel):
     special_marks: SpecialMarks = Field(default="refuse", description=PREDICT_MARKS_DESCRIPTION)
 
 
+class PredictColumnsRequest(StrictModel):
+    """The same request, pupils as columns: one list per feature, in the pupils' order."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = Field(
+        min_length=1, max_length=100, pattern=MODEL_NAME_PATTERN, examples=["concours"]
+    )
+    version: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="Pin a version; default: the active one"
+    )
+    columns: dict[str, list[float | int | str | None]] = Field(
+        min_length=1,
+        description="One list per feature of the version, all of one length (the pupils), "
+        "values as in `students`",
+        examples=[{"maths": [13, 12.5], "info": [14, 9], "francais": [11, 15]}],
+    )
+    ids: list[str | int] | None = Field(
+        default=None, description="The pupils' ids, echoed back", examples=[["n1", "n2"]]
+    )
+    on_error: Literal["refuse", "skip"] = Field(default="refuse", description=ON_ERROR_DESCRIPTION)
+    special_marks: SpecialMarks = Field(default="refuse", description=PREDICT_MARKS_DESCRIPTION)
+
+
+FIELDS_DESCRIPTION = (
+    "`all` (default): every figure of each pupil. `prediction`: `id`, `prediction`, `raw` and "
+    "`extrapolated` only, without the interval and the contributions (cheaper for big "
+    "batches; in CSV, without interval_low and interval_high)."
+)
+Fields = Literal["all", "prediction"]
+
+
 class PupilErrorRead(BaseModel):
     code: Literal["special_mark", "not_a_grade", "out_of_range", "invalid_pupil"]
     loc: list[str | int] = Field(examples=[["students", 3, "maths"]])
@@ -61,11 +93,13 @@ class PredictionRead(BaseModel):
     )
     raw: float | None = Field(description="h_Θ(x) = w0 + Σ wj·xj", examples=[12.54])
     interval: tuple[float, float] | None = Field(
+        default=None,
         description="95% prediction interval, clipped into the grade range; null when the "
         "version has no residual standard deviation",
         examples=[[10.9, 14.2]],
     )
     contributions: dict[str, float] | None = Field(
+        default=None,
         description="`intercept` (w0) and wj·xj per feature; they add up to `raw`",
         examples=[{"intercept": 0, "maths": 4.29, "info": 4.62, "francais": 3.63}],
     )

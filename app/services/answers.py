@@ -14,18 +14,39 @@ from app.services.batches import (
     feature_order,
     json_batch,
 )
-from app.services.predict import DECIMALS, Array, Predictions, VersionSnapshot, predict
+from app.services.predict import (
+    DECIMALS,
+    ONE_PUPIL_MAX_FEATURES,
+    Array,
+    OnePrediction,
+    Predictions,
+    VersionSnapshot,
+    predict,
+    predict_one,
+)
 from app.tables import Verbatim, spreadsheet_safe, write_csv
 
 
-def answer_json(snapshot: VersionSnapshot, request: JsonRequest) -> tuple[bytes, Batch]:
+def answer_json(
+    snapshot: VersionSnapshot, request: JsonRequest, *, full: bool = True
+) -> tuple[bytes, Batch]:
+    """The JSON answer; without `full` (fields=prediction), no interval, no contributions."""
     batch = json_batch(snapshot, request)
-    return render_json(snapshot, batch, predict(snapshot, batch.values)), batch
+    n, p = batch.values.shape
+    if n == 1 and not batch.errors and p <= ONE_PUPIL_MAX_FEATURES:
+        one = predict_one(snapshot, batch.values[0].tolist(), full=full)
+        return render_one_json(snapshot, batch, one, full=full), batch
+    return render_json(
+        snapshot, batch, predict(snapshot, batch.values, full=full), full=full
+    ), batch
 
 
-def answer_csv(snapshot: VersionSnapshot, request: CsvTable) -> tuple[bytes, Batch]:
+def answer_csv(
+    snapshot: VersionSnapshot, request: CsvTable, *, full: bool = True
+) -> tuple[bytes, Batch]:
     batch = csv_batch(snapshot, request)
-    return render_csv(snapshot, request, batch, predict(snapshot, batch.values)), batch
+    result = predict(snapshot, batch.values, full=full)
+    return render_csv(snapshot, request, batch, result, full=full), batch
 
 
 def _json_cells(values: Array) -> list[bytes]:
@@ -37,35 +58,88 @@ def _json_error(error: PupilError) -> bytes:
     return orjson.dumps({"code": error.code, "loc": error.loc, "msg": error.msg})
 
 
-def render_json(snapshot: VersionSnapshot, batch: Batch, result: Predictions) -> bytes:
-    """The response, built column by column: numbers are written to JSON text by orjson a
-    whole column at a time and each pupil is one bytes template (no dict per pupil). With
-    on_error=skip every pupil also has an `error`: null, or what kept it from a prediction."""
-    n = batch.values.shape[0]
-    ids = list(map(orjson.dumps, batch.ids)) if batch.ids is not None else [b"null"] * n
-    if result.interval_low is None or result.interval_high is None:
-        interval = [[b"null"] * n]
-        interval_template = b"%b"
+def _pupil_template(snapshot: VersionSnapshot, *, interval: bool, full: bool, skip: bool) -> bytes:
+    """One pupil's JSON with a %b for each figure: id, prediction, raw, the interval (two
+    or one null), each contribution, extrapolated."""
+    if not full:
+        middle = [b',"extrapolated":%b']
     else:
-        interval = [_json_cells(result.interval_low), _json_cells(result.interval_high)]
-        interval_template = b"[%b,%b]"
-    contributions = [
-        _json_cells(np.ascontiguousarray(result.contributions[:, j]))
-        for j in range(result.contributions.shape[1])
-    ]
-    extrapolated = [b"true" if flag else b"false" for flag in result.extrapolated.tolist()]
-    intercept = orjson.dumps(round(snapshot.intercept, DECIMALS))
-    pupil = b"".join(
-        [
-            b'{"id":%b,"prediction":%b,"raw":%b,"interval":',
-            interval_template,
+        intercept = orjson.dumps(round(snapshot.intercept, DECIMALS))
+        middle = [
+            b',"interval":',
+            b"[%b,%b]" if interval else b"%b",
             b',"contributions":{"intercept":',
             intercept.replace(b"%", b"%%"),
             *(b"," + orjson.dumps(name) + b":%b" for name in snapshot.features),
             b'},"extrapolated":%b',
-            b',"error":null}' if batch.skip else b"}",
+        ]
+    return b"".join(
+        [
+            b'{"id":%b,"prediction":%b,"raw":%b',
+            *middle,
+            b',"error":null}' if skip else b"}",
         ]
     )
+
+
+def _head(snapshot: VersionSnapshot) -> bytes:
+    head = orjson.dumps(
+        {
+            "model": snapshot.model,
+            "version": snapshot.version,
+            "target": snapshot.target,
+            "trained_at": snapshot.trained_at,
+            "cohort_id": snapshot.cohort_id,
+        }
+    )
+    return head[:-1] + b',"predictions":['
+
+
+def render_one_json(
+    snapshot: VersionSnapshot, batch: Batch, one: OnePrediction, *, full: bool
+) -> bytes:
+    """The answer for one valid pupil, from Python floats: the same bytes as render_json's."""
+    ident = orjson.dumps(batch.ids[0]) if batch.ids is not None else b"null"
+    dumps = orjson.dumps
+    cells = [ident, dumps(one.prediction), dumps(one.raw)]
+    if full:
+        if one.interval is None:
+            cells.append(b"null")
+        else:
+            cells.extend((dumps(one.interval[0]), dumps(one.interval[1])))
+        assert one.contributions is not None
+        cells.extend(map(dumps, one.contributions))
+    cells.append(b"true" if one.extrapolated else b"false")
+    template = _pupil_template(
+        snapshot, interval=one.interval is not None, full=full, skip=batch.skip
+    )
+    return _head(snapshot) + template % tuple(cells) + b"]}"
+
+
+def render_json(
+    snapshot: VersionSnapshot, batch: Batch, result: Predictions, *, full: bool = True
+) -> bytes:
+    """The response, built column by column: numbers are written to JSON text by orjson a
+    whole column at a time and each pupil is one bytes template (no dict per pupil). With
+    on_error=skip every pupil also has an `error`: null, or what kept it from a prediction.
+    Without `full`, the interval and the contributions are left out."""
+    n = batch.values.shape[0]
+    ids = list(map(orjson.dumps, batch.ids)) if batch.ids is not None else [b"null"] * n
+    interval: list[list[bytes]] = []
+    contributions: list[list[bytes]] = []
+    has_interval = result.interval_low is not None and result.interval_high is not None
+    if full:
+        if result.interval_low is None or result.interval_high is None:
+            interval = [[b"null"] * n]
+        else:
+            interval = [_json_cells(result.interval_low), _json_cells(result.interval_high)]
+        assert result.contributions is not None
+        contributions = [
+            _json_cells(np.ascontiguousarray(result.contributions[:, j]))
+            for j in range(result.contributions.shape[1])
+        ]
+    extrapolated = [b"true" if flag else b"false" for flag in result.extrapolated.tolist()]
+    pupil = _pupil_template(snapshot, interval=has_interval, full=full, skip=batch.skip)
     rows = [
         pupil % cells
         for cells in zip(
@@ -79,27 +153,26 @@ def render_json(snapshot: VersionSnapshot, batch: Batch, result: Predictions) ->
         )
     ]
     for row, error in batch.errors.items():
-        rows[row] = (
-            b'{"id":%b,"prediction":null,"raw":null,"interval":null,"contributions":null,'
-            b'"extrapolated":null,"error":%b}' % (ids[row], _json_error(error))
+        figures = b'"interval":null,"contributions":null,' if full else b""
+        rows[row] = b'{"id":%b,"prediction":null,"raw":null,%b"extrapolated":null,"error":%b}' % (
+            ids[row],
+            figures,
+            _json_error(error),
         )
-    head = orjson.dumps(
-        {
-            "model": snapshot.model,
-            "version": snapshot.version,
-            "target": snapshot.target,
-            "trained_at": snapshot.trained_at,
-            "cohort_id": snapshot.cohort_id,
-        }
-    )
-    return head[:-1] + b',"predictions":[' + b",".join(rows) + b"]}"
+    return _head(snapshot) + b",".join(rows) + b"]}"
 
 
 def render_csv(
-    snapshot: VersionSnapshot, request: CsvTable, batch: Batch, result: Predictions
+    snapshot: VersionSnapshot,
+    request: CsvTable,
+    batch: Batch,
+    result: Predictions,
+    *,
+    full: bool = True,
 ) -> bytes:
-    """The id and the feature columns as sent, then prediction, raw, the interval and
-    extrapolated (with on_error=skip, status and error too), in the request's dialect."""
+    """The id and the feature columns as sent, then prediction, raw, the interval (unless
+    not `full`) and extrapolated (with on_error=skip, status and error too), in the
+    request's dialect."""
     table = request.table
     header: list[str] = []
     columns: list[Any] = []
@@ -113,15 +186,17 @@ def render_csv(
     n = table.values.shape[0]
     empty: list[Any] = [None] * n
     valid = batch.valid
-    header.extend(["prediction", "raw", "interval_low", "interval_high", "extrapolated"])
+    header.extend(["prediction", "raw"])
+    columns.extend(
+        [np.where(valid, result.prediction, np.nan), np.where(valid, result.raw, np.nan)]
+    )
+    if full:
+        header.extend(["interval_low", "interval_high"])
+        for bound in (result.interval_low, result.interval_high):
+            columns.append(empty if bound is None else np.where(valid, bound, np.nan))
+    header.append("extrapolated")
     columns.extend(
         [
-            np.where(valid, result.prediction, np.nan),
-            np.where(valid, result.raw, np.nan),
-            empty if result.interval_low is None else np.where(valid, result.interval_low, np.nan),
-            empty
-            if result.interval_high is None
-            else np.where(valid, result.interval_high, np.nan),
             [
                 ("true" if flag else "false") if ok else None
                 for flag, ok in zip(result.extrapolated.tolist(), valid.tolist(), strict=True)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from app.core.errors import InvalidInput, PayloadTooLarge
-from app.schemas.predict import PredictRequest
+from app.schemas.predict import PredictColumnsRequest, PredictRequest
 from app.services.predict import VersionSnapshot
 from app.tables import (
     CellProblem,
@@ -21,6 +21,7 @@ from app.tables import (
     Mark,
     SpecialMarks,
     TooManyRowsError,
+    columns_to_matrix,
     detect_dialect,
     grade_problems,
     load_json_object,
@@ -69,6 +70,18 @@ class JsonRequest:
     on_error: OnError
     special_marks: SpecialMarks
     on_error_given: bool  # in the body; else the query string's applies
+    # A columnar body: one list per feature, and the ids (students is then empty).
+    columns: dict[str, list[Any]] | None = None
+    ids: list[Any] | None = None
+
+    @property
+    def pupils(self) -> int:
+        """How many pupils the body holds, in either form."""
+        if self.columns:
+            return max(
+                len(values) if isinstance(values, list) else 1 for values in self.columns.values()
+            )
+        return len(self.students)
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,7 @@ class CsvOptions:
     features: list[str] | None = None
     special_marks: SpecialMarks = "refuse"
     on_error: OnError = "refuse"
+    full: bool = True  # fields=all: with the interval and the contributions
 
 
 @dataclass(frozen=True)
@@ -93,16 +107,22 @@ class CsvTable:
     options: CsvOptions
 
 
+def _too_many(n: int, max_rows: int, loc: list[str | int]) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"{n} pupils is over the limit of {max_rows} per request (GRADECAST_MAX_PREDICT_ROWS)",
+        loc=loc,
+    )
+
+
 def parse_json_request(body: bytes, max_rows: int) -> JsonRequest:
-    """The envelope, checked by its schema; the pupils are checked against the version later."""
+    """The envelope, checked by its schema; the pupils are checked against the version later.
+    A body with `columns` is the columnar form (`students` then is unknown)."""
     document = load_json_object(body)
+    if "columns" in document:
+        return _parse_columns_request(document, max_rows)
     students = document.get("students")
     if isinstance(students, list) and len(students) > max_rows:
-        raise PayloadTooLarge(
-            f"{len(students)} pupils is over the limit of {max_rows} per request "
-            "(GRADECAST_MAX_PREDICT_ROWS)",
-            loc=["body", "students"],
-        )
+        raise _too_many(len(students), max_rows, ["body", "students"])
     # The schema sees one pupil: the others are checked column by column, not one by one.
     envelope = dict(document)
     if isinstance(students, list):
@@ -119,8 +139,61 @@ def parse_json_request(body: bytes, max_rows: int) -> JsonRequest:
     )
 
 
+def _parse_columns_request(document: dict[str, Any], max_rows: int) -> JsonRequest:
+    columns = document["columns"]
+    # The schema sees the first value of each list; the rest is read column by column.
+    envelope = dict(document)
+    if isinstance(columns, dict):
+        for name, values in columns.items():
+            if isinstance(values, list) and len(values) > max_rows:
+                raise _too_many(len(values), max_rows, ["body", "columns", name])
+        envelope["columns"] = {
+            name: values[:1] if isinstance(values, list) else values
+            for name, values in columns.items()
+        }
+    ids = document.get("ids")
+    if isinstance(ids, list):
+        envelope["ids"] = ids[:1]
+    spec = parse_envelope(PredictColumnsRequest, envelope)
+    for name, values in columns.items():
+        if not values:
+            raise InvalidInput(f"columns.{name} is empty", loc=["body", "columns", name])
+    return JsonRequest(
+        spec.model,
+        spec.version,
+        [],
+        spec.on_error,
+        spec.special_marks,
+        on_error_given="on_error" in spec.model_fields_set,
+        columns=columns,
+        ids=ids,
+    )
+
+
 def json_batch(snapshot: VersionSnapshot, request: JsonRequest) -> Batch:
     skip = request.on_error == "skip"
+    labels = list(snapshot.features)
+    if request.columns is not None:
+        columnar = columns_to_matrix(
+            request.columns,
+            request.ids,
+            snapshot.features,
+            accept_marks=True,
+            collect_problems=skip,
+        )
+        return _checked(
+            snapshot,
+            columnar.ids,
+            columnar.values,
+            columnar.marks,
+            columnar.problems,
+            labels=labels,
+            field="columns",
+            one_based_rows=False,
+            special_marks=request.special_marks,
+            skip=skip,
+            column_major=True,
+        )
     table = students_to_matrix(
         request.students,
         snapshot.features,
@@ -128,7 +201,6 @@ def json_batch(snapshot: VersionSnapshot, request: JsonRequest) -> Batch:
         accept_marks=True,
         collect_problems=skip,
     )
-    labels = list(snapshot.features)
     return _checked(
         snapshot,
         table.ids,
@@ -228,6 +300,33 @@ def feature_order(snapshot: VersionSnapshot, table: GradeTable) -> list[int]:
     return [position[feature] for feature in snapshot.features]
 
 
+def checked_values(snapshot: VersionSnapshot, values: np.ndarray, *, field: str) -> np.ndarray:
+    """Numbers of a columnar tensor (n, p), in the version's feature order, checked as
+    /predict checks grades: a 422 naming the feature and the pupil of the first bad one."""
+    labels = list(snapshot.features)
+    not_finite = np.argwhere(~np.isfinite(values))
+    if not_finite.size:
+        row, column = (int(i) for i in not_finite[0])
+        raise InvalidInput(
+            f"{field}.{labels[column]}[{row}]: the grade is not a finite number",
+            loc=["body", field, labels[column], row],
+        )
+    batch = _checked(
+        snapshot,
+        None,
+        values,
+        [],
+        [],
+        labels=labels,
+        field=field,
+        one_based_rows=False,
+        special_marks="refuse",
+        skip=False,
+        column_major=True,
+    )
+    return batch.values
+
+
 def _checked(
     snapshot: VersionSnapshot,
     ids: list[str] | None,
@@ -240,16 +339,20 @@ def _checked(
     one_based_rows: bool,
     special_marks: SpecialMarks,
     skip: bool,
+    column_major: bool = False,
 ) -> Batch:
     """Marks read, grades checked against the version's range: each pupil valid, or with
-    the first error of its row (a 422 for the first of all unless `skip`)."""
+    the first error of its row (a 422 for the first of all unless `skip`). A columnar
+    body's errors are located as [field, column, row]."""
     low, high = snapshot.grade_min, snapshot.grade_max
     values = values.copy()
     errors: dict[int, PupilError] = {}
 
     def where(row: int, label: str | None) -> list[str | int]:
         number = row + 1 if one_based_rows else row
-        return [field, number] if label is None else [field, number, label]
+        if label is None:
+            return [field, number]
+        return [field, label, number] if column_major else [field, number, label]
 
     for problem in problems:
         label = labels[problem.column] if problem.column is not None else problem.label
@@ -270,6 +373,10 @@ def _checked(
     if errors and not skip:
         row = min(errors)
         error = errors[row]
+        if column_major:
+            raise InvalidInput(
+                f"{field}.{error.loc[1]}[{row}]: {error.msg}", loc=["body", *error.loc]
+            )
         place = f"row {row + 1}" if one_based_rows else f"{field}[{row}]"
         in_column = f", column {error.loc[2]!r}" if len(error.loc) > 2 else ""
         raise InvalidInput(f"{place}{in_column}: {error.msg}", loc=["body", *error.loc])

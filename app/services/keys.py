@@ -1,6 +1,7 @@
 """Organisations and API keys."""
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.core.security import generate_key, hash_key
 from app.db.base import utcnow
 from app.db.models import ApiKey, Organisation, Role
+from app.db.session import Database
 
 
 def get_or_create_organisation(session: Session, name: str) -> Organisation:
@@ -75,3 +77,9 @@ def get_key(session: Session, organisation_id: uuid.UUID, key_id: uuid.UUID) -> 
 def revoke_key(api_key: ApiKey) -> None:
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
+
+
+def revoked_since(db: Database, since: datetime) -> list[uuid.UUID]:
+    """The keys revoked at or after ``since`` (a handful: revocations are rare)."""
+    with db.reads() as session:
+        return list(session.scalars(select(ApiKey.id).where(ApiKey.revoked_at >= since)))

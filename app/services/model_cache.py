@@ -10,7 +10,11 @@ it drops the cached snapshots. Every process (uvicorn worker, host)
 therefore answers with a new active version within that interval, and a request resolves
 its version once, so one response never mixes two versions.
 
-All mutations happen on the event loop thread; database reads run in the thread pool.
+The check runs in a background task of each process (``refresh``, every half interval, see
+``app.main``), so a request never waits for it; a request checks inline only when the
+background task has not succeeded for a whole interval (the database is down, or no task).
+
+All mutations happen on the event loop thread; database reads run in worker threads.
 """
 
 import asyncio
@@ -108,6 +112,13 @@ class ModelCache:
             )
         return active
 
+    async def refresh(self, db: Database) -> None:
+        """Check for activations and erasures now (the background task's call)."""
+        await self._refresh(db, 0.0)
+
+    def refresh_interval(self, max_age: float) -> float:
+        return max_age / 2
+
     async def _refresh(self, db: Database, max_age: float) -> None:
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -116,7 +127,8 @@ class ModelCache:
             if time.monotonic() - self._checked_at < max_age:
                 return
             started = time.monotonic()
-            latest, erased, changed = await run_in_threadpool(
+            # asyncio's own threads, not the request pool that big batches may fill.
+            latest, erased, changed = await asyncio.to_thread(
                 _read_changes, db, self._seen_activation
             )
             for key, active in changed.items():

@@ -28,7 +28,13 @@ from app.tables.ids import (
     id_problem,
     pseudonymise,
 )
-from app.tables.json import PupilTable, load_json_object, parse_envelope, students_to_matrix
+from app.tables.json import (
+    PupilTable,
+    columns_to_matrix,
+    load_json_object,
+    parse_envelope,
+    students_to_matrix,
+)
 from app.tables.marks import SPECIAL_MARKS, Mark, ResolvedMarks, SpecialMarks, resolve_marks
 from app.tables.names import (
     API_NAME_PATTERN,
@@ -62,6 +68,7 @@ __all__ = [
     "check_grade_range",
     "check_grades",
     "column_stats",
+    "columns_to_matrix",
     "csv_error",
     "detect_dialect",
     "feature_key",

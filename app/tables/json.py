@@ -103,6 +103,74 @@ def students_to_matrix(
     return PupilTable(ids, values, groups, marks, problems)
 
 
+def columns_to_matrix(
+    columns: dict[str, Any],
+    ids: list[Any] | None,
+    names: Sequence[str],
+    *,
+    field: str = "columns",
+    accept_marks: bool = False,
+    collect_problems: bool = False,
+) -> PupilTable:
+    """A columnar body, ``{"maths": [...], ...}`` and optional ``ids``, → the table that
+    students_to_matrix gives for the same pupils; problems are located as
+    ``[field, column, row]``. One list per column is read in one assignment."""
+    expected = set(names)
+    if columns.keys() != expected:
+        missing = sorted(expected - columns.keys())
+        extra = sorted(columns.keys() - expected)
+        if missing:
+            raise InvalidInput(f"{field} has no {missing[0]!r}", loc=["body", field, missing[0]])
+        raise InvalidInput(
+            f"{field} has an unknown column {extra[0]!r}; expected {sorted(expected)}",
+            loc=["body", field, extra[0]],
+        )
+    n = len(columns[names[0]])
+    for name in names:
+        if len(columns[name]) != n:
+            raise InvalidInput(
+                f"{field}.{name} has {len(columns[name])} values, {names[0]!r} has {n}",
+                loc=["body", field, name],
+            )
+    if ids is not None and len(ids) != n:
+        raise InvalidInput(f"ids has {len(ids)} values for {n} pupils", loc=["body", "ids"])
+    values = np.full((n, len(names)), np.nan)
+    marks: list[Mark] = []
+    problems: list[CellProblem] = []
+    for j, name in enumerate(names):
+        cells = columns[name]
+        if set(map(type, cells)) <= {int, float} and _fill(values, j, cells):
+            continue
+        for i, cell in enumerate(cells):
+            number, mark, what = _read_cell(cell, i, j, accept_marks)
+            if what is not None:
+                if not collect_problems:
+                    raise InvalidInput(f"{field}.{name}[{i}]: {what}", loc=["body", field, name, i])
+                problems.append(CellProblem(i, j, what))
+            elif mark is not None:
+                marks.append(mark)
+            else:
+                values[i, j] = number
+    marks.sort(key=lambda m: (m.row, m.column))
+    problems.sort(key=lambda p: (p.row, p.column if p.column is not None else -1))
+    return PupilTable(_column_ids(ids), values, None, marks, problems)
+
+
+def _column_ids(raws: list[Any] | None) -> list[str] | None:
+    if raws is None:
+        return None
+    ids = []
+    for i, raw in enumerate(raws):
+        if type(raw) not in (str, int):
+            raise InvalidInput(f"ids[{i}] must be a string or an integer", loc=["body", "ids", i])
+        ident = str(raw).strip()
+        problem = id_problem(ident)
+        if problem is not None:
+            raise InvalidInput(f"ids[{i}]: {problem}", loc=["body", "ids", i])
+        ids.append(ident)
+    return ids
+
+
 def _fill(values: np.ndarray, j: int, cells: list[Any]) -> bool:
     """Numbers only: the column in one assignment; False when one is out of float range."""
     try:
