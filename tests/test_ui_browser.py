@@ -202,7 +202,7 @@ def test_dashboard_walkthrough(ui_server: LiveServer, browser: Browser, screensh
     chart = page.locator("#loss-chart")
     expect(chart.locator("canvas")).to_have_count(1)
     expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
-    expect(page.locator("#loss-caption")).to_contain_text("2000 of 2001 points")
+    expect(page.locator("#loss-caption")).to_contain_text("2,000 of 2,001 points")
 
     # A long run: live progress while it runs, then cancelled from its row.
     # (16 million single-pupil steps: about a minute of work, cancelled after a moment)

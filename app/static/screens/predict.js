@@ -2,7 +2,7 @@
 // interval and each grade's contribution wj·xj as a bar.
 
 import { api } from "../api.js";
-import { $, el, fillSelect, fmt } from "../dom.js";
+import { $, count, el, fillSelect, fmt } from "../dom.js";
 import { t } from "../i18n.js";
 import { reportError } from "../notice.js";
 
@@ -68,9 +68,9 @@ async function predictClassList(event) {
     downloadUrl = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
     const lines = text.trim().split(/\r?\n/).length - 1;
     const skipped = (text.match(SKIPPED_STATUS) || []).length;
-    const name = file.name.replace(/\.[^.]*$/, "") + "-predictions.csv";
+    const name = t("predictCsv.fileName", { name: file.name.replace(/\.[^.]*$/, "") });
     result.replaceChildren(
-      t("predictCsv.done", { pupils: lines, skipped }),
+      t("predictCsv.done", { pupils: count(lines), skipped: count(skipped) }),
       " ",
       el("a", { href: downloadUrl, download: name, id: "predict-csv-download", text: t("predictCsv.download") }),
     );
@@ -94,7 +94,7 @@ async function loadVersions() {
     ...data.map((v) =>
       el("option", {
         value: v.version,
-        text: t(v.active ? "predict.activeVersion" : "predict.version", { version: v.version }),
+        text: t(v.active ? "version.active" : "version.short", { version: v.version }),
       }),
     ),
   );
@@ -204,7 +204,7 @@ function showPrediction(answer, version) {
       "div",
       { class: "bars" },
       contributionBars(result, version),
-      el("span", { class: "bars-total", text: "h_Θ(x)" }),
+      el("span", { class: "bars-total", text: t("predict.total") }),
       el("span"),
       el("span", { class: "bar-value bars-total", text: fmt(result.raw) }),
     ),
