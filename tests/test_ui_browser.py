@@ -104,8 +104,12 @@ class PageWatch:
                 self.problems.append(f"an API call without the key: {request.url}")
 
 
-def open_page(browser: Browser, server: LiveServer, tenant: Tenant) -> tuple[Page, PageWatch]:
-    context = browser.new_context(viewport={"width": 1360, "height": 860}, locale="en-GB")
+def open_page(
+    browser: Browser, server: LiveServer, tenant: Tenant, locale: str = "en-GB"
+) -> tuple[Page, PageWatch]:
+    """A new browser context whose languages (navigator.languages, Accept-Language) are
+    `locale`'s."""
+    context = browser.new_context(viewport={"width": 1360, "height": 860}, locale=locale)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     watch = PageWatch(page, list(tenant.keys.values()))
@@ -117,9 +121,9 @@ def open_page(browser: Browser, server: LiveServer, tenant: Tenant) -> tuple[Pag
     return page, watch
 
 
-def sign_in(page: Page, key: str) -> None:
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
+def sign_in(page: Page, key: str, *, label: str = "API key", button: str = "Sign in") -> None:
+    page.get_by_label(label).fill(key)
+    page.get_by_role("button", name=button).click()
     expect(page.locator("#identity")).to_be_visible()
 
 
@@ -387,4 +391,82 @@ def test_a_school_export_and_a_class_list(ui_server: LiveServer, browser: Browse
     answer = Path(download.path()).read_text(encoding="utf-8")
     assert answer.splitlines()[0].startswith("INE;Maths;Info;Français;prediction")
     assert "FICTIF" not in answer
+    assert watch.problems == []
+
+
+FRENCH_DATE = re.compile(r"^\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}$")
+ENGLISH_DATE = re.compile(r"^\d{2}/\d{2}/\d{4}, \d{2}:\d{2}:\d{2}$")
+
+
+def predict_course_pupil(page: Page, button: str) -> None:
+    page.locator(".tab[data-view=predict]").click()
+    form = page.locator("#predict-form")
+    form.locator("#predict-model").select_option("course")
+    form.locator("#grade-maths").fill("13")
+    form.locator("#grade-info").fill("14")
+    form.locator("#grade-francais").fill("11")
+    form.get_by_role("button", name=button).click()
+
+
+@pytest.mark.browser
+def test_a_french_browser_gets_french_and_the_switch_is_remembered(
+    ui_server: LiveServer, browser: Browser
+) -> None:
+    """navigator.languages chooses French; the switch chooses English over it, redraws the
+    shown screen in English, and is remembered (localStorage) across a reload."""
+    tenant = make_tenant(ui_server)
+    register_course_theta(tenant)
+    page, watch = open_page(browser, ui_server, tenant, locale="fr-FR")
+    switch = page.locator("#language-switch")
+    expect(page.get_by_role("heading", name="Connexion")).to_be_visible()
+    assert page.evaluate("document.documentElement.lang") == "fr"
+    expect(switch.locator("[data-language=fr]")).to_have_attribute("aria-pressed", "true")
+    expect(switch.locator("[data-language=en]")).to_have_attribute("aria-pressed", "false")
+    sign_in(page, tenant.keys[Role.trainer], label="Clé d'API", button="Se connecter")
+    expect(page.locator("#whoami-role")).to_have_text("entraîneur")
+    expect(page.locator("#tabs")).to_contain_text("Évaluation")
+
+    # The cohorts screen in French, its date written the French way.
+    upload = page.locator("#upload-form")
+    upload.get_by_label("Nom").fill("promo-2019-2020")
+    upload.get_by_label("Fichier CSV").set_input_files(EXAMPLE_CSV)
+    upload.get_by_role("button", name="Importer").click()
+    expect(page.locator("#notice")).to_have_text("promo-2019-2020 importée\u00a0: 200 élèves.")
+    detail = page.locator("#cohort-detail")
+    expect(detail).to_contain_text("200 élèves · notes dans [0, 20]")
+    expect(detail.locator("[data-column=concours]")).to_contain_text("cible")
+    expect(detail.locator("[data-column=concours] dt").first).to_have_text("moyenne")
+    expect(page.locator("#cohort-rows td").nth(2)).to_have_text(FRENCH_DATE)
+
+    # Predict: 12,54 with a decimal comma, the contributions too.
+    predict_course_pupil(page, "Prédire")
+    expect(page.locator("#prediction-value")).to_contain_text("12,54")
+    expect(page.locator("[data-contribution=maths]")).to_have_text("4,29")
+    expect(page.locator("#predict-result")).to_contain_text("Pas d'intervalle de prédiction")
+    assert page.evaluate("localStorage.getItem('gradecast.language')") is None
+
+    # The switch: the shown screen is drawn again in English, and the choice is kept.
+    switch.get_by_role("button", name="English").click()
+    assert page.evaluate("document.documentElement.lang") == "en"
+    expect(page.get_by_role("heading", name="Predict", exact=True)).to_be_visible()
+    expect(page.locator("#prediction-value")).to_contain_text("12.54")
+    expect(page.locator("[data-contribution=maths]")).to_have_text("4.29")
+    expect(page.locator("#predict-result")).to_contain_text("No prediction interval")
+    expect(page.locator("#whoami-role")).to_have_text("trainer")
+    expect(switch.locator("[data-language=en]")).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("localStorage.getItem('gradecast.language')") == "en"
+
+    # A reload keeps English over the browser's French (the key stays in the tab).
+    page.reload()
+    expect(page.locator("#identity")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    page.locator(".tab[data-view=cohorts]").click()
+    expect(page.locator("#cohort-rows td").nth(2)).to_have_text(ENGLISH_DATE)
+    expect(page.locator("#cohort-detail")).to_contain_text("200 pupils · grades in [0, 20]")
+
+    # And back to French, remembered too.
+    switch.get_by_role("button", name="Français").click()
+    expect(page.get_by_role("heading", name="Cohortes importées")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('gradecast.language')") == "fr"
+    assert page.evaluate("localStorage.getItem('gradecast.apiKey')") is None  # the key: never
     assert watch.problems == []
