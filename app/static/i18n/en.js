@@ -275,7 +275,8 @@ export const messages = {
   "leaderboard.actions": "Actions",
   "leaderboard.empty": "No version evaluated on this cohort yet.",
 
-  "card.open": "Open the model card",
+  "card.download": "Download the model card",
   "card.short": "Model card",
-  "card.openVersion": "Open the model card of version {version}",
+  "card.downloadVersion": "Download the model card of version {version}",
+  "card.fileName": "{model}-v{version}-model-card.html",
 };

@@ -281,7 +281,8 @@ export const messages = {
   "leaderboard.actions": "Actions",
   "leaderboard.empty": "Aucune version évaluée sur cette cohorte pour l'instant.",
 
-  "card.open": "Ouvrir la fiche du modèle",
+  "card.download": "Télécharger la fiche du modèle",
   "card.short": "Fiche du modèle",
-  "card.openVersion": "Ouvrir la fiche du modèle de la version {version}",
+  "card.downloadVersion": "Télécharger la fiche du modèle de la version {version}",
+  "card.fileName": "{model}-v{version}-fiche-modele.html",
 };

@@ -2,7 +2,9 @@
 // Choose the version and the cohort, run the evaluation (trainer and admin keys), and read its
 // figures, the predicted-vs-actual scatter with its diagonal, the residuals' histogram, the
 // RMSE and bias of each group, the leaderboard of the model's versions on that cohort, and
-// the version's model card.
+// the version's model card. The card is downloaded rather than opened in a tab: a page made from
+// a blob: address inherits the dashboard's Content-Security-Policy, which would refuse the card's
+// own stylesheet, while the saved file prints as the API wrote it.
 
 import { api } from "../api.js";
 import { groupBars, residualHistogram, scatterChart } from "../charts.js";
@@ -193,9 +195,9 @@ function showEvaluation(evaluation, version, cohort) {
         type: "button",
         class: "secondary",
         id: "evaluation-card",
-        text: t("card.open"),
-        "aria-label": t("card.openVersion", { version: version.version }),
-        onclick: () => openCard(version.model, version.version),
+        text: t("card.download"),
+        "aria-label": t("card.downloadVersion", { version: version.version }),
+        onclick: () => downloadCard(version.model, version.version),
       }),
     ),
   );
@@ -281,8 +283,8 @@ function showLeaderboard(rows) {
             type: "button",
             class: "secondary",
             text: t("card.short"),
-            "aria-label": t("card.openVersion", { version: row.version }),
-            onclick: () => openCard($("evaluation-model").value, row.version),
+            "aria-label": t("card.downloadVersion", { version: row.version }),
+            onclick: () => downloadCard($("evaluation-model").value, row.version),
           }),
         ),
       ),
@@ -290,12 +292,12 @@ function showLeaderboard(rows) {
   );
 }
 
-/** The model card, fetched with the key in the page's language, opened in a new tab. */
-async function openCard(name, version) {
+/** The model card, fetched with the key in the page's language, saved as an HTML file. */
+async function downloadCard(name, version) {
   try {
     const html = await api.card(name, version, currentLanguage());
     const url = URL.createObjectURL(new Blob([html], { type: "text/html" }));
-    window.open(url, "_blank");
+    el("a", { href: url, download: t("card.fileName", { model: name, version }) }).click();
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
   } catch (error) {
     reportError(error);
