@@ -11,7 +11,7 @@ from app.api.deps import no_unknown_query_parameters
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
-from app.api.routes import cohorts, health, jobs, keys, metrics, models, predict
+from app.api.routes import cohorts, evaluations, health, jobs, keys, metrics, models, predict
 from app.api.routes.docs import mount_api_docs
 from app.api.routes.ui import mount_dashboard
 from app.api.shutdown import CloseWhileDraining, Drain
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(cohorts.router)
     app.include_router(models.router)
+    app.include_router(evaluations.router)
     app.include_router(predict.router)
     app.include_router(jobs.router)
     if settings.metrics_port is None:

@@ -20,8 +20,9 @@ SCHEMATHESIS = Path(sys.executable).with_name("st")
 # Bodies whose validity depends on several fields at once, which JSON Schema cannot say:
 # a cohort's pupils must have exactly the listed features (and a CSV upload needs `?name=`),
 # a version's Θ one weight per feature, a job's `patience` a `validation_fraction`, a CSV
-# prediction `?model=`. Schema-valid data may get a 422 there, and only there; every other
-# check (including "schema-violating data is refused") still applies to them.
+# prediction `?model=`, an evaluation a cohort with the version's columns. Schema-valid data
+# may get a 422 there, and only there; every other check (including "schema-violating data
+# is refused") still applies to them.
 CONFIG = textwrap.dedent(
     """
     {operations}
@@ -41,6 +42,7 @@ CONFIG = textwrap.dedent(
             "POST /cohorts",
             "POST /jobs",
             "POST /models/{name}/versions",
+            "POST /models/{name}/versions/{version}/evaluations",
             "POST /predict",
         )
     )

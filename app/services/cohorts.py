@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from app.db.erasure import erase_freed_pages_after_commit
 from app.db.locks import lock_jobs_of_cohort
-from app.db.models import Cohort, CohortErasure, ModelVersion
+from app.db.models import Cohort, CohortErasure, Evaluation, ModelVersion
 from app.db.paging import paginate
 from app.db.students import (
     delete_pupil,
@@ -429,6 +429,7 @@ def erase_student(
             .where(ModelVersion.cohort_id == cohort.id)
             .values(erased_students=ModelVersion.erased_students + rows)
         )
+        _forget_evaluation_samples(session, cohort.id, cohort_erased=False)
     erase_freed_pages_after_commit(session)
     return StudentErasure(touched)
 
@@ -451,6 +452,18 @@ def delete_cohort(session: Session, cohort: Cohort, key_id: uuid.UUID | None) ->
         .where(ModelVersion.cohort_id == cohort.id)
         .values(cohort_erased=True, cohort_id=None)
     )
+    _forget_evaluation_samples(session, cohort.id, cohort_erased=True)
     delete_students(session, cohort.id)
     session.delete(cohort)
     erase_freed_pages_after_commit(session)
+
+
+def _forget_evaluation_samples(
+    session: Session, cohort_id: uuid.UUID, *, cohort_erased: bool
+) -> None:
+    """An evaluation's (predicted, actual) pairs are pupils' grades: they go with the cohort,
+    or with any pupil erased from it; the aggregates stay."""
+    values: dict[str, Any] = {"sample": None}
+    if cohort_erased:
+        values["cohort_erased"] = True
+    session.execute(update(Evaluation).where(Evaluation.cohort_id == cohort_id).values(**values))
