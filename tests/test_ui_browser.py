@@ -8,6 +8,7 @@ test's temporary directory).
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -469,4 +470,158 @@ def test_a_french_browser_gets_french_and_the_switch_is_remembered(
     expect(page.get_by_role("heading", name="Cohortes importées")).to_be_visible()
     assert page.evaluate("localStorage.getItem('gradecast.language')") == "fr"
     assert page.evaluate("localStorage.getItem('gradecast.apiKey')") is None  # the key: never
+    assert watch.problems == []
+
+
+def french_number(value: float, digits: int) -> str:
+    """What Intl writes for fr-FR: a decimal comma, and U+2212 or '-' for a minus."""
+    return f"{value:.{digits}f}".replace(".", ",")
+
+
+def wait_for_job(tenant: Tenant, job_id: str) -> int:
+    with tenant.client(Role.trainer) as client:
+        for _ in range(600):
+            job = client.get(f"/jobs/{job_id}").json()
+            if job["status"] not in ("queued", "running"):
+                assert job["status"] == "succeeded", job
+                return int(job["model_version"])
+            time.sleep(0.1)
+    raise AssertionError("the job did not finish")
+
+
+def two_school_years(tenant: Tenant) -> tuple[str, int]:
+    """promo-2019-2020 (the example cohort), a closed-form version of `course` trained on it
+    besides the course's hand-set Θ (v1, active), and promo-2020-2021, the Pronote export with
+    its results and its classes. Returns the later cohort's id and the trained version."""
+    register_course_theta(tenant)
+    with tenant.client(Role.trainer) as client:
+        first = client.post(
+            "/cohorts?name=promo-2019-2020",
+            content=EXAMPLE_CSV.read_bytes(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert first.status_code == 201, first.text
+        later = client.post(
+            "/cohorts?name=promo-2020-2021&special_marks=drop&id_column=INE"
+            "&features=Maths,Info,Fran%C3%A7ais&group_column=Classe",
+            content=EXPORT_CSV.read_bytes(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert later.status_code == 201, later.text
+        job = client.post(
+            "/jobs",
+            json={
+                "cohort_id": first.json()["id"],
+                "model": "course",
+                "algorithm": "closed_form",
+                "activate": "never",
+            },
+        )
+        assert job.status_code == 202, job.text
+    return later.json()["id"], wait_for_job(tenant, job.json()["id"])
+
+
+@pytest.mark.browser
+def test_the_evaluation_screen_in_french_then_english(
+    ui_server: LiveServer, browser: Browser, screenshots: Path
+) -> None:
+    """A French browser: evaluate two versions on the later cohort, read the figures (as the
+    API computed them, with decimal commas), the charts, the groups, the leaderboard and the
+    card; then the same screen in English."""
+    tenant = make_tenant(ui_server)
+    later, trained = two_school_years(tenant)
+    page, watch = open_page(browser, ui_server, tenant, locale="fr-FR")
+    sign_in(page, tenant.keys[Role.trainer], label="Clé d'API", button="Se connecter")
+    page.get_by_role("button", name="Évaluation").click()
+    expect(
+        page.get_by_role("heading", name="Évaluation sur une cohorte ultérieure")
+    ).to_be_visible()
+    form = page.locator("#evaluation-form")
+    form.get_by_label("Modèle").select_option("course")
+    form.get_by_label("Version").select_option(str(trained))
+    # The cohort the version was trained on is not offered; the later one is.
+    cohort = form.get_by_label("Cohorte ultérieure, avec ses résultats")
+    expect(cohort.locator("option")).to_have_text(["promo-2020-2021 (37 élèves)"])
+    expect(page.locator("#leaderboard-empty")).to_be_visible()
+    form.get_by_role("button", name="Évaluer").click()
+    expect(page.locator("#notice")).to_have_text(f"Version {trained} évaluée sur promo-2020-2021.")
+
+    with tenant.client(Role.trainer) as client:
+        stored = client.get(f"/models/course/versions/{trained}/evaluations").json()["data"]
+    [evaluation] = stored
+    figures = page.locator("#evaluation-result")
+    expect(figures.locator("[data-figure=n]")).to_have_text("37")
+    for name in ("rmse", "mae", "r2"):
+        expect(figures.locator(f"[data-figure={name}]")).to_have_text(
+            french_number(evaluation[name], 3)
+        )
+    bias = evaluation["mean_error"]
+    expect(figures.locator("[data-figure=mean_error]")).to_have_text(
+        re.compile("^[-−]?" + re.escape(french_number(abs(bias), 3)) + "$")
+    )
+    expect(page.locator("#evaluation-bias")).to_contain_text(
+        f"trop {'hautes' if bias > 0 else 'basses'} de {french_number(abs(bias), 2)} points"
+    )
+    expect(figures.locator("[data-figure=extrapolated]")).to_have_text(
+        str(evaluation["extrapolated"])
+    )
+    scatter = page.locator("#evaluation-scatter")
+    expect(scatter.locator("canvas")).to_have_count(1)
+    expect(scatter).to_have_attribute("data-points", str(len(evaluation["sample"])))
+    expect(page.locator("#scatter-caption")).to_contain_text(
+        f"{len(evaluation['sample'])} élèves sur 37"
+    )
+    coverage = evaluation["interval_coverage"]
+    assert coverage is not None  # a closed-form fit has its interval
+    expect(figures.locator("[data-figure=interval_coverage]")).to_have_text(
+        french_number(100 * coverage, 1) + "\u202f%"
+    )
+    expect(page.locator("#evaluation-residuals canvas")).to_have_count(1)
+    groups = page.locator("#evaluation-groups-card")
+    expect(groups.locator("#evaluation-groups canvas")).to_have_count(1)
+    expect(groups.locator("#group-rows tr")).to_have_count(2)
+    for label, group in evaluation["by_group"].items():
+        row = groups.locator(f"#group-rows tr[data-group='{label}']")
+        expect(row.locator("td").nth(0)).to_have_text(str(group["n"]))
+        expect(row.locator("td").nth(1)).to_have_text(french_number(group["rmse"], 3))
+    expect(groups.locator(".u-legend")).to_contain_text("biais")
+
+    # The hand-set Θ too: the leaderboard puts the better RMSE first and marks the active one.
+    form.get_by_label("Version").select_option("1")
+    form.get_by_role("button", name="Évaluer").click()
+    board = page.locator("#leaderboard-rows tr")
+    expect(board).to_have_count(2)
+    with tenant.client(Role.reader) as client:
+        ranked = client.get(f"/models/course/evaluations?cohort_id={later}").json()["data"]
+    assert [row["rmse"] for row in ranked] == sorted(row["rmse"] for row in ranked)
+    expect(board.locator("td:nth-child(2) b")).to_have_text(
+        [f"v{row['version']}" for row in ranked]
+    )
+    expect(page.locator("#leaderboard-rows tr[data-version='1'] .status.active")).to_have_text(
+        "active"
+    )
+    expect(figures).to_contain_text("Cette version n'a pas d'intervalle de prédiction")
+
+    # Choosing the trained version again shows its stored evaluation, without running it.
+    form.get_by_label("Version").select_option(str(trained))
+    expect(figures.locator("[data-figure=rmse]")).to_have_text(french_number(evaluation["rmse"], 3))
+    expect(page.locator("#leaderboard-rows tr.selected")).to_have_attribute(
+        "data-version", str(trained)
+    )
+    page.screenshot(path=screenshots / "ui-evaluation.png", full_page=True)
+
+    # English: the shown evaluation is drawn again, in English words and numbers.
+    page.locator("#language-switch").get_by_role("button", name="English").click()
+    expect(page.get_by_role("heading", name="Evaluation on a later cohort")).to_be_visible()
+    expect(figures.locator("[data-figure=rmse]")).to_have_text(f"{evaluation['rmse']:.3f}")
+    expect(figures.locator("[data-figure=interval_coverage]")).to_have_text(
+        f"{100 * coverage:.1f}%"
+    )
+    expect(page.locator("#evaluation-bias")).to_contain_text(
+        f"{abs(bias):.2f} points too {'high' if bias > 0 else 'low'}"
+    )
+    expect(page.locator("#evaluation-groups-card .u-legend")).to_contain_text("bias")
+    expect(page.locator("#leaderboard-rows tr[data-version='1'] .status.active")).to_have_text(
+        "active"
+    )
     assert watch.problems == []

@@ -17,6 +17,7 @@ const COLORS = {
   epoch: "rgba(20, 33, 61, 0.22)",
   point: "rgba(36, 88, 211, 0.55)",
   diagonal: "#b42318",
+  calibration: "#1d7a46",
   rmse: "#2458d3",
   bias: "#e07a1f",
 };
@@ -211,9 +212,12 @@ function formatTick(value) {
 }
 
 /** Each actual grade against its prediction, one point per pupil of the sample, with the
- * diagonal where prediction = actual. pairs: [[predicted, actual], …]. */
-export function scatterChart(element, pairs, [low, high]) {
+ * diagonal where prediction = actual and the calibration line (the mean actual grade of each
+ * decile of predictions, at its mean prediction). pairs: [[predicted, actual], …];
+ * calibration: [{ mean_predicted, mean_actual }, …] as the API gives them. */
+export function scatterChart(element, pairs, calibration, [low, high]) {
   const sorted = [...pairs].sort((a, b) => a[0] - b[0]); // uPlot wants x ascending
+  const deciles = [...calibration].sort((a, b) => a.mean_predicted - b.mean_predicted);
   const diagonal = {
     hooks: {
       drawAxes: [
@@ -238,7 +242,7 @@ export function scatterChart(element, pairs, [low, high]) {
     {
       width: Math.max(260, Math.floor(element.clientWidth)),
       height,
-      legend: { show: false },
+      legend: { live: false },
       cursor: { show: false },
       padding: [10, 14, 0, 0],
       scales: { x: { time: false, range: [low, high] }, y: { range: [low, high] } },
@@ -249,15 +253,25 @@ export function scatterChart(element, pairs, [low, high]) {
       series: [
         {},
         {
-          label: t("charts.actual"),
+          label: t("charts.pupil"),
           stroke: COLORS.point,
           paths: () => null,
           points: { show: true, size: 5, width: 1, fill: COLORS.point, stroke: COLORS.point },
         },
+        {
+          label: t("charts.calibration"),
+          stroke: COLORS.calibration,
+          width: 2,
+          spanGaps: true,
+          points: { show: true, size: 6, fill: COLORS.calibration, stroke: COLORS.calibration },
+        },
       ],
       plugins: [diagonal],
     },
-    [sorted.map((pair) => pair[0]), sorted.map((pair) => pair[1])],
+    uPlot.join([
+      [sorted.map((pair) => pair[0]), sorted.map((pair) => pair[1])],
+      [deciles.map((d) => d.mean_predicted), deciles.map((d) => d.mean_actual)],
+    ]),
     element,
   );
   fitWidth(chart, element, height);

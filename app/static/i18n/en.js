@@ -160,6 +160,8 @@ export const messages = {
   "charts.predicted": "predicted grade",
   "charts.actual": "actual grade",
   "charts.residual": "prediction − actual",
+  "charts.pupil": "a pupil",
+  "charts.calibration": "mean actual per decile of predictions",
   "charts.rmse": "RMSE",
   "charts.bias": "bias",
 
@@ -257,7 +259,8 @@ export const messages = {
   "evaluation.scatterTitle": "Predicted against actual",
   "evaluation.scatterChart":
     "Each pupil's actual grade against the predicted one, with the diagonal where they are equal",
-  "evaluation.sampleCaption": "{shown} of {total} pupils; on the dashed diagonal the prediction is exact.",
+  "evaluation.sampleCaption":
+    "{shown} of {total} pupils. On the dashed diagonal the prediction is exact; the green line joins the mean actual grade of each tenth of the pupils, ranked by prediction.",
   "evaluation.residualsTitle": "Errors",
   "evaluation.residualsHelp": "Prediction − actual for each pupil: right of 0, predicted too high.",
   "evaluation.residualsChart": "Histogram of the errors, prediction minus actual",

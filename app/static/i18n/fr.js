@@ -161,6 +161,8 @@ export const messages = {
   "charts.predicted": "note prédite",
   "charts.actual": "note obtenue",
   "charts.residual": "prédiction − note obtenue",
+  "charts.pupil": "un élève",
+  "charts.calibration": "moyenne obtenue par décile de prédiction",
   "charts.rmse": "RMSE",
   "charts.bias": "biais",
 
@@ -261,7 +263,8 @@ export const messages = {
   "evaluation.scatterTitle": "Prédit et obtenu",
   "evaluation.scatterChart":
     "La note obtenue par chaque élève en fonction de la note prédite, avec la diagonale où elles sont égales",
-  "evaluation.sampleCaption": "{shown} élèves sur {total} ; sur la diagonale en pointillés, la prédiction est exacte.",
+  "evaluation.sampleCaption":
+    "{shown} élèves sur {total}. Sur la diagonale en pointillés, la prédiction est exacte ; la ligne verte relie la note moyenne obtenue par chaque dixième des élèves, classés par prédiction.",
   "evaluation.residualsTitle": "Erreurs",
   "evaluation.residualsHelp":
     "Prédiction − note obtenue pour chaque élève : à droite de 0, la prédiction était trop haute.",

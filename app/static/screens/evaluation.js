@@ -108,10 +108,10 @@ async function showStored() {
     api.versionEvaluations(version.model, version.version),
   ]);
   if (chosenVersion() !== version || chosenCohort() !== cohort) return; // the choice changed meanwhile
-  showLeaderboard(board.data);
-  const stored = own.data.filter((e) => e.cohort_id === cohort.id).at(-1);
+  const stored = own.data.find((e) => e.cohort_id === cohort.id); // newest first
   if (stored) showEvaluation(stored, version, cohort);
   else clearResult(canTrain() ? t("evaluation.prompt") : t("evaluation.notYet"));
+  showLeaderboard(board.data); // after: it marks the shown version's row
 }
 
 async function evaluate(event) {
@@ -165,7 +165,7 @@ function showEvaluation(evaluation, version, cohort) {
   destroyCharts();
   $("evaluation-result").replaceChildren(
     el("h2", {
-      text: t("evaluation.heading", { model: version.model, version: version.version, cohort: cohort.name }),
+      text: t("evaluation.heading", { model: version.model, version: version.version, cohort: evaluation.cohort_name }),
     }),
     el(
       "dl",
@@ -215,7 +215,7 @@ function drawCharts(evaluation, version, cohort) {
       total: count(evaluation.n),
     });
     const scatter = $("evaluation-scatter");
-    charts.push(scatterChart(scatter, sample, version.grade_range));
+    charts.push(scatterChart(scatter, sample, evaluation.calibration, version.grade_range));
     scatter.dataset.points = String(sample.length);
     const residuals = $("evaluation-residuals");
     charts.push(
