@@ -322,6 +322,12 @@ def test_reader_sees_stats_but_no_pupil_rows_or_trainer_buttons(
     page.get_by_role("button", name="Models").click()
     expect(page.locator("#version-rows tr")).to_have_count(1)
     assert page.locator("#version-rows button").count() == 0
+
+    # Evaluation: a reader reads the leaderboard, but may not run an evaluation.
+    page.get_by_role("button", name="Evaluation").click()
+    expect(page.locator("#evaluation-result")).to_contain_text("not been evaluated on this cohort")
+    expect(page.locator("#leaderboard-empty")).to_be_visible()
+    expect(page.locator("#evaluation-form").get_by_role("button", name="Evaluate")).to_be_hidden()
     assert watch.problems == []
     assert not any("/students" in url for url in watch.urls)
 
