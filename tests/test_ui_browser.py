@@ -631,3 +631,13 @@ def test_the_evaluation_screen_in_french_then_english(
         "active"
     )
     assert watch.problems == []
+
+
+def test_the_readme_shows_every_screenshot_the_tests_take() -> None:
+    """The README links each docs/ui-*.png, and each one it links exists."""
+    root = EXAMPLE_CSV.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\(docs/(ui-[a-z-]+\.png)\)", readme))
+    taken = set(re.findall(r'screenshots / "(ui-[a-z-]+\.png)"', Path(__file__).read_text()))
+    on_disk = {path.name for path in (root / "docs").glob("ui-*.png")}
+    assert linked == taken == on_disk
