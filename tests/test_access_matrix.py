@@ -135,6 +135,7 @@ ROUTES: dict[tuple[str, str], tuple[Role, Build]] = {
     ),
     ("GET", "/models/{name}/versions/{version}/evaluations"): (Role.reader, _plain),
     ("GET", "/models/{name}/evaluations"): (Role.reader, _leaderboard),
+    ("GET", "/models/{name}/versions/{version}/card"): (Role.reader, _plain),
     ("POST", "/predict"): (Role.reader, _with(_predict)),
     ("POST", "/jobs"): (
         Role.trainer,

@@ -1,5 +1,6 @@
 """Evaluations on a later cohort through real HTTP, checked against numpy on the same rows."""
 
+import json
 from typing import Any
 
 import httpx
@@ -225,3 +226,77 @@ def test_bad_evaluations_name_the_field_and_store_nothing(
     response = trainer.get("/models/concours/evaluations", params={"cohort_id": "x"})
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["query", "cohort_id"]
+
+
+def table_row(markdown: str, first_cell: str) -> list[str]:
+    rows = [line for line in markdown.splitlines() if line.startswith(f"| {first_cell} |")]
+    assert len(rows) == 1, (first_cell, rows)
+    return [cell.strip() for cell in rows[0].strip("|").split(" | ")][1:]
+
+
+def test_the_model_card_tells_the_apis_figures_to_the_digit(
+    trainer: httpx.Client, reader: httpx.Client, year: dict[str, Any]
+) -> None:
+    evaluation = trainer.post(
+        "/models/concours/versions/1/evaluations", json={"cohort_id": year["later"]["id"]}
+    ).json()
+    version = reader.get("/models/concours/versions/1").json()
+    response = reader.get("/models/concours/versions/1/card")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/markdown; charset=utf-8"
+    card = response.text
+    assert card.startswith("# Model card: concours, version 1\n")
+    assert "GDPR Art. 22" in card
+    columns = ["n", "rmse", "mae", "mean_error", "r2", "interval_coverage", "extrapolated"]
+    assert table_row(card, "promo 2020-2021") == [json.dumps(evaluation[c]) for c in columns]
+    for label, figures in evaluation["by_group"].items():
+        expected = [json.dumps(figures[c]) for c in columns if c in figures]
+        assert table_row(card, label) == expected
+    for name, value in version["metrics"].items():
+        assert table_row(card, name) == [json.dumps(value)], name
+    assert f"w0 = {json.dumps(version['theta'][0])}" in card
+    for j, weight in enumerate(version["theta"][1:], start=1):
+        assert f"w{j} ({version['feature_labels'][j - 1]}) = {json.dumps(weight)}" in card
+    low, high = version["training_range"]["maths"]
+    assert table_row(card, "maths") == [json.dumps(low), json.dumps(high)]
+    assert "| null | 1 |" in card  # the first activation: from no version to version 1
+
+    french = reader.get(
+        "/models/concours/versions/1/card", headers={"Accept-Language": "fr-FR,fr;q=0.9,en;q=0.5"}
+    )
+    assert french.headers["content-language"] == "fr"
+    assert french.text.startswith("# Fiche du modèle : concours, version 1\n")
+    assert "article 22 du RGPD" in french.text
+    assert table_row(french.text, "promo 2020-2021") == table_row(card, "promo 2020-2021")
+    english = reader.get(
+        "/models/concours/versions/1/card", headers={"Accept-Language": "en;q=0.9,fr;q=0.5"}
+    )
+    assert english.headers["content-language"] == "en"
+
+    page = reader.get("/models/concours/versions/1/card", headers={"Accept": "text/html"})
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert page.text.startswith("<!DOCTYPE html>")
+    for outside in ("<script", "<link", "<img", "src=", "href="):
+        assert outside not in page.text
+    assert f"<td>{json.dumps(evaluation['rmse'])}</td>" in page.text
+    forced = reader.get(
+        "/models/concours/versions/1/card",
+        params={"format": "markdown"},
+        headers={"Accept": "text/html"},
+    )
+    assert forced.text == card
+    bad = reader.get("/models/concours/versions/1/card", params={"format": "pdf"})
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["loc"] == ["query", "format"]
+
+
+def test_the_card_of_a_version_whose_cohort_was_erased_says_so(
+    trainer: httpx.Client, year: dict[str, Any]
+) -> None:
+    version = trainer.get("/models/concours/versions/1").json()
+    assert trainer.delete(f"/cohorts/{version['cohort_id']}").status_code == 204
+    card = trainer.get("/models/concours/versions/1/card").text
+    assert "The training cohort has since been erased" in card
+    hand_set = trainer.get("/models/concours/versions/2/card").text
+    assert "none: Θ was entered by hand" in hand_set
+    assert "Never active." in hand_set

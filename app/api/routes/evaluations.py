@@ -1,13 +1,15 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from app.api.deps import Limit, ModelDep, Offset, SessionDep, Trainer, VersionDep
 from app.db.models import Evaluation, Model
 from app.schemas.common import error_responses
 from app.schemas.evaluations import EvaluationCreate, EvaluationRead, EvaluationsRead
+from app.services import cards as card_service
 from app.services import evaluations as evaluation_service
+from app.services.cards import CardFormat
 
 router = APIRouter(tags=["evaluations"])
 
@@ -93,4 +95,41 @@ def leaderboard(
     evaluations = evaluation_service.leaderboard(session, model, cohort_id)
     return EvaluationsRead(
         data=[evaluation_read(model, e) for e in evaluations], count=len(evaluations)
+    )
+
+
+_CARD_CONTENT = {
+    "text/markdown": {"schema": {"type": "string"}},
+    "text/html": {"schema": {"type": "string"}},
+}
+
+
+@router.get(
+    "/models/{name}/versions/{version}/card",
+    response_class=Response,
+    responses={
+        200: {"content": _CARD_CONTENT, "description": "The model card"},
+        **error_responses(401, 404, 422),
+    },
+    summary="The version's model card (Markdown or printable HTML, French or English)",
+)
+def model_card(
+    model: ModelDep,
+    version: VersionDep,
+    session: SessionDep,
+    format: Annotated[CardFormat | None, Query(description="Overrides the Accept header")] = None,
+    accept: Annotated[str | None, Header()] = None,
+    accept_language: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Intended use, training data, method, metrics (every evaluation too), errors by
+    group, limitations and activation history; figures as the API gives them. French when
+    Accept-Language prefers `fr`, else English; HTML for `Accept: text/html`, else Markdown."""
+    form = card_service.preferred_format(format, accept)
+    language = card_service.preferred_language(accept_language)
+    text = card_service.render_card(session, model, version, language, form)
+    media = "text/html" if form == "html" else "text/markdown"
+    return Response(
+        text,
+        media_type=f"{media}; charset=utf-8",
+        headers={"Vary": "Accept, Accept-Language", "Content-Language": language},
     )
