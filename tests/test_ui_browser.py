@@ -616,6 +616,15 @@ def test_the_evaluation_screen_in_french_then_english(
     )
     page.screenshot(path=screenshots / "ui-evaluation.png", full_page=True)
 
+    # The model card, in French (the page's language), saved as a file.
+    with page.expect_download() as download_info:
+        page.locator("#evaluation-card").click()
+    download = download_info.value
+    assert download.suggested_filename == f"course-v{trained}-fiche-modele.html"
+    card = Path(download.path()).read_text(encoding="utf-8")
+    assert card.startswith('<!DOCTYPE html>\n<html lang="fr">')
+    assert repr(evaluation["rmse"]) in card  # the figures as the API gives them
+
     # English: the shown evaluation is drawn again, in English words and numbers.
     page.locator("#language-switch").get_by_role("button", name="English").click()
     expect(page.get_by_role("heading", name="Evaluation on a later cohort")).to_be_visible()
@@ -627,6 +636,13 @@ def test_the_evaluation_screen_in_french_then_english(
         f"{abs(bias):.2f} points too {'high' if bias > 0 else 'low'}"
     )
     expect(page.locator("#evaluation-groups-card .u-legend")).to_contain_text("bias")
+    with page.expect_download() as download_info:
+        page.locator("#leaderboard-rows").get_by_role(
+            "button", name=f"Download the model card of version {trained}"
+        ).click()
+    assert download_info.value.suggested_filename == f"course-v{trained}-model-card.html"
+    card = Path(download_info.value.path()).read_text(encoding="utf-8")
+    assert card.startswith('<!DOCTYPE html>\n<html lang="en">')
     expect(page.locator("#leaderboard-rows tr[data-version='1'] .status.active")).to_have_text(
         "active"
     )
