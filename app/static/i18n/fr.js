@@ -103,7 +103,7 @@ export const messages = {
   "newJob.batchSize": "Taille des mini-batches",
   "newJob.epochs": "Époques",
   "newJob.iterations": "Itérations",
-  "newJob.recordEvery": "Enregistrer toutes les",
+  "newJob.recordEvery": "Itérations entre deux points",
   "newJob.validation": "Part de validation",
   "newJob.initTheta": "Θ initial",
   "newJob.initThetaPlaceholder": "des zéros, ou par ex. 0 ; 0,33 ; 0,33 ; 0,33",
@@ -187,8 +187,8 @@ export const messages = {
   "models.erasedCohort": "{name} (effacée)",
   "models.activate": "Activer",
   "models.activateVersion": "Activer la version {version}",
-  "models.rollBack": "Revenir",
-  "models.rollBackTo": "Revenir à la version {version}",
+  "models.rollBack": "Rétablir",
+  "models.rollBackTo": "Rétablir la version {version}",
   "models.nowActive": "{name} : la version {version} est maintenant active.",
   "models.activateReason": "activée depuis le tableau de bord",
   "models.rollbackReason": "retour à la v{version} depuis le tableau de bord",
@@ -210,7 +210,7 @@ export const messages = {
   "predict.interval": "Intervalle de prédiction à 95 % : {low} – {high}",
   "predict.noInterval":
     "Pas d'intervalle de prédiction : cette version n'en a pas (ajustement l2, gd/sgd loin du Θ des moindres carrés, ou pas de σ).",
-  "predict.clipped": " · h_Θ(x) = {raw} avant d'être ramenée au barème",
+  "predict.clipped": " · h_Θ(x) = {raw} avant écrêtage au barème",
   "predict.extrapolated":
     "Une note sort de ce que la cohorte d'apprentissage avait dans cette matière : la prédiction est une extrapolation.",
   "predict.contributions": "Contribution de chaque note (wj·xj)",
