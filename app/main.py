@@ -18,6 +18,7 @@ from app.api.ratelimit import RateLimits
 from app.api.routes import (
     audit,
     cohorts,
+    evaluations,
     health,
     jobs,
     keys,
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(keys.router)
     app.include_router(cohorts.router)
     app.include_router(models.router)
+    app.include_router(evaluations.router)
     app.include_router(jobs.router)
     app.include_router(audit.router)
     app.include_router(webhooks.router)

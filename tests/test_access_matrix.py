@@ -137,6 +137,10 @@ def _infer(world: World) -> dict[str, Any]:
     }
 
 
+def _leaderboard(world: World) -> Request:
+    return {**_ids(world), "query": f"?cohort_id={world.cohort_id}"}, None
+
+
 # (method, path) → the weakest role allowed, and how to build a valid request.
 ROUTES: dict[tuple[str, str], tuple[Role, Build]] = {
     ("GET", "/whoami"): (Role.reader, _plain),
@@ -159,6 +163,13 @@ ROUTES: dict[tuple[str, str], tuple[Role, Build]] = {
     ("GET", "/models/{name}/versions/{version}"): (Role.reader, _plain),
     ("PUT", "/models/{name}/active"): (Role.trainer, _with(lambda w: {"version": w.version})),
     ("GET", "/models/{name}/activations"): (Role.reader, _plain),
+    ("POST", "/models/{name}/versions/{version}/evaluations"): (
+        Role.trainer,
+        _with(lambda w: {"cohort_id": w.cohort_id}),
+    ),
+    ("GET", "/models/{name}/versions/{version}/evaluations"): (Role.reader, _plain),
+    ("GET", "/models/{name}/evaluations"): (Role.reader, _leaderboard),
+    ("GET", "/models/{name}/versions/{version}/card"): (Role.reader, _plain),
     ("POST", "/predict"): (Role.reader, _with(_predict)),
     ("GET", "/v2/models/{name}"): (Role.reader, _plain),
     ("GET", "/v2/models/{name}/versions/{version}"): (Role.reader, _plain),
@@ -240,7 +251,7 @@ def world(tenant: Tenant) -> World:
 
 def call(client: httpx.Client, method: str, path: str, request: Request) -> httpx.Response:
     params, body = request
-    return client.request(method, path.format(**params), json=body)
+    return client.request(method, path.format(**params) + params.get("query", ""), json=body)
 
 
 def test_every_route_is_classified(anonymous: httpx.Client) -> None:

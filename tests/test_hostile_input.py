@@ -877,6 +877,45 @@ CASES: list[Case] = [
         params={"model": "concours", "features": "maths,physique"},
     ),
     Case(
+        "evaluate on an unknown cohort",
+        "POST",
+        "/models/concours/versions/1/evaluations",
+        404,
+        ["body", "cohort_id"],
+        json={"cohort_id": "00000000-0000-4000-8000-000000000000"},
+    ),
+    Case(
+        "evaluate with a cohort_id that is no uuid",
+        "POST",
+        "/models/concours/versions/1/evaluations",
+        422,
+        ["body", "cohort_id"],
+        json={"cohort_id": TRAVERSAL},
+    ),
+    Case(
+        "evaluate a version the model does not have",
+        "POST",
+        "/models/concours/versions/99/evaluations",
+        404,
+        ["path", "version"],
+        json={"cohort_id": "{cohort_id}"},
+    ),
+    Case(
+        "evaluate with an unknown field",
+        "POST",
+        "/models/concours/versions/1/evaluations",
+        422,
+        ["body", "gate"],
+        json={"cohort_id": "{cohort_id}", "gate": True},
+    ),
+    Case(
+        "leaderboard without cohort_id",
+        "GET",
+        "/models/concours/evaluations",
+        422,
+        ["query", "cohort_id"],
+    ),
+    Case(
         "predict form",
         "POST",
         "/predict",
@@ -1118,6 +1157,7 @@ def stored(client: httpx.Client) -> dict[str, int]:
     }
     counts["versions"] = client.get("/models/concours/versions").json()["count"]
     counts["activations"] = client.get("/models/concours/activations").json()["count"]
+    counts["evaluations"] = client.get("/models/concours/versions/1/evaluations").json()["count"]
     return counts
 
 

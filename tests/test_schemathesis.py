@@ -21,8 +21,9 @@ SCHEMATHESIS = Path(sys.executable).with_name("st")
 # a cohort's pupils must have exactly the listed features (and a CSV upload needs `?name=`),
 # a version's Θ one weight per feature, a job's `patience` a `validation_fraction`, a CSV
 # prediction `?model=`, a webhook's URL https and a public host, an OIP v2 inference one input
-# per feature of the version. Schema-valid data may get a 422 there, and only there; every
-# other check (including "schema-violating data is refused") still applies to them.
+# per feature of the version, an evaluation a cohort with the version's columns. Schema-valid
+# data may get a 422 there, and only there; every other check (including "schema-violating
+# data is refused") still applies to them.
 CONFIG = textwrap.dedent(
     """
     {operations}
@@ -42,6 +43,7 @@ CONFIG = textwrap.dedent(
             "POST /cohorts",
             "POST /jobs",
             "POST /models/{name}/versions",
+            "POST /models/{name}/versions/{version}/evaluations",
             "POST /predict",
             # A URL's scheme and host are checked beyond what a JSON Schema says.
             "POST /webhooks",

@@ -8,6 +8,7 @@ test's temporary directory).
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,8 +105,12 @@ class PageWatch:
                 self.problems.append(f"an API call without the key: {request.url}")
 
 
-def open_page(browser: Browser, server: LiveServer, tenant: Tenant) -> tuple[Page, PageWatch]:
-    context = browser.new_context(viewport={"width": 1360, "height": 860}, locale="en-GB")
+def open_page(
+    browser: Browser, server: LiveServer, tenant: Tenant, locale: str = "en-GB"
+) -> tuple[Page, PageWatch]:
+    """A new browser context whose languages (navigator.languages, Accept-Language) are
+    `locale`'s."""
+    context = browser.new_context(viewport={"width": 1360, "height": 860}, locale=locale)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     watch = PageWatch(page, list(tenant.keys.values()))
@@ -117,9 +122,9 @@ def open_page(browser: Browser, server: LiveServer, tenant: Tenant) -> tuple[Pag
     return page, watch
 
 
-def sign_in(page: Page, key: str) -> None:
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
+def sign_in(page: Page, key: str, *, label: str = "API key", button: str = "Sign in") -> None:
+    page.get_by_label(label).fill(key)
+    page.get_by_role("button", name=button).click()
     expect(page.locator("#identity")).to_be_visible()
 
 
@@ -202,7 +207,7 @@ def test_dashboard_walkthrough(ui_server: LiveServer, browser: Browser, screensh
     chart = page.locator("#loss-chart")
     expect(chart.locator("canvas")).to_have_count(1)
     expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
-    expect(page.locator("#loss-caption")).to_contain_text("2000 of 2001 points")
+    expect(page.locator("#loss-caption")).to_contain_text("2,000 of 2,001 points")
 
     # A long run: live progress while it runs, then cancelled from its row.
     # (16 million single-pupil steps: about a minute of work, cancelled after a moment)
@@ -317,6 +322,12 @@ def test_reader_sees_stats_but_no_pupil_rows_or_trainer_buttons(
     page.get_by_role("button", name="Models").click()
     expect(page.locator("#version-rows tr")).to_have_count(1)
     assert page.locator("#version-rows button").count() == 0
+
+    # Evaluation: a reader reads the leaderboard, but may not run an evaluation.
+    page.get_by_role("button", name="Evaluation").click()
+    expect(page.locator("#evaluation-result")).to_contain_text("not been evaluated on this cohort")
+    expect(page.locator("#leaderboard-empty")).to_be_visible()
+    expect(page.locator("#evaluation-form").get_by_role("button", name="Evaluate")).to_be_hidden()
     assert watch.problems == []
     assert not any("/students" in url for url in watch.urls)
 
@@ -388,3 +399,261 @@ def test_a_school_export_and_a_class_list(ui_server: LiveServer, browser: Browse
     assert answer.splitlines()[0].startswith("INE;Maths;Info;Français;prediction")
     assert "FICTIF" not in answer
     assert watch.problems == []
+
+
+FRENCH_DATE = re.compile(r"^\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}$")
+ENGLISH_DATE = re.compile(r"^\d{2}/\d{2}/\d{4}, \d{2}:\d{2}:\d{2}$")
+
+
+def predict_course_pupil(page: Page, button: str) -> None:
+    page.locator(".tab[data-view=predict]").click()
+    form = page.locator("#predict-form")
+    form.locator("#predict-model").select_option("course")
+    form.locator("#grade-maths").fill("13")
+    form.locator("#grade-info").fill("14")
+    form.locator("#grade-francais").fill("11")
+    form.get_by_role("button", name=button).click()
+
+
+@pytest.mark.browser
+def test_a_french_browser_gets_french_and_the_switch_is_remembered(
+    ui_server: LiveServer, browser: Browser
+) -> None:
+    """navigator.languages chooses French; the switch chooses English over it, redraws the
+    shown screen in English, and is remembered (localStorage) across a reload."""
+    tenant = make_tenant(ui_server)
+    register_course_theta(tenant)
+    page, watch = open_page(browser, ui_server, tenant, locale="fr-FR")
+    switch = page.locator("#language-switch")
+    expect(page.get_by_role("heading", name="Connexion")).to_be_visible()
+    assert page.evaluate("document.documentElement.lang") == "fr"
+    expect(switch.locator("[data-language=fr]")).to_have_attribute("aria-pressed", "true")
+    expect(switch.locator("[data-language=en]")).to_have_attribute("aria-pressed", "false")
+    sign_in(page, tenant.keys[Role.trainer], label="Clé d'API", button="Se connecter")
+    expect(page.locator("#whoami-role")).to_have_text("entraîneur")
+    expect(page.locator("#tabs")).to_contain_text("Évaluation")
+
+    # The cohorts screen in French, its date written the French way.
+    upload = page.locator("#upload-form")
+    upload.get_by_label("Nom").fill("promo-2019-2020")
+    upload.get_by_label("Fichier CSV").set_input_files(EXAMPLE_CSV)
+    upload.get_by_role("button", name="Importer").click()
+    expect(page.locator("#notice")).to_have_text("promo-2019-2020 importée\u00a0: 200 élèves.")
+    detail = page.locator("#cohort-detail")
+    expect(detail).to_contain_text("200 élèves · notes dans [0, 20]")
+    expect(detail.locator("[data-column=concours]")).to_contain_text("cible")
+    expect(detail.locator("[data-column=concours] dt").first).to_have_text("moyenne")
+    expect(page.locator("#cohort-rows td").nth(2)).to_have_text(FRENCH_DATE)
+
+    # Predict: 12,54 with a decimal comma, the contributions too.
+    predict_course_pupil(page, "Prédire")
+    expect(page.locator("#prediction-value")).to_contain_text("12,54")
+    expect(page.locator("[data-contribution=maths]")).to_have_text("4,29")
+    expect(page.locator("#predict-result")).to_contain_text("Pas d'intervalle de prédiction")
+    assert page.evaluate("localStorage.getItem('gradecast.language')") is None
+
+    # The switch: the shown screen is drawn again in English, and the choice is kept.
+    switch.get_by_role("button", name="English").click()
+    assert page.evaluate("document.documentElement.lang") == "en"
+    expect(page.get_by_role("heading", name="Predict", exact=True)).to_be_visible()
+    expect(page.locator("#prediction-value")).to_contain_text("12.54")
+    expect(page.locator("[data-contribution=maths]")).to_have_text("4.29")
+    expect(page.locator("#predict-result")).to_contain_text("No prediction interval")
+    expect(page.locator("#whoami-role")).to_have_text("trainer")
+    expect(switch.locator("[data-language=en]")).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("localStorage.getItem('gradecast.language')") == "en"
+
+    # A reload keeps English over the browser's French (the key stays in the tab).
+    page.reload()
+    expect(page.locator("#identity")).to_be_visible()
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    page.locator(".tab[data-view=cohorts]").click()
+    expect(page.locator("#cohort-rows td").nth(2)).to_have_text(ENGLISH_DATE)
+    expect(page.locator("#cohort-detail")).to_contain_text("200 pupils · grades in [0, 20]")
+
+    # And back to French, remembered too.
+    switch.get_by_role("button", name="Français").click()
+    expect(page.get_by_role("heading", name="Cohortes importées")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('gradecast.language')") == "fr"
+    assert page.evaluate("localStorage.getItem('gradecast.apiKey')") is None  # the key: never
+    assert watch.problems == []
+
+
+def french_number(value: float, digits: int) -> str:
+    """What Intl writes for fr-FR: a decimal comma, and U+2212 or '-' for a minus."""
+    return f"{value:.{digits}f}".replace(".", ",")
+
+
+def wait_for_job(tenant: Tenant, job_id: str) -> int:
+    with tenant.client(Role.trainer) as client:
+        for _ in range(600):
+            job = client.get(f"/jobs/{job_id}").json()
+            if job["status"] not in ("queued", "running"):
+                assert job["status"] == "succeeded", job
+                return int(job["model_version"])
+            time.sleep(0.1)
+    raise AssertionError("the job did not finish")
+
+
+def two_school_years(tenant: Tenant) -> tuple[str, int]:
+    """promo-2019-2020 (the example cohort), a closed-form version of `course` trained on it
+    besides the course's hand-set Θ (v1, active), and promo-2020-2021, the Pronote export with
+    its results and its classes. Returns the later cohort's id and the trained version."""
+    register_course_theta(tenant)
+    with tenant.client(Role.trainer) as client:
+        first = client.post(
+            "/cohorts?name=promo-2019-2020",
+            content=EXAMPLE_CSV.read_bytes(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert first.status_code == 201, first.text
+        later = client.post(
+            "/cohorts?name=promo-2020-2021&special_marks=drop&id_column=INE"
+            "&features=Maths,Info,Fran%C3%A7ais&group_column=Classe",
+            content=EXPORT_CSV.read_bytes(),
+            headers={"Content-Type": "text/csv"},
+        )
+        assert later.status_code == 201, later.text
+        job = client.post(
+            "/jobs",
+            json={
+                "cohort_id": first.json()["id"],
+                "model": "course",
+                "algorithm": "closed_form",
+                "activate": "never",
+            },
+        )
+        assert job.status_code == 202, job.text
+    return later.json()["id"], wait_for_job(tenant, job.json()["id"])
+
+
+@pytest.mark.browser
+def test_the_evaluation_screen_in_french_then_english(
+    ui_server: LiveServer, browser: Browser, screenshots: Path
+) -> None:
+    """A French browser: evaluate two versions on the later cohort, read the figures (as the
+    API computed them, with decimal commas), the charts, the groups, the leaderboard and the
+    card; then the same screen in English."""
+    tenant = make_tenant(ui_server)
+    later, trained = two_school_years(tenant)
+    page, watch = open_page(browser, ui_server, tenant, locale="fr-FR")
+    sign_in(page, tenant.keys[Role.trainer], label="Clé d'API", button="Se connecter")
+    page.get_by_role("button", name="Évaluation").click()
+    expect(
+        page.get_by_role("heading", name="Évaluation sur une cohorte ultérieure")
+    ).to_be_visible()
+    form = page.locator("#evaluation-form")
+    form.get_by_label("Modèle").select_option("course")
+    form.get_by_label("Version").select_option(str(trained))
+    # The cohort the version was trained on is not offered; the later one is.
+    cohort = form.get_by_label("Cohorte ultérieure, avec ses résultats")
+    expect(cohort.locator("option")).to_have_text(["promo-2020-2021 (37 élèves)"])
+    expect(page.locator("#leaderboard-empty")).to_be_visible()
+    form.get_by_role("button", name="Évaluer").click()
+    expect(page.locator("#notice")).to_have_text(f"Version {trained} évaluée sur promo-2020-2021.")
+
+    with tenant.client(Role.trainer) as client:
+        stored = client.get(f"/models/course/versions/{trained}/evaluations").json()["data"]
+    [evaluation] = stored
+    figures = page.locator("#evaluation-result")
+    expect(figures.locator("[data-figure=n]")).to_have_text("37")
+    for name in ("rmse", "mae", "r2"):
+        expect(figures.locator(f"[data-figure={name}]")).to_have_text(
+            french_number(evaluation[name], 3)
+        )
+    bias = evaluation["mean_error"]
+    expect(figures.locator("[data-figure=mean_error]")).to_have_text(
+        re.compile("^[-−]?" + re.escape(french_number(abs(bias), 3)) + "$")
+    )
+    expect(page.locator("#evaluation-bias")).to_contain_text(
+        f"trop {'hautes' if bias > 0 else 'basses'} de {french_number(abs(bias), 2)} points"
+    )
+    expect(figures.locator("[data-figure=extrapolated]")).to_have_text(
+        str(evaluation["extrapolated"])
+    )
+    scatter = page.locator("#evaluation-scatter")
+    expect(scatter.locator("canvas")).to_have_count(1)
+    expect(scatter).to_have_attribute("data-points", str(len(evaluation["sample"])))
+    expect(page.locator("#scatter-caption")).to_contain_text(
+        f"{len(evaluation['sample'])} élèves sur 37"
+    )
+    coverage = evaluation["interval_coverage"]
+    assert coverage is not None  # a closed-form fit has its interval
+    expect(figures.locator("[data-figure=interval_coverage]")).to_have_text(
+        french_number(100 * coverage, 1) + "\u202f%"
+    )
+    expect(page.locator("#evaluation-residuals canvas")).to_have_count(1)
+    groups = page.locator("#evaluation-groups-card")
+    expect(groups.locator("#evaluation-groups canvas")).to_have_count(1)
+    expect(groups.locator("#group-rows tr")).to_have_count(2)
+    for label, group in evaluation["by_group"].items():
+        row = groups.locator(f"#group-rows tr[data-group='{label}']")
+        expect(row.locator("td").nth(0)).to_have_text(str(group["n"]))
+        expect(row.locator("td").nth(1)).to_have_text(french_number(group["rmse"], 3))
+    expect(groups.locator(".u-legend")).to_contain_text("biais")
+
+    # The hand-set Θ too: the leaderboard puts the better RMSE first and marks the active one.
+    form.get_by_label("Version").select_option("1")
+    form.get_by_role("button", name="Évaluer").click()
+    board = page.locator("#leaderboard-rows tr")
+    expect(board).to_have_count(2)
+    with tenant.client(Role.reader) as client:
+        ranked = client.get(f"/models/course/evaluations?cohort_id={later}").json()["data"]
+    assert [row["rmse"] for row in ranked] == sorted(row["rmse"] for row in ranked)
+    expect(board.locator("td:nth-child(2) b")).to_have_text(
+        [f"v{row['version']}" for row in ranked]
+    )
+    expect(page.locator("#leaderboard-rows tr[data-version='1'] .status.active")).to_have_text(
+        "active"
+    )
+    expect(figures).to_contain_text("Cette version n'a pas d'intervalle de prédiction")
+
+    # Choosing the trained version again shows its stored evaluation, without running it.
+    form.get_by_label("Version").select_option(str(trained))
+    expect(figures.locator("[data-figure=rmse]")).to_have_text(french_number(evaluation["rmse"], 3))
+    expect(page.locator("#leaderboard-rows tr.selected")).to_have_attribute(
+        "data-version", str(trained)
+    )
+    page.screenshot(path=screenshots / "ui-evaluation.png", full_page=True)
+
+    # The model card, in French (the page's language), saved as a file.
+    with page.expect_download() as download_info:
+        page.locator("#evaluation-card").click()
+    download = download_info.value
+    assert download.suggested_filename == f"course-v{trained}-fiche-modele.html"
+    card = Path(download.path()).read_text(encoding="utf-8")
+    assert card.startswith('<!DOCTYPE html>\n<html lang="fr">')
+    assert repr(evaluation["rmse"]) in card  # the figures as the API gives them
+
+    # English: the shown evaluation is drawn again, in English words and numbers.
+    page.locator("#language-switch").get_by_role("button", name="English").click()
+    expect(page.get_by_role("heading", name="Evaluation on a later cohort")).to_be_visible()
+    expect(figures.locator("[data-figure=rmse]")).to_have_text(f"{evaluation['rmse']:.3f}")
+    expect(figures.locator("[data-figure=interval_coverage]")).to_have_text(
+        f"{100 * coverage:.1f}%"
+    )
+    expect(page.locator("#evaluation-bias")).to_contain_text(
+        f"{abs(bias):.2f} points too {'high' if bias > 0 else 'low'}"
+    )
+    expect(page.locator("#evaluation-groups-card .u-legend")).to_contain_text("bias")
+    with page.expect_download() as download_info:
+        page.locator("#leaderboard-rows").get_by_role(
+            "button", name=f"Download the model card of version {trained}"
+        ).click()
+    assert download_info.value.suggested_filename == f"course-v{trained}-model-card.html"
+    card = Path(download_info.value.path()).read_text(encoding="utf-8")
+    assert card.startswith('<!DOCTYPE html>\n<html lang="en">')
+    expect(page.locator("#leaderboard-rows tr[data-version='1'] .status.active")).to_have_text(
+        "active"
+    )
+    assert watch.problems == []
+
+
+def test_the_readme_shows_every_screenshot_the_tests_take() -> None:
+    """The README links each docs/ui-*.png, and each one it links exists."""
+    root = EXAMPLE_CSV.parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\(docs/(ui-[a-z-]+\.png)\)", readme))
+    taken = set(re.findall(r'screenshots / "(ui-[a-z-]+\.png)"', Path(__file__).read_text()))
+    on_disk = {path.name for path in (root / "docs").glob("ui-*.png")}
+    assert linked == taken == on_disk

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Enum,
     Float,
@@ -373,3 +374,31 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+class Evaluation(Base):
+    """A version's figures on a later cohort (aggregates: they outlive the cohort's erasure;
+    only `sample`, the (predicted, actual) pairs, goes with it)."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index("ix_evaluations_model_cohort", "model_id", "cohort_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    model_version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    # No foreign key: the evaluation keeps naming the cohort after it is erased.
+    cohort_id: Mapped[uuid.UUID] = mapped_column()
+    cohort_name: Mapped[str] = mapped_column(String(200))
+    cohort_erased: Mapped[bool] = mapped_column(Boolean, default=False)
+    n: Mapped[int] = mapped_column(Integer)
+    rmse: Mapped[float] = mapped_column(Float)
+    # mse, mae, r2, mean_error, interval_coverage, extrapolated, by_group, calibration.
+    figures: Mapped[dict[str, Any]] = mapped_column()
+    sample: Mapped[list[Any] | None] = mapped_column(JSON)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -41,6 +41,7 @@ ACTIONS = frozenset(
         "predict",
         "key.created",
         "key.revoked",
+        "evaluation.created",
         "webhook.created",
         "webhook.deleted",
     }

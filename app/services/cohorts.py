@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from app.db.erasure import erase_freed_pages_after_commit
 from app.db.locks import lock_jobs_of_cohort
-from app.db.models import Cohort, CohortErasure, ModelVersion
+from app.db.models import Cohort, CohortErasure, Evaluation, ModelVersion
 from app.db.paging import paginate
 from app.db.students import (
     delete_pupil,
@@ -457,6 +457,7 @@ def erase_student(
         audit.record(
             session, organisation_id, "student.erased", key_id=key_id, object=where, figures=figures
         )
+        _forget_evaluation_samples(session, cohort.id, cohort_erased=False)
     erase_freed_pages_after_commit(session)
     return StudentErasure(touched)
 
@@ -490,6 +491,7 @@ def delete_cohort(
         .where(ModelVersion.cohort_id == cohort.id)
         .values(cohort_erased=True, cohort_id=None)
     )
+    _forget_evaluation_samples(session, cohort.id, cohort_erased=True)
     delete_students(session, cohort.id)
     session.delete(cohort)
     webhook_service.enqueue(
@@ -499,3 +501,14 @@ def delete_cohort(
         {"cohort_id": str(cohort.id), "n_students": cohort.n_students},
     )
     erase_freed_pages_after_commit(session)
+
+
+def _forget_evaluation_samples(
+    session: Session, cohort_id: uuid.UUID, *, cohort_erased: bool
+) -> None:
+    """An evaluation's (predicted, actual) pairs are pupils' grades: they go with the cohort,
+    or with any pupil erased from it; the aggregates stay."""
+    values: dict[str, Any] = {"sample": None}
+    if cohort_erased:
+        values["cohort_erased"] = True
+    session.execute(update(Evaluation).where(Evaluation.cohort_id == cohort_id).values(**values))

@@ -3,9 +3,11 @@
 
 const KEY_STORAGE = "gradecast.apiKey";
 
+/** An answer other than 2xx. Its message is the API's `detail` (in English, as the API writes
+ * it), empty when the body has none: notice.js then words the status in the page's language. */
 export class ApiError extends Error {
   constructor(status, body) {
-    super(body?.detail ? body.detail : `HTTP ${status}`);
+    super(typeof body?.detail === "string" ? body.detail : "");
     this.status = status;
     this.body = body;
   }
@@ -78,27 +80,45 @@ export const api = {
     }),
   predict: (body) => request("POST", "/predict", { json: body }),
   /** A class list as CSV in, the CSV answer (text) out, in the file's own dialect. */
-  predictCsv: async (params, file) => {
-    const headers = { Accept: "text/csv", "Content-Type": "text/csv" };
-    const key = storedKey();
-    if (key) headers.Authorization = `Bearer ${key}`;
-    const response = await fetch(`/predict?${new URLSearchParams(params)}`, {
-      method: "POST",
-      headers,
+  predictCsv: (params, file) =>
+    requestText("POST", `/predict?${new URLSearchParams(params)}`, {
+      headers: { Accept: "text/csv", "Content-Type": "text/csv" },
       body: file,
-      credentials: "omit",
-      cache: "no-store",
-    });
-    const text = await response.text();
-    if (!response.ok) {
-      let parsed;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = { detail: text.slice(0, 200) };
-      }
-      throw new ApiError(response.status, parsed);
-    }
-    return text;
-  },
+    }),
+  evaluate: (name, version, cohortId) =>
+    request("POST", `${versionPath(name, version)}/evaluations`, { json: { cohort_id: cohortId } }),
+  versionEvaluations: (name, version) => request("GET", `${versionPath(name, version)}/evaluations?limit=1000`),
+  /** The versions of a model evaluated on one cohort, best RMSE first. */
+  leaderboard: (name, cohortId) =>
+    request("GET", `/models/${encodeURIComponent(name)}/evaluations?${new URLSearchParams({ cohort_id: cohortId })}`),
+  /** The version's model card as a self-contained HTML page, in `language`. */
+  card: (name, version, language) =>
+    requestText("GET", `${versionPath(name, version)}/card?format=html`, {
+      headers: { Accept: "text/html", "Accept-Language": language },
+    }),
 };
+
+const versionPath = (name, version) => `/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`;
+
+/** A request whose answer is text (CSV, HTML), with the key; an error's JSON body is parsed. */
+async function requestText(method, path, { headers, body }) {
+  const key = storedKey();
+  const response = await fetch(path, {
+    method,
+    headers: key ? { ...headers, Authorization: `Bearer ${key}` } : headers,
+    body,
+    credentials: "omit",
+    cache: "no-store",
+  });
+  const text = await response.text();
+  if (!response.ok) {
+    let parsed;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = { detail: text.slice(0, 200) };
+    }
+    throw new ApiError(response.status, parsed);
+  }
+  return text;
+}

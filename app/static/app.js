@@ -1,25 +1,56 @@
 // The gradecast dashboard's entry point: every figure comes from the public JSON API, called
 // with the signed-in key, so the page shows nothing that key could not read. This module signs
-// in and out and hands the tabs to the router; each screen lives in screens/.
+// in and out, switches the language, and hands the tabs to the router; each screen lives in
+// screens/.
 
 import { ApiError, storedKey } from "./api.js";
-import { $ } from "./dom.js";
-import { t, translatePage } from "./i18n.js";
-import { onKeyRefused } from "./notice.js";
+import { $, el } from "./dom.js";
+import { chooseLanguage, currentLanguage, languages, onLanguageChange, t, translatePage } from "./i18n.js";
+import { errorMessage, onKeyRefused } from "./notice.js";
 import { createRouter } from "./router.js";
 import * as cohorts from "./screens/cohorts.js";
+import * as evaluation from "./screens/evaluation.js";
 import * as models from "./screens/models.js";
 import * as predict from "./screens/predict.js";
 import * as training from "./screens/training.js";
 import * as session from "./session.js";
 
 translatePage();
-const router = createRouter([cohorts, training, models, predict]);
+const router = createRouter([cohorts, training, models, predict, evaluation]);
+
+function showRole() {
+  const whoami = session.identity();
+  if (whoami) $("whoami-role").textContent = t(`role.${whoami.role}`);
+}
+
+/** The language switch: one button per catalogue; the pressed one is the page's language. */
+function renderLanguageSwitch() {
+  $("language-switch").replaceChildren(
+    ...languages.map(({ code, name }) =>
+      el("button", {
+        type: "button",
+        class: "language",
+        lang: code,
+        "data-language": code,
+        "aria-pressed": String(code === currentLanguage()),
+        text: name,
+        onclick: () => chooseLanguage(code),
+      }),
+    ),
+  );
+}
+
+renderLanguageSwitch();
+onLanguageChange(() => {
+  renderLanguageSwitch();
+  showRole();
+  if (session.identity()) router.show(); // the shown screen again, in the new language
+});
 
 async function signIn(key) {
   const whoami = await session.signIn(key);
   $("whoami-organisation").textContent = whoami.organisation;
-  $("whoami-role").textContent = whoami.role;
+  showRole();
   $("identity").hidden = false;
   $("tabs").hidden = false;
   for (const node of document.querySelectorAll(".trainer-only")) node.hidden = !session.canTrain();
@@ -47,7 +78,7 @@ $("signin-form").addEventListener("submit", async (event) => {
     await signIn(key);
     $("api-key").value = "";
   } catch (error) {
-    signOut(error instanceof ApiError && error.status === 401 ? t("signin.keyRefused") : error.message);
+    signOut(error instanceof ApiError && error.status === 401 ? t("signin.keyRefused") : errorMessage(error));
   }
 });
 $("sign-out").addEventListener("click", () => signOut());

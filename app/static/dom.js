@@ -1,6 +1,6 @@
 // DOM and number-formatting helpers shared by every screen.
 
-import { locale } from "./i18n.js";
+import { formatCount, formatDateTime, formatNumber } from "./i18n.js";
 
 /** Shown where a value is missing. */
 export const MISSING = "—";
@@ -25,23 +25,22 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
-/** A number with `digits` decimals; very small or large ones in exponent notation. */
+/** A number with `digits` decimals; very small or large ones in scientific notation. Written
+ * the chosen language's way (12.54 in English, 12,54 in French). */
 export function fmt(value, digits = 2) {
   if (value === null || value === undefined || !Number.isFinite(value)) return MISSING;
   const magnitude = Math.abs(value);
-  if (magnitude !== 0 && (magnitude < 1e-3 || magnitude >= 1e6)) return value.toExponential(2);
-  return value.toFixed(digits);
+  if (magnitude !== 0 && (magnitude < 1e-3 || magnitude >= 1e6)) return formatNumber(value, 2, { scientific: true });
+  return formatNumber(value, digits);
 }
 
-/** A count with the catalogue's digit grouping (1,000 in English). */
-export const count = (value) => value.toLocaleString(locale);
+/** A count with the language's digit grouping. */
+export const count = (value) => formatCount(value);
 
-/** A timestamp as local `YYYY-MM-DD hh:mm:ss`. */
+/** A timestamp in the reader's time zone, the language's way. */
 export function when(iso) {
   if (!iso) return MISSING;
-  const d = new Date(iso);
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return formatDateTime(new Date(iso));
 }
 
 /** Select options from items, keeping the previous choice when it is still offered. */

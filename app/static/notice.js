@@ -2,6 +2,7 @@
 
 import { ApiError } from "./api.js";
 import { $ } from "./dom.js";
+import { t } from "./i18n.js";
 
 let noticeTimer = null;
 let keyRefused = () => {};
@@ -30,6 +31,13 @@ export function onKeyRefused(handler) {
   keyRefused = handler;
 }
 
+/** What went wrong, in words: the API's detail, the status, or a network failure. */
+export function errorMessage(error) {
+  if (error instanceof ApiError) return error.message || t("notice.httpStatus", { status: error.status });
+  if (error instanceof TypeError) return t("notice.network"); // fetch() could not reach the server
+  return error.message;
+}
+
 /** Show an API error with the first field messages of its body; a refused key signs out. */
 export function reportError(error) {
   if (error instanceof ApiError && error.status === 401) {
@@ -43,5 +51,5 @@ export function reportError(error) {
           .filter((m) => m && m !== error.message)
           .slice(0, 2)
       : [];
-  notify([error.message, ...detail].join(" — "), { error: true });
+  notify([errorMessage(error), ...detail].join(" — "), { error: true });
 }

@@ -8,6 +8,9 @@ let whoami = null;
 /** Trainer and admin keys may upload, train, cancel and activate; a reader's may not. */
 export const canTrain = () => whoami !== null && whoami.role !== "reader";
 
+/** What /whoami said of the signed-in key, or null when signed out. */
+export const identity = () => whoami;
+
 /** Keep the key and ask /whoami about it; a refused key is forgotten again. */
 export async function signIn(key) {
   storeKey(key);

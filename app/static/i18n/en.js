@@ -1,17 +1,32 @@
 // English: every word the dashboard shows, by key. `{name}` is a value that t() fills in; in
-// the page's fixed text (data-i18n), `backticks` mark code. Another language is another file
-// with the same keys.
+// the page's fixed text (data-i18n), `backticks` mark code. Every language has a file with the
+// same keys (tests/test_ui_catalogue.py checks it). `locale` formats numbers and dates when
+// the browser names no English variant of its own.
 
-export const locale = "en";
+export const locale = "en-GB";
 
 export const messages = {
   "page.title": "gradecast dashboard",
+
+  "language.name": "English",
+  "language.label": "Language",
+
+  "role.admin": "admin",
+  "role.trainer": "trainer",
+  "role.reader": "reader",
+
+  "notice.httpStatus": "The server answered with status {status}.",
+  "notice.network": "The server could not be reached. Check the connection and try again.",
+
+  "version.short": "v{version}",
+  "version.active": "v{version} (active)",
 
   "tabs.label": "Sections",
   "tabs.cohorts": "Cohorts",
   "tabs.training": "Training",
   "tabs.models": "Models",
   "tabs.predict": "Predict",
+  "tabs.evaluation": "Evaluation",
 
   "signin.title": "Sign in",
   "signin.help":
@@ -112,6 +127,7 @@ export const messages = {
   "jobs.version": "Version",
   "jobs.actions": "Actions",
   "jobs.empty": "No job yet.",
+  "jobs.modelVersion": "{model} v{version}",
   "training.loss": "Loss",
   "training.lossOf": "Show the loss curve of job {job}",
   "training.cancel": "Cancel",
@@ -141,6 +157,13 @@ export const messages = {
   "charts.riskLog": "risk (log scale)",
   "charts.training": "{run} · training R(Θ)",
   "charts.validation": "{run} · validation",
+  "charts.predicted": "predicted grade",
+  "charts.actual": "actual grade",
+  "charts.residual": "prediction − actual",
+  "charts.pupil": "a pupil",
+  "charts.calibration": "mean actual per decile of predictions",
+  "charts.rmse": "RMSE",
+  "charts.bias": "bias",
 
   "models.title": "Models",
   "models.model": "Model",
@@ -166,6 +189,8 @@ export const messages = {
   "models.rollBack": "Roll back",
   "models.rollBackTo": "Roll back to version {version}",
   "models.nowActive": "{name}: version {version} is now active.",
+  "models.activateReason": "activated from the dashboard",
+  "models.rollbackReason": "rollback to v{version} from the dashboard",
   "activations.title": "Activation history",
   "activations.at": "When",
   "activations.from": "From",
@@ -180,8 +205,6 @@ export const messages = {
   "predict.submit": "Predict",
   "predict.prompt": "Enter the grades and press Predict.",
   "predict.noModel": "No model yet.",
-  "predict.version": "v{version}",
-  "predict.activeVersion": "v{version} (active)",
   "predict.heading": "Predicted {target} · {model} v{version}",
   "predict.interval": "95% prediction interval: {low} – {high}",
   "predict.noInterval":
@@ -191,6 +214,7 @@ export const messages = {
     "A grade lies outside what the training cohort had for that course: the prediction is an extrapolation.",
   "predict.contributions": "Contribution of each grade (wj·xj)",
   "predict.intercept": "w0 (intercept)",
+  "predict.total": "h_Θ(x)",
   "predictCsv.title": "Predict a class list (CSV)",
   "predictCsv.file": "CSV file",
   "predictCsv.featuresPlaceholder": "the version's features (e.g. Maths,Info,Français)",
@@ -198,4 +222,64 @@ export const messages = {
   "predictCsv.submit": "Predict",
   "predictCsv.done": "{pupils} pupils answered, {skipped} without a prediction.",
   "predictCsv.download": "Download the CSV",
+  "predictCsv.fileName": "{name}-predictions.csv",
+
+  "evaluation.title": "Evaluation on a later cohort",
+  "evaluation.formTitle": "Judge a version on a later cohort",
+  "evaluation.model": "Model",
+  "evaluation.version": "Version",
+  "evaluation.cohort": "Later cohort, with its results",
+  "evaluation.cohortOption": "{name} ({pupils} pupils)",
+  "evaluation.submit": "Evaluate",
+  "evaluation.help":
+    "The version predicts each pupil of the cohort from their course grades; the predictions are compared with the exam grades the cohort holds. The cohort the version was trained on is not offered.",
+  "evaluation.prompt": "Choose a version and a cohort, then press Evaluate.",
+  "evaluation.notYet": "This version has not been evaluated on this cohort yet (a trainer key can do it).",
+  "evaluation.noModel": "No model yet.",
+  "evaluation.noCohort": "No other cohort: upload a later cohort with its exam results first.",
+  "evaluation.done": "Version {version} evaluated on {cohort}.",
+  "evaluation.heading": "{model} v{version} on {cohort}",
+  "evaluation.pupils": "Pupils",
+  "evaluation.rmse": "RMSE",
+  "evaluation.mae": "MAE",
+  "evaluation.r2": "R²",
+  "evaluation.bias": "Bias",
+  "evaluation.coverage": "Interval coverage",
+  "evaluation.extrapolated": "Extrapolated",
+  "evaluation.biasNone": "On average the predictions are neither too high nor too low.",
+  "evaluation.biasHigh":
+    "On average the predictions are {points} points too high (bias = mean of prediction − actual).",
+  "evaluation.biasLow": "On average the predictions are {points} points too low (bias = mean of prediction − actual).",
+  "evaluation.coverageHelp":
+    "Interval coverage: the share of actual grades inside the version's 95% prediction interval.",
+  "evaluation.noInterval": "This version has no prediction interval, so no coverage.",
+  "evaluation.extrapolatedHelp":
+    "Extrapolated: pupils with a grade outside what the training cohort had, where the prediction is least sure.",
+  "evaluation.noSample": "The cohort's pupils were erased: the figures remain, the points for the charts do not.",
+  "evaluation.scatterTitle": "Predicted against actual",
+  "evaluation.scatterChart":
+    "Each pupil's actual grade against the predicted one, with the diagonal where they are equal",
+  "evaluation.sampleCaption":
+    "{shown} of {total} pupils. On the dashed diagonal the prediction is exact; the green line joins the mean actual grade of each tenth of the pupils, ranked by prediction.",
+  "evaluation.residualsTitle": "Errors",
+  "evaluation.residualsHelp": "Prediction − actual for each pupil: right of 0, predicted too high.",
+  "evaluation.residualsChart": "Histogram of the errors, prediction minus actual",
+  "evaluation.groupsTitle": "Errors by group",
+  "evaluation.groupsHelp": "By the cohort's {column} column: is the version as accurate for every group?",
+  "evaluation.groupsChart": "RMSE and bias of each group",
+  "evaluation.groupsTable": "Figures by group",
+  "evaluation.group": "Group",
+
+  "leaderboard.title": "Versions on this cohort",
+  "leaderboard.help": "Every version of the model evaluated on this cohort, best RMSE first.",
+  "leaderboard.rank": "Rank",
+  "leaderboard.version": "Version",
+  "leaderboard.evaluatedAt": "Evaluated",
+  "leaderboard.actions": "Actions",
+  "leaderboard.empty": "No version evaluated on this cohort yet.",
+
+  "card.download": "Download the model card",
+  "card.short": "Model card",
+  "card.downloadVersion": "Download the model card of version {version}",
+  "card.fileName": "{model}-v{version}-model-card.html",
 };

@@ -128,12 +128,12 @@ function importReport(report) {
   }
   for (const [column, codes] of Object.entries(report.special_marks)) {
     const listed = Object.entries(codes)
-      .map(([code, n]) => `${code} × ${n}`)
+      .map(([code, n]) => `${code} × ${count(n)}`)
       .join(", ");
     lines.push(t("cohorts.report.marks", { column, codes: listed }));
   }
   for (const [column, n] of Object.entries(report.rescaled)) {
-    lines.push(t("cohorts.report.rescaled", { column, count: n }));
+    lines.push(t("cohorts.report.rescaled", { column, count: count(n) }));
   }
   if (report.ignored_columns.length) {
     lines.push(t("cohorts.report.ignored", { columns: report.ignored_columns.join(", ") }));
@@ -195,7 +195,7 @@ async function uploadCohort(event) {
   if (button) button.disabled = true;
   try {
     const cohort = await api.uploadCohort(params, file);
-    notify(t("cohorts.uploaded", { name: cohort.name, pupils: cohort.n_students }));
+    notify(t("cohorts.uploaded", { name: cohort.name, pupils: count(cohort.n_students) }));
     event.target.reset(); // back to the default grade range too
     selectedCohort = cohort.id;
     await enter();

@@ -54,7 +54,7 @@ function thetaView(version) {
 function versionSource(version) {
   const source =
     version.source === "job"
-      ? t("models.trained", { algorithm: version.hyperparameters?.algorithm ?? "job" })
+      ? t("models.trained", { algorithm: version.hyperparameters?.algorithm ?? MISSING })
       : t("models.handSet");
   if (!version.cohort_name) return [source];
   const cohort = version.cohort_erased ? t("models.erasedCohort", { name: version.cohort_name }) : version.cohort_name;
@@ -80,7 +80,7 @@ function versionRow(name, version, active) {
     el(
       "td",
       {},
-      el("b", { text: `v${version.version}` }),
+      el("b", { text: t("version.short", { version: version.version }) }),
       " ",
       version.active ? el("span", { class: "status active", text: t("models.active") }) : null,
     ),
@@ -107,8 +107,8 @@ async function showModel(name) {
         "tr",
         {},
         el("td", { text: when(a.created_at) }),
-        el("td", { text: a.from_version ? `v${a.from_version}` : MISSING }),
-        el("td", { text: `v${a.to_version}` }),
+        el("td", { text: a.from_version ? t("version.short", { version: a.from_version }) : MISSING }),
+        el("td", { text: t("version.short", { version: a.to_version }) }),
         el("td", { text: a.reason || MISSING }),
       ),
     ),
@@ -116,8 +116,8 @@ async function showModel(name) {
 }
 
 async function activate(name, version, rollback) {
-  // The reason is stored in the model's activation history, which API clients read too.
-  const reason = rollback ? `rollback to v${version} from the dashboard` : "activated from the dashboard";
+  // The reason is stored in the model's activation history, in the words of who made it.
+  const reason = t(rollback ? "models.rollbackReason" : "models.activateReason", { version });
   try {
     await api.activate(name, version, reason);
     notify(t("models.nowActive", { name, version }));

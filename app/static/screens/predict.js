@@ -2,11 +2,13 @@
 // interval and each grade's contribution wj·xj as a bar.
 
 import { api } from "../api.js";
-import { $, el, fillSelect, fmt } from "../dom.js";
+import { $, count, el, fillSelect, fmt } from "../dom.js";
 import { t } from "../i18n.js";
 import { reportError } from "../notice.js";
 
 let versions = []; // of the model chosen in #predict-model
+let shownPrediction = null; // { answer, version }: drawn again in another language
+let shownClassList = null; // { pupils, skipped, name }: the same
 
 export const id = "predict";
 
@@ -31,13 +33,18 @@ export async function enter() {
     return;
   }
   await loadVersions();
+  if (shownPrediction) showPrediction(shownPrediction.answer, shownPrediction.version);
+  if (shownClassList) showClassList(shownClassList);
 }
 
 export function leave() {}
 
 export function reset() {
   versions = [];
+  shownPrediction = shownClassList = null;
   forgetDownload();
+  $("predict-result").replaceChildren(el("p", { class: "muted", text: t("predict.prompt") }));
+  $("predict-csv-result").replaceChildren();
 }
 
 // A skipped pupil's status cell, between two separators of any dialect.
@@ -68,16 +75,26 @@ async function predictClassList(event) {
     downloadUrl = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
     const lines = text.trim().split(/\r?\n/).length - 1;
     const skipped = (text.match(SKIPPED_STATUS) || []).length;
-    const name = file.name.replace(/\.[^.]*$/, "") + "-predictions.csv";
-    result.replaceChildren(
-      t("predictCsv.done", { pupils: lines, skipped }),
-      " ",
-      el("a", { href: downloadUrl, download: name, id: "predict-csv-download", text: t("predictCsv.download") }),
-    );
+    showClassList({ pupils: lines, skipped, name: file.name.replace(/\.[^.]*$/, "") });
   } catch (error) {
+    shownClassList = null;
     result.replaceChildren();
     reportError(error);
   }
+}
+
+function showClassList(answered) {
+  shownClassList = answered;
+  $("predict-csv-result").replaceChildren(
+    t("predictCsv.done", { pupils: count(answered.pupils), skipped: count(answered.skipped) }),
+    " ",
+    el("a", {
+      href: downloadUrl,
+      download: t("predictCsv.fileName", { name: answered.name }),
+      id: "predict-csv-download",
+      text: t("predictCsv.download"),
+    }),
+  );
 }
 
 const gradesLegend = () => el("legend", { text: t("predict.grades") });
@@ -94,7 +111,7 @@ async function loadVersions() {
     ...data.map((v) =>
       el("option", {
         value: v.version,
-        text: t(v.active ? "predict.activeVersion" : "predict.version", { version: v.version }),
+        text: t(v.active ? "version.active" : "version.short", { version: v.version }),
       }),
     ),
   );
@@ -178,6 +195,7 @@ function contributionBars(result, version) {
 }
 
 function showPrediction(answer, version) {
+  shownPrediction = { answer, version };
   const [result] = answer.predictions;
   const [, high] = version.grade_range;
   const parts = [
@@ -204,7 +222,7 @@ function showPrediction(answer, version) {
       "div",
       { class: "bars" },
       contributionBars(result, version),
-      el("span", { class: "bars-total", text: "h_Θ(x)" }),
+      el("span", { class: "bars-total", text: t("predict.total") }),
       el("span"),
       el("span", { class: "bar-value bars-total", text: fmt(result.raw) }),
     ),

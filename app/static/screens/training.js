@@ -42,7 +42,7 @@ export async function enter() {
       $("train-cohort"),
       data,
       (c) => c.id,
-      (c) => t("training.cohortOption", { name: c.name, pupils: c.n_students }),
+      (c) => t("training.cohortOption", { name: c.name, pupils: count(c.n_students) }),
     );
   }
   const { data } = await api.jobs();
@@ -77,8 +77,9 @@ function syncAlgorithmFields() {
 }
 
 function jobLabel(job) {
-  const version = job.model_version ? ` v${job.model_version}` : "";
-  return `${job.model}${version} · ${job.algorithm} · ${shortId(job)}`;
+  const parts = [job.model, job.algorithm, shortId(job)];
+  if (job.model_version) parts[0] = t("jobs.modelVersion", { model: job.model, version: job.model_version });
+  return parts.join(" · ");
 }
 
 const shortId = (job) => job.id.slice(0, 8);
@@ -154,7 +155,7 @@ function buildJobCells(row, job) {
       ),
     ),
     el("td", { class: "num risk" }),
-    el("td", { text: job.model_version ? `v${job.model_version}` : MISSING }),
+    el("td", { text: job.model_version ? t("version.short", { version: job.model_version }) : MISSING }),
     el("td", {}, actions),
   );
 }
@@ -191,9 +192,10 @@ async function startJob(event) {
   const validation = Number($("train-validation").value || 0);
   if (validation > 0) body.validation_fraction = validation;
   const theta = $("train-init-theta").value.trim();
+  // "0, 0.33, 0.33" or "0 0.33 0.33", or with decimal commas "0; 0,33; 0,33" (as French is written)
   if (theta)
-    body.init_theta = theta
-      .split(/[\s,;]+/)
+    body.init_theta = (theta.includes(";") ? theta.split(";") : theta.split(/[\s,]+/))
+      .map((part) => part.trim().replace(",", "."))
       .filter(Boolean)
       .map(Number);
   if (!body.cohort_id) {
@@ -305,8 +307,8 @@ async function drawLoss() {
       .map((run, i) => {
         const points =
           run.points.length < run.total
-            ? t("training.somePoints", { shown: run.points.length, total: run.total })
-            : t("training.allPoints", { total: run.total });
+            ? t("training.somePoints", { shown: count(run.points.length), total: count(run.total) })
+            : t("training.allPoints", { total: count(run.total) });
         const name = run.job ? jobLabel(run.job) : "";
         return t(i === 0 ? "training.captionRun" : "training.captionCompared", { name, points });
       })
