@@ -14,6 +14,7 @@ Prints one PASS/FAIL line per check and the time of each stage; exits non-zero o
 Environment: PODMAN_RUNTIME (runc), HOST_CA, BASE_IMAGE, KEEP=1 (leave the stack up).
 """
 
+import json
 import os
 import secrets
 import shutil
@@ -335,9 +336,7 @@ def kill_a_worker(run: Run, stack: Stack) -> None:
         )
         # A finished job keeps no worker_id: the workers' logs say who finished it.
         finisher = [
-            s
-            for s in ("worker-1", "worker-2")
-            if f'"job succeeded", "job": "{job_id}"' in stack.logs(s, 200)
+            s for s in ("worker-1", "worker-2") if succeeded_in_logs(stack.logs(s, 200), job_id)
         ]
         run.check(
             job["status"] == "succeeded",
@@ -351,6 +350,22 @@ def kill_a_worker(run: Run, stack: Stack) -> None:
         versions = stack.psql(f"SELECT count(*) FROM model_versions WHERE job_id = '{job_id}'")
         run.check(versions == "1", f"one model version for the job ({versions})")
     stack.compose("up", "-d", victim)
+
+
+def succeeded_in_logs(logs: str, job_id: str) -> bool:
+    """Whether a worker's JSON log lines say it finished the job (whatever the spacing)."""
+    for line in logs.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if (
+            isinstance(record, dict)
+            and record.get("message") == "job succeeded"
+            and record.get("job") == job_id
+        ):
+            return True
+    return False
 
 
 class Load:
