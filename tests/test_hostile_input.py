@@ -28,6 +28,7 @@ TRAVERSAL = "../../etc/passwd"
 ENCODED_TRAVERSAL = "%2e%2e%2f%2e%2e%2fetc%2fpasswd"
 METADATA_URL = "http://169.254.169.254/"
 MEGABYTE_NAME = "n" * 1_000_000
+UNKNOWN_COHORT = "00000000-0000-4000-8000-000000000000"
 
 
 @dataclass
@@ -397,6 +398,38 @@ CASES: list[Case] = [
         422,
         ["body", "cohort_id"],
         json=job(cohort_id=TRAVERSAL),
+    ),
+    Case(
+        "job gate with activate=always",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "gate_cohort_id"],
+        json=job(activate="always", gate_cohort_id=UNKNOWN_COHORT),
+    ),
+    Case(
+        "job gate on the training cohort",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "gate_cohort_id"],
+        json=job(gate_cohort_id="{cohort_id}"),
+    ),
+    Case(
+        "job gate on an unknown cohort",
+        "POST",
+        "/jobs",
+        404,
+        ["body", "gate_cohort_id"],
+        json=job(gate_cohort_id=UNKNOWN_COHORT),
+    ),
+    Case(
+        "job gate traversal",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "gate_cohort_id"],
+        json=job(gate_cohort_id=TRAVERSAL),
     ),
     Case("job model traversal", "POST", "/jobs", 422, ["body", "model"], json=job(model=TRAVERSAL)),
     Case("job model URL", "POST", "/jobs", 422, ["body", "model"], json=job(model=METADATA_URL)),
@@ -1181,8 +1214,8 @@ def test_hostile_input_is_refused_naming_the_field_and_nothing_is_stored(
     before = stored(client)
     content = case.content.replace(b"{cohort_id}", cohort_id.encode()) if case.content else None
     body = case.json
-    if isinstance(body, dict) and body.get("cohort_id") == "{cohort_id}":
-        body = {**body, "cohort_id": cohort_id}
+    if isinstance(body, dict):
+        body = {k: cohort_id if v == "{cohort_id}" else v for k, v in body.items()}
     response = client.request(
         case.method,
         case.path,

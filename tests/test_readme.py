@@ -47,3 +47,22 @@ def test_the_configuration_table_lists_every_setting() -> None:
     assert documented == settings, (
         f"undocumented: {sorted(settings - documented)}; gone: {sorted(documented - settings)}"
     )
+
+
+def test_the_school_year_section_runs_and_the_gate_says_why(
+    live_server: LiveServer, tenant: Tenant
+) -> None:
+    result = run_walkthrough(
+        README,
+        api=live_server.url,
+        key=tenant.keys[Role.admin],
+        section_title="## The school year",
+    )
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    # The figures the section states: version 1 (gd) evaluated on 2020-2021, then the
+    # gate promoting the least-squares version 2 by its RMSE there, in the history too.
+    assert '"rmse":0.374325979' in result.stdout, result.stdout[-3000:]
+    reason = "rmse 0.373319 < 0.374326 of version 1"
+    assert result.stdout.count(reason) == 2, result.stdout[-3000:]
+    assert '"activated":true,"rule":"gate","compared_with_version":1' in result.stdout
+    assert "# Fiche du modèle : annee, version 2" in result.stdout

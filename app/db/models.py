@@ -153,6 +153,11 @@ class Job(Base):
     # Sentences about a finished fit that are not failures (e.g. ill-conditioned raw data).
     warnings: Mapped[list[str] | None] = mapped_column()
     model_version: Mapped[int | None] = mapped_column(Integer)
+    # The later cohort the promotion gate evaluates on; no foreign key, so that the job
+    # still knows it had a gate once that cohort is erased (and then does not activate).
+    gate_cohort_id: Mapped[uuid.UUID | None] = mapped_column()
+    # Whether the job's version was activated and why (app.services.activation).
+    activation: Mapped[dict[str, Any] | None] = mapped_column()
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("api_keys.id", ondelete="SET NULL")
     )
@@ -219,6 +224,8 @@ class ModelVersion(Base):
     # as JSON: means, scales, the R factor); None when the version has no such interval.
     interval_design: Mapped[dict[str, Any] | None] = mapped_column()
     warnings: Mapped[list[str] | None] = mapped_column()
+    # Whether its training job activated it and why; null for a hand-set version.
+    activation: Mapped[dict[str, Any] | None] = mapped_column()
     source: Mapped[str] = mapped_column(String(16))
     cohort_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("cohorts.id", ondelete="SET NULL"), index=True

@@ -3,9 +3,10 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from app.engine import TrainingConfig
+from app.schemas.activations import GATE_COHORT_DESCRIPTION, ActivationOutcome
 from app.schemas.common import MODEL_NAME_DESCRIPTION, MODEL_NAME_PATTERN, StrictModel
 
 # The engine's defaults are the API's: one source of truth.
@@ -111,6 +112,20 @@ class JobCreate(TrainingParameters):
         "has a lower risk than the active one on this job's validation rows (training rows "
         "without a hold-out)",
     )
+    gate_cohort_id: uuid.UUID | None = Field(default=None, description=GATE_COHORT_DESCRIPTION)
+
+    @field_validator("gate_cohort_id")
+    @classmethod
+    def _gate_needs_if_better(
+        cls, value: uuid.UUID | None, info: ValidationInfo
+    ) -> uuid.UUID | None:
+        if value is None:
+            return value
+        if info.data.get("activate", "if_better") != "if_better":
+            raise ValueError("a promotion gate needs activate=if_better")
+        if value == info.data.get("cohort_id"):
+            raise ValueError("the gate cohort must be another cohort than the training one")
+        return value
 
     model_config = {
         "extra": "forbid",
@@ -160,6 +175,10 @@ class JobRead(BaseModel):
         examples=[None],
     )
     model_version: int | None
+    gate_cohort_id: uuid.UUID | None = Field(description=GATE_COHORT_DESCRIPTION)
+    activation: ActivationOutcome | None = Field(
+        description="Once the job has succeeded: whether its version was activated and why"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.activations import ActivationOutcome
 from app.schemas.common import API_NAME_SCHEMA, PRINTABLE_PATTERN, StrictModel
 
 # strict: JSON numbers only (lax mode took `false` and "3" for numbers).
@@ -104,6 +105,10 @@ class VersionRead(BaseModel):
     )
     warnings: list[str] | None = Field(
         description="The training job's warnings (see JobRead.warnings); null when none"
+    )
+    activation: ActivationOutcome | None = Field(
+        description="Whether the training job activated this version and why (see "
+        "JobRead.activation); null for a hand-set version"
     )
     source: str = Field(examples=["manual"], description="'job' (trained) or 'manual' (hand-set)")
     cohort_id: uuid.UUID | None

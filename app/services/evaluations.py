@@ -54,17 +54,23 @@ def find_cohort(
 def columns_for(version: ModelVersion, cohort: Cohort, loc: list[str | int]) -> list[int]:
     """Where the version's features, then its target, are among the cohort's columns (by
     API name); a 422 naming every missing one."""
-    columns = [*cohort.features, cohort.target]
     wanted = [*version.features, version.target]
+    require_columns(wanted, cohort, f"version {version.version}", loc)
+    columns = [*cohort.features, cohort.target]
+    return [columns.index(name) for name in wanted]
+
+
+def require_columns(wanted: list[str], cohort: Cohort, needer: str, loc: list[str | int]) -> None:
+    """A 422 naming every one of ``wanted`` (API names) that the cohort lacks."""
+    columns = [*cohort.features, cohort.target]
     missing = [name for name in wanted if name not in columns]
     if missing:
         raise InvalidInput(
-            f"cohort {cohort.name!r} lacks what version {version.version} needs: "
+            f"cohort {cohort.name!r} lacks what {needer} needs: "
             + ", ".join(repr(name) for name in missing)
             + f" (it has {', '.join(repr(c) for c in columns)})",
             loc=loc,
         )
-    return [columns.index(name) for name in wanted]
 
 
 def compute(

@@ -22,6 +22,7 @@ from app.db.models import Job, JobStatus, LossChunk
 from app.db.paging import paginate
 from app.db.session import Database
 from app.engine import History, options_used, thin
+from app.schemas.activations import ActivationOutcome
 from app.schemas.jobs import JobProgress, JobRead
 from app.services import audit
 from app.services import webhooks as webhook_service
@@ -50,6 +51,8 @@ def job_read(job: Job) -> JobRead:
         error=job.error,
         warnings=job.warnings,
         model_version=job.model_version,
+        gate_cohort_id=job.gate_cohort_id,
+        activation=None if job.activation is None else ActivationOutcome(**job.activation),
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,

@@ -20,6 +20,7 @@ from app.engine import (
     split_holdout,
 )
 from app.schemas.jobs import JobCreate, TrainingParameters
+from app.services import activation
 from app.services import jobs as job_service
 from app.services import models as model_service
 
@@ -57,6 +58,7 @@ def create_job(
     """Queue a job, its options checked once, against its cohort, by the engine's rules."""
     params = body.model_dump(include=set(TrainingParameters.model_fields))
     steps = plan(training_config(params), cohort)
+    activation.check_gate(session, organisation_id, body, cohort)
     job = Job(
         organisation_id=organisation_id,
         cohort_id=cohort.id,
@@ -64,6 +66,7 @@ def create_job(
         algorithm=body.algorithm,
         params=params,
         activate=body.activate,
+        gate_cohort_id=body.gate_cohort_id,
         status=JobStatus.queued,
         steps_done=0,
         total_steps=steps,
@@ -113,15 +116,12 @@ def complete_job(
         ),
         created_by=job.created_by,
     )
-    model = session.get_one(Model, version.model_id)
     # if_better compares on the job's hold-out, or on its training rows without one.
     # (Without a hold-out the training rows are all the rows.)
-    compare_X, compare_y = (X[val_idx], y[val_idx]) if len(val_idx) else (X, y)
-    reason = choose_activation(session, job.activate, model, version, compare_X, compare_y)
-    if reason is not None:
-        model_service.set_active(
-            session, model, version.version, key_id=job.created_by, reason=reason
-        )
+    if len(val_idx):
+        _activate(session, job, version, X[val_idx], y[val_idx], "validation")
+    else:
+        _activate(session, job, version, X, y, "training")
     job.warnings = list(result.warnings) or None
     # Early stopping ends before the planned total; closed_form is one step.
     job.steps_done = job.total_steps = max(result.metrics.n_steps, 1)
@@ -133,6 +133,24 @@ def complete_job(
     return version
 
 
+def _activate(
+    session: Session, job: Job, version: ModelVersion, X: np.ndarray, y: np.ndarray, rows: str
+) -> None:
+    """Activate the job's version if its rule (or its promotion gate) says so, and record
+    why on the job and the version either way."""
+    model = session.get_one(Model, version.model_id)
+    outcome = (
+        activation.gate(session, job, model, version)
+        if job.gate_cohort_id is not None
+        else choose_activation(session, job.activate, model, version, X, y, rows)
+    )
+    if outcome.activated:
+        model_service.set_active(
+            session, model, version.version, key_id=job.created_by, reason=outcome.reason
+        )
+    job.activation = version.activation = outcome.to_json()
+
+
 def choose_activation(
     session: Session,
     rule: str,
@@ -140,22 +158,34 @@ def choose_activation(
     version: ModelVersion,
     X: np.ndarray,
     y: np.ndarray,
-) -> str | None:
-    """Why ``version`` becomes the active one under ``rule``, or None if it does not."""
+    rows: str = "training",
+) -> activation.Outcome:
+    """Whether ``version`` becomes the active one under ``rule``, and why."""
     if rule == "never":
-        return None
+        return activation.Outcome(False, rule, "activate=never")
     if rule == "always":
-        return "activate=always"
+        return activation.Outcome(True, rule, "activate=always")
     if model.active_version is None:
-        return "first version of the model"
+        return activation.Outcome(True, rule, "first version of the model")
     active = model_service.get_version(session, model, model.active_version)
     if active is None or active.features != version.features:
-        return None
+        return activation.Outcome(
+            False,
+            rule,
+            f"if_better: version {model.active_version} has other features; not activated",
+            model.active_version,
+        )
     new_risk = risk(np.asarray(version.theta), X, y)
     old_risk = risk(np.asarray(active.theta), X, y)
+    figures = {"metric": "risk", "rows": rows, "new": float(new_risk), "active": float(old_risk)}
     if new_risk < old_risk:
-        return f"if_better: risk {new_risk:.6g} < {old_risk:.6g} of version {active.version}"
-    return None
+        reason = f"if_better: risk {new_risk:.6g} < {old_risk:.6g} of version {active.version}"
+        return activation.Outcome(True, rule, reason, active.version, figures)
+    reason = (
+        f"if_better: risk {new_risk:.6g} is not below {old_risk:.6g} of version "
+        f"{active.version}; not activated"
+    )
+    return activation.Outcome(False, rule, reason, active.version, figures)
 
 
 def _metrics_dict(result: FitResult) -> dict[str, float | int | bool | None]:

@@ -13,6 +13,7 @@ from app.api.deps import (
 )
 from app.api.idempotency import Idempotent, IdempotentRoute
 from app.db.models import Model, ModelVersion
+from app.schemas.activations import ActivationOutcome
 from app.schemas.common import error_responses
 from app.schemas.models import (
     ActivationRead,
@@ -59,6 +60,7 @@ def version_read(model: Model, version: ModelVersion) -> VersionRead:
         n_train=version.n_train,
         interval=model_service.interval_kind(version),
         warnings=version.warnings,
+        activation=None if version.activation is None else ActivationOutcome(**version.activation),
         source=version.source,
         cohort_id=version.cohort_id,
         cohort_name=version.cohort_name,
