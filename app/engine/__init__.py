@@ -5,7 +5,8 @@ empirical risk R(Θ) = (1/n) Σ (h_Θ(xi) − yi)², optionally plus l2·Σ_{j�
 """
 
 from app.engine.config import TrainingConfig, options_used
-from app.engine.data import split_holdout
+from app.engine.crossval import CrossValidation, FoldScore, check_folds, cross_validate
+from app.engine.data import kfold_indices, split_holdout
 from app.engine.errors import (
     DegenerateDataError,
     DivergenceError,
@@ -26,11 +27,13 @@ from app.engine.schedule import planned_steps
 from app.engine.training import FitResult, fit
 
 __all__ = [
+    "CrossValidation",
     "DegenerateDataError",
     "DivergenceError",
     "EngineError",
     "FitMetrics",
     "FitResult",
+    "FoldScore",
     "History",
     "IntervalDesign",
     "IntervalKind",
@@ -38,10 +41,13 @@ __all__ = [
     "Progress",
     "TrainingCancelled",
     "TrainingConfig",
+    "check_folds",
     "contributions",
+    "cross_validate",
     "fit",
     "interval_half_width",
     "interval_kind",
+    "kfold_indices",
     "max_stable_learning_rate",
     "options_used",
     "planned_steps",
