@@ -5,7 +5,15 @@ empirical risk R(Θ) = (1/n) Σ (h_Θ(xi) − yi)², optionally plus l2·Σ_{j�
 """
 
 from app.engine.config import TrainingConfig, options_used
-from app.engine.crossval import CrossValidation, FoldScore, check_folds, cross_validate
+from app.engine.crossval import (
+    DEFAULT_FOLDS,
+    MAX_FOLDS,
+    MIN_FOLDS,
+    CrossValidation,
+    FoldScore,
+    check_folds,
+    cross_validate,
+)
 from app.engine.data import kfold_indices, split_holdout
 from app.engine.errors import (
     DegenerateDataError,
@@ -27,6 +35,9 @@ from app.engine.schedule import planned_steps
 from app.engine.training import FitResult, fit
 
 __all__ = [
+    "DEFAULT_FOLDS",
+    "MAX_FOLDS",
+    "MIN_FOLDS",
     "CrossValidation",
     "DegenerateDataError",
     "DivergenceError",

@@ -21,6 +21,7 @@ FloatArray = NDArray[np.float64]
 
 MIN_FOLDS = 2
 MAX_FOLDS = 20
+DEFAULT_FOLDS = 5
 CROSS_VALIDATED = ("gd", "closed_form")
 
 

@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 from app.core.errors import InvalidInput
 from app.db.models import Cohort, Job, JobStatus, Model, ModelVersion
 from app.engine import (
+    CrossValidation,
     FitResult,
     TrainingConfig,
+    check_folds,
     options_used,
     planned_steps,
     risk,
@@ -35,12 +37,19 @@ def training_config(params: Mapping[str, Any]) -> TrainingConfig:
     return TrainingConfig(**values)
 
 
-def plan(config: TrainingConfig, cohort: Cohort) -> int:
+def kfold_folds(params: Mapping[str, Any]) -> int | None:
+    """A job's number of folds when it cross-validates (validation=kfold), else None."""
+    return int(params["folds"]) if params.get("validation") == "kfold" else None
+
+
+def plan(config: TrainingConfig, cohort: Cohort, folds: int | None = None) -> int:
     """The steps the job will take on this cohort, once its options are checked against it.
 
     Raises the engine's InvalidConfigError / DegenerateDataError, which name the option.
     """
     config.validate(len(cohort.features))
+    if folds is not None:
+        _check_kfold(config, cohort, folds)
     steps = planned_steps(cohort.n_students, config)
     if config.algorithm == "sgd" and steps > MAX_SGD_STEPS:
         raise InvalidInput(
@@ -51,12 +60,27 @@ def plan(config: TrainingConfig, cohort: Cohort) -> int:
     return steps
 
 
+def _check_kfold(config: TrainingConfig, cohort: Cohort, folds: int) -> None:
+    if config.algorithm == "sgd":
+        raise InvalidInput(
+            "validation=kfold is available for gd and closed_form, not sgd; "
+            "use validation=holdout with sgd",
+            loc=["body", "validation"],
+        )
+    if config.validation_fraction > 0:
+        raise InvalidInput(
+            "validation=kfold fits the final Θ on every pupil: leave validation_fraction at 0",
+            loc=["body", "validation_fraction"],
+        )
+    check_folds(cohort.n_students, folds)
+
+
 def create_job(
     session: Session, organisation_id: uuid.UUID, body: JobCreate, cohort: Cohort, key_id: uuid.UUID
 ) -> Job:
     """Queue a job, its options checked once, against its cohort, by the engine's rules."""
     params = body.model_dump(include=set(TrainingParameters.model_fields))
-    steps = plan(training_config(params), cohort)
+    steps = plan(training_config(params), cohort, kfold_folds(params))
     job = Job(
         organisation_id=organisation_id,
         cohort_id=cohort.id,
@@ -75,10 +99,16 @@ def create_job(
 
 
 def complete_job(
-    session: Session, job: Job, cohort: Cohort, grades: np.ndarray, result: FitResult
+    session: Session,
+    job: Job,
+    cohort: Cohort,
+    grades: np.ndarray,
+    result: FitResult,
+    cross_validation: CrossValidation | None = None,
 ) -> ModelVersion:
     """Store the fit as a new version of the job's model, activate it if the job's rule
-    says so, and mark the job succeeded; ``job`` is locked by the caller."""
+    says so, and mark the job succeeded; ``job`` is locked by the caller. A kfold job's
+    ``cross_validation`` joins the version's metrics."""
     X, y = grades[:, :-1], grades[:, -1]
     config = training_config(job.params)
     train_idx, val_idx = split_holdout(X.shape[0], config.validation_fraction, config.seed)
@@ -102,7 +132,8 @@ def complete_job(
             n_train=len(train_idx),
             feature_min=[float(train[:, j].min()) for j in columns],
             feature_max=[float(train[:, j].max()) for j in columns],
-            metrics=_metrics_dict(result),
+            metrics=_metrics_dict(result)
+            | ({} if cross_validation is None else cross_validation.to_json()),
             hyperparameters=options_used(job.params),
             source="job",
             cohort_id=cohort.id,
@@ -141,7 +172,10 @@ def choose_activation(
     X: np.ndarray,
     y: np.ndarray,
 ) -> str | None:
-    """Why ``version`` becomes the active one under ``rule``, or None if it does not."""
+    """Why ``version`` becomes the active one under ``rule``, or None if it does not.
+
+    if_better compares the cross-validated RMSE when both versions have one (kfold jobs),
+    else the risks on ``X``, ``y``."""
     if rule == "never":
         return None
     if rule == "always":
@@ -151,11 +185,21 @@ def choose_activation(
     active = model_service.get_version(session, model, model.active_version)
     if active is None or active.features != version.features:
         return None
+    new_cv, old_cv = (_cv_rmse(v.metrics) for v in (version, active))
+    if new_cv is not None and old_cv is not None:
+        if new_cv < old_cv:
+            return f"if_better: cv_rmse {new_cv:.6g} < {old_cv:.6g} of version {active.version}"
+        return None
     new_risk = risk(np.asarray(version.theta), X, y)
     old_risk = risk(np.asarray(active.theta), X, y)
     if new_risk < old_risk:
         return f"if_better: risk {new_risk:.6g} < {old_risk:.6g} of version {active.version}"
     return None
+
+
+def _cv_rmse(metrics: Mapping[str, Any] | None) -> float | None:
+    value = None if metrics is None else metrics.get("cv_rmse")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _metrics_dict(result: FitResult) -> dict[str, float | int | bool | None]:

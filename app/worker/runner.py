@@ -25,11 +25,20 @@ from app.core.metrics import DeliveryMetrics, JobMetrics, serve_registry
 from app.db.migrations import wait_for_database
 from app.db.models import Cohort, Job, JobStatus
 from app.db.session import Database, open_database, write_session
-from app.engine import EngineError, FitResult, History, Progress, TrainingCancelled, fit
+from app.engine import (
+    CrossValidation,
+    EngineError,
+    FitResult,
+    History,
+    Progress,
+    TrainingCancelled,
+    cross_validate,
+    fit,
+)
 from app.services import jobs as job_service
 from app.services.cohorts import get_cohort, load_grades
 from app.services.retention import housekeeping
-from app.services.training import complete_job, training_config
+from app.services.training import complete_job, kfold_folds, training_config
 from app.worker.deliveries import DeliveryLoop
 
 logger = logging.getLogger("gradecast.worker")
@@ -147,8 +156,14 @@ class Worker:
                 return
             job, cohort, grades = loaded
             result = self._train(job, grades, state)
+            folds = kfold_folds(job.params)
+            cv = None
+            if folds is not None:
+                # From per-fold statistics: one pass over the rows, no refit per fold.
+                config = training_config(job.params)
+                cv = cross_validate(grades[:, :-1], grades[:, -1], config, folds)
             self._flush(job_id, state)
-            self._succeed(job, cohort, grades, result)
+            self._succeed(job, cohort, grades, result, cv)
             outcome = "succeeded"
             logger.info(
                 "job succeeded",
@@ -298,13 +313,20 @@ class Worker:
                 raise LeaseLost
             self._write_points(session, job_id, state, pending)
 
-    def _succeed(self, job: Job, cohort: Cohort, grades: np.ndarray, result: FitResult) -> None:
+    def _succeed(
+        self,
+        job: Job,
+        cohort: Cohort,
+        grades: np.ndarray,
+        result: FitResult,
+        cross_validation: CrossValidation | None,
+    ) -> None:
         try:
             with write_session(self.database) as session:
                 owned = job_service.lock_owned_job(session, job.id, self.worker_id)
                 if owned is None:
                     raise LeaseLost
-                complete_job(session, owned, cohort, grades, result)
+                complete_job(session, owned, cohort, grades, result, cross_validation)
             if self.on_version is not None:
                 self.on_version()
         except IntegrityError:
