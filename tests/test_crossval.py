@@ -5,9 +5,13 @@ import pytest
 
 from app.engine import (
     InvalidConfigError,
+    Progress,
+    TrainingCancelled,
     TrainingConfig,
     check_folds,
     cross_validate,
+    fit,
+    fold_steps,
     kfold_indices,
 )
 
@@ -125,8 +129,35 @@ def test_bad_folds_name_the_option(n: int, folds: object) -> None:
     assert info.value.parameter == "folds"
 
 
-def test_sgd_is_not_cross_validated() -> None:
-    X, y = _cohort(n=10)
-    with pytest.raises(InvalidConfigError) as info:
-        cross_validate(X, y, TrainingConfig(algorithm="sgd"), 5)
-    assert info.value.parameter == "algorithm"
+def test_sgd_fits_each_fold_on_its_training_rows() -> None:
+    X, y = _cohort(n=33, p=2)
+    config = TrainingConfig(
+        algorithm="sgd", learning_rate=1e-3, epochs=4, batch_size=4, shuffle=True, seed=8
+    )
+    reports: list[Progress] = []
+    cv = cross_validate(X, y, config, 3, on_progress=reports.append)
+    expected = []
+    for train, val in _training(len(y), 3, 8):
+        theta = fit(X[train], y[train], config).theta
+        expected.append(_rmse(theta, X[val], y[val]))
+    np.testing.assert_allclose([f.rmse for f in cv.folds], expected, rtol=1e-12)
+    # Each fold trains on 22 pupils: 6 batches of 4 a epoch, 4 epochs, 3 folds.
+    assert cv.n_steps == fold_steps(33, config, 3) == 3 * 4 * 6
+    done = [r.steps_done for r in reports]
+    assert done == sorted(done)
+    assert done[-1] == cv.n_steps
+    assert {r.total_steps for r in reports} == {cv.n_steps}
+
+
+def test_sgd_folds_see_a_cancellation_and_count_every_fold() -> None:
+    X, y = _cohort(n=30, p=2)
+    config = TrainingConfig(algorithm="sgd", epochs=3, batch_size=1)
+    reports: list[Progress] = []
+
+    def stop() -> bool:  # once the first fold has finished
+        return bool(reports) and reports[-1].steps_done >= 3 * 20
+
+    with pytest.raises(TrainingCancelled) as info:
+        cross_validate(X, y, config, 3, on_progress=reports.append, should_stop=stop)
+    assert info.value.total_steps == 3 * 3 * 20
+    assert 3 * 20 <= info.value.steps_done < 3 * 3 * 20

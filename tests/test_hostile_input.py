@@ -410,12 +410,12 @@ CASES: list[Case] = [
     # The base cohort has 4 pupils: 5 folds cannot each hold one back.
     Case("job folds > pupils", "POST", "/jobs", 422, FOLDS, json=job(validation="kfold", folds=5)),
     Case(
-        "job kfold sgd",
+        "job kfold with a hold-out",
         "POST",
         "/jobs",
         422,
-        ["body", "validation"],
-        json=job(algorithm="sgd", validation="kfold", folds=2),
+        ["body", "validation_fraction"],
+        json=job(validation="kfold", folds=2, validation_fraction=0.25),
     ),
     Case(
         "job validation loo",

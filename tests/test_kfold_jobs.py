@@ -1,6 +1,7 @@
 """validation=kfold jobs over real HTTP (SQLite and PostgreSQL): the version's cross-validated
 figures, Θ on every pupil, the folds checked against the cohort, and if_better on cv_rmse."""
 
+import time
 from typing import Any
 
 import httpx
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.engine import kfold_indices
-from tests.test_jobs import submit, wait_for
+from tests.test_jobs import FINISHED, submit, upload_synthetic, wait_for
 
 
 def _upload(client: httpx.Client, n: int, name: str) -> tuple[str, np.ndarray, np.ndarray]:
@@ -72,7 +73,6 @@ def test_a_holdout_job_has_no_cross_validated_figures(trainer: httpx.Client) -> 
         ({"folds": 6}, ["body", "folds"]),  # more folds than the 5 pupils
         ({"folds": 21}, ["body", "folds"]),
         ({"folds": 1}, ["body", "folds"]),
-        ({"algorithm": "sgd"}, ["body", "validation"]),
         ({"validation_fraction": 0.2}, ["body", "validation_fraction"]),
     ],
 )
@@ -102,3 +102,49 @@ def test_if_better_compares_cv_rmse_when_both_versions_have_it(trainer: httpx.Cl
     worse = wait_for(trainer, submit(trainer, algorithm="gd", iterations=3, **kfold)["id"])
     assert worse["status"] == "succeeded"
     assert trainer.get("/models/concours").json()["active_version"] == better["model_version"]
+
+
+def test_a_kfold_sgd_job_fits_each_fold_and_counts_their_steps(trainer: httpx.Client) -> None:
+    cohort_id, _, _ = _upload(trainer, 30, "sgd")
+    body = {"algorithm": "sgd", "epochs": 3, "batch_size": 4, "validation": "kfold", "folds": 3}
+    job = submit(trainer, cohort_id=cohort_id, **body)
+    # The final fit (8 batches a epoch) then 3 folds of 20 pupils (5 batches), 3 epochs each.
+    assert job["progress"]["total_steps"] == 3 * 8 + 3 * 3 * 5
+    done = wait_for(trainer, job["id"])
+    assert done["status"] == "succeeded", done
+    assert done["progress"]["steps_done"] == done["progress"]["total_steps"] == 69
+    metrics = trainer.get(f"/models/concours/versions/{done['model_version']}").json()["metrics"]
+    assert [f["n_validation"] for f in metrics["folds"]] == [10, 10, 10]
+    assert metrics["cv_rmse"] == pytest.approx(np.mean([f["rmse"] for f in metrics["folds"]]))
+
+
+def test_a_kfold_sgd_job_is_cancelled_while_its_folds_run(trainer: httpx.Client) -> None:
+    cohort = upload_synthetic(trainer, 2_000, name="kfold-long")
+    epochs = 1_000
+    job = submit(
+        trainer,
+        cohort_id=cohort["id"],
+        model="kfold-long",
+        algorithm="sgd",
+        epochs=epochs,
+        batch_size=1,
+        shuffle=True,
+        learning_rate=1e-5,
+        record_every=10_000,
+        validation="kfold",
+        folds=5,
+    )
+    final_steps = epochs * 2_000
+    assert job["progress"]["total_steps"] == final_steps + 5 * epochs * 1_600
+    deadline = time.monotonic() + 60
+    while True:
+        now = trainer.get(f"/jobs/{job['id']}").json()
+        assert now["status"] == "running" or now["status"] == "queued", now
+        if now["progress"]["steps_done"] > final_steps:
+            break  # past the final fit: a fold is running
+        assert time.monotonic() < deadline, now
+        time.sleep(0.05)
+    assert trainer.post(f"/jobs/{job['id']}/cancel").status_code == 200
+    done = wait_for(trainer, job["id"], FINISHED, timeout=10)
+    assert done["status"] == "cancelled", done
+    assert trainer.get("/models/kfold-long").status_code == 404

@@ -13,6 +13,7 @@ from app.engine.crossval import (
     FoldScore,
     check_folds,
     cross_validate,
+    fold_steps,
 )
 from app.engine.data import kfold_indices, split_holdout
 from app.engine.errors import (
@@ -56,6 +57,7 @@ __all__ = [
     "contributions",
     "cross_validate",
     "fit",
+    "fold_steps",
     "interval_half_width",
     "interval_kind",
     "kfold_indices",

@@ -5,9 +5,10 @@ means of all rows): UₖᵀUₖ and Uₖᵀ(y − t). Fold k trains on the total
 scored on fold k, so no fold touches the rows again. closed_form solves the ridge normal
 equations in these shifted coordinates (the intercept absorbs the shift exactly); gd runs the
 course's iteration in its fitting space (raw or z-scored grades), all `iterations` steps at
-once as a power of its affine map.
+once as a power of its affine map. sgd, whose batches have no such shortcut, fits each fold.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,14 +16,23 @@ from numpy.typing import ArrayLike, NDArray
 
 from app.engine.config import TrainingConfig
 from app.engine.data import as_features, as_targets, check_enough_rows, kfold_indices
-from app.engine.errors import DegenerateDataError, DivergenceError, InvalidConfigError
+from app.engine.errors import (
+    DegenerateDataError,
+    DivergenceError,
+    InvalidConfigError,
+    TrainingCancelled,
+)
+from app.engine.history import Progress
+from app.engine.linear import risk
+from app.engine.schedule import planned_steps
+from app.engine.training import fit
 
 FloatArray = NDArray[np.float64]
 
 MIN_FOLDS = 2
 MAX_FOLDS = 20
 DEFAULT_FOLDS = 5
-CROSS_VALIDATED = ("gd", "closed_form")
+FROM_STATISTICS = ("gd", "closed_form")
 
 
 @dataclass(frozen=True)
@@ -34,11 +44,13 @@ class FoldScore:
 
 @dataclass(frozen=True)
 class CrossValidation:
-    """`cv_rmse` is the mean of the folds' RMSE, `cv_rmse_std` their (population) spread."""
+    """`cv_rmse` is the mean of the folds' RMSE, `cv_rmse_std` their (population) spread;
+    `n_steps` the steps the fold fits took (0 when computed from statistics)."""
 
     folds: tuple[FoldScore, ...]
     cv_rmse: float
     cv_rmse_std: float
+    n_steps: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -65,21 +77,37 @@ def check_folds(n: int, folds: int) -> None:
         )
 
 
+def fold_steps(n: int, config: TrainingConfig, folds: int) -> int:
+    """The steps the fold fits of `cross_validate` take: 0 from statistics, else sgd's."""
+    if config.algorithm in FROM_STATISTICS:
+        return 0
+    return sum(planned_steps(n - part.size, config) for part in kfold_indices(n, folds, 0))
+
+
 def cross_validate(
-    X: ArrayLike, y: ArrayLike, config: TrainingConfig, folds: int
+    X: ArrayLike,
+    y: ArrayLike,
+    config: TrainingConfig,
+    folds: int,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> CrossValidation:
-    """Each fold's validation RMSE of `config`'s fit on the other folds (seeded folds)."""
-    if config.algorithm not in CROSS_VALIDATED:
-        raise InvalidConfigError("algorithm", f"k-fold needs one of {CROSS_VALIDATED}")
+    """Each fold's validation RMSE of `config`'s fit on the other folds (seeded folds).
+
+    gd and closed_form come from per-fold statistics; sgd fits once per fold, reporting
+    `on_progress` over all its folds and polling `should_stop` (TrainingCancelled)."""
     features = as_features(X)
     targets = as_targets(y, features.shape[0])
     n, p = features.shape
     check_enough_rows(n)
     config.validate(p)
     check_folds(n, folds)
+    parts = kfold_indices(n, folds, config.seed)
+    if config.algorithm not in FROM_STATISTICS:
+        return _refit_per_fold(features, targets, config, parts, on_progress, should_stop)
     shift, target_shift = features.mean(axis=0), float(targets.mean())
     per_fold = []
-    parts = kfold_indices(n, folds, config.seed)
     sizes = [int(idx.size) for idx in parts]
     for idx in parts:
         rows = np.empty((idx.size, p + 2))
@@ -88,14 +116,54 @@ def cross_validate(
         rows[:, -1] = targets[idx] - target_shift
         per_fold.append(rows.T @ rows)
     total = np.sum(per_fold, axis=0)
-    scores = []
+    rmses = []
     for k, moments in enumerate(per_fold):
         theta = _fit(total - moments, config, shift, target_shift)
-        sse = _sse(moments, theta)
-        n_val = sizes[k]
-        scores.append(FoldScore(k + 1, n_val, float(np.sqrt(max(sse, 0.0) / n_val))))
-    rmse = np.array([s.rmse for s in scores])
-    return CrossValidation(tuple(scores), float(rmse.mean()), float(rmse.std()))
+        rmses.append(float(np.sqrt(max(_sse(moments, theta), 0.0) / sizes[k])))
+    return _scores(sizes, rmses, 0)
+
+
+def _scores(sizes: list[int], rmses: list[float], n_steps: int) -> CrossValidation:
+    scores = tuple(
+        FoldScore(k + 1, size, r) for k, (size, r) in enumerate(zip(sizes, rmses, strict=True))
+    )
+    spread = np.array(rmses)
+    return CrossValidation(scores, float(spread.mean()), float(spread.std()), n_steps)
+
+
+def _refit_per_fold(
+    features: FloatArray,
+    targets: FloatArray,
+    config: TrainingConfig,
+    parts: list[NDArray[np.int64]],
+    on_progress: Callable[[Progress], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> CrossValidation:
+    """One fit per fold on its training rows, progress counted over every fold."""
+    n = features.shape[0]
+    total = sum(planned_steps(n - part.size, config) for part in parts)
+    done = 0
+
+    def progress(report: Progress) -> None:
+        if on_progress is not None:
+            on_progress(Progress(done + report.steps_done, total, report.epoch, report.risk))
+
+    rmses = []
+    for part in parts:
+        train = np.setdiff1d(np.arange(n), part)
+        try:
+            result = fit(
+                features[train],
+                targets[train],
+                config,
+                on_progress=progress,
+                should_stop=should_stop,
+            )
+        except TrainingCancelled as cancelled:
+            raise TrainingCancelled(done + cancelled.steps_done, total) from cancelled
+        done += result.metrics.n_steps
+        rmses.append(float(np.sqrt(risk(result.theta, features[part], targets[part]))))
+    return _scores([int(part.size) for part in parts], rmses, done)
 
 
 def _sse(moments: FloatArray, theta: FloatArray) -> float:

@@ -76,7 +76,7 @@ class TrainingParameters(StrictModel):
     validation: Literal["holdout", "kfold"] = Field(
         default="holdout",
         description="`holdout`: validate on `validation_fraction` of the pupils; `kfold`: "
-        "k-fold cross-validation (gd and closed_form) on `folds` seeded folds, the version's "
+        "k-fold cross-validation on `folds` seeded folds, the version's "
         "metrics get cv_rmse, cv_rmse_std and one rmse per fold, and Θ is fitted on every pupil",
     )
     folds: int = Field(

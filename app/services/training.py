@@ -16,6 +16,7 @@ from app.engine import (
     FitResult,
     TrainingConfig,
     check_folds,
+    fold_steps,
     options_used,
     planned_steps,
     risk,
@@ -48,9 +49,11 @@ def plan(config: TrainingConfig, cohort: Cohort, folds: int | None = None) -> in
     Raises the engine's InvalidConfigError / DegenerateDataError, which name the option.
     """
     config.validate(len(cohort.features))
+    steps = planned_steps(cohort.n_students, config)
     if folds is not None:
         _check_kfold(config, cohort, folds)
-    steps = planned_steps(cohort.n_students, config)
+        # sgd fits once per fold besides the final fit on every pupil.
+        steps += fold_steps(cohort.n_students, config, folds)
     if config.algorithm == "sgd" and steps > MAX_SGD_STEPS:
         raise InvalidInput(
             f"{steps} SGD steps is more than the {MAX_SGD_STEPS:,} allowed; use fewer epochs "
@@ -61,12 +64,6 @@ def plan(config: TrainingConfig, cohort: Cohort, folds: int | None = None) -> in
 
 
 def _check_kfold(config: TrainingConfig, cohort: Cohort, folds: int) -> None:
-    if config.algorithm == "sgd":
-        raise InvalidInput(
-            "validation=kfold is available for gd and closed_form, not sgd; "
-            "use validation=holdout with sgd",
-            loc=["body", "validation"],
-        )
     if config.validation_fraction > 0:
         raise InvalidInput(
             "validation=kfold fits the final Θ on every pupil: leave validation_fraction at 0",
@@ -108,7 +105,10 @@ def complete_job(
 ) -> ModelVersion:
     """Store the fit as a new version of the job's model, activate it if the job's rule
     says so, and mark the job succeeded; ``job`` is locked by the caller. A kfold job's
-    ``cross_validation`` joins the version's metrics."""
+    ``cross_validation`` joins the version's metrics.
+
+    Long because the version, its activation and the job's final figures are the steps of
+    one transaction, read in order; split, they would pass the same arrays around."""
     X, y = grades[:, :-1], grades[:, -1]
     config = training_config(job.params)
     train_idx, val_idx = split_holdout(X.shape[0], config.validation_fraction, config.seed)
@@ -155,7 +155,9 @@ def complete_job(
         )
     job.warnings = list(result.warnings) or None
     # Early stopping ends before the planned total; closed_form is one step.
-    job.steps_done = job.total_steps = max(result.metrics.n_steps, 1)
+    job.steps_done = job.total_steps = max(result.metrics.n_steps, 1) + (
+        0 if cross_validation is None else cross_validation.n_steps
+    )
     # The heartbeat publishes progress while the engine runs, not after its last chunk.
     job.epoch = int(result.history.epoch[-1])
     job.current_risk = result.metrics.train_mse
