@@ -135,6 +135,7 @@ def job(**fields: Any) -> dict[str, Any]:
 
 
 STUDENTS = ["body", "students"]
+FOLDS = ["body", "folds"]
 CSV_HEADER = b"id;maths;concours\n"
 
 CASES: list[Case] = [
@@ -432,6 +433,31 @@ CASES: list[Case] = [
         json=job(gate_cohort_id=TRAVERSAL),
     ),
     Case("job model traversal", "POST", "/jobs", 422, ["body", "model"], json=job(model=TRAVERSAL)),
+    Case("job folds 1", "POST", "/jobs", 422, FOLDS, json=job(validation="kfold", folds=1)),
+    Case("job folds 21", "POST", "/jobs", 422, FOLDS, json=job(validation="kfold", folds=21)),
+    Case("job folds '5'", "POST", "/jobs", 422, FOLDS, json=job(validation="kfold", folds="5")),
+    Case("job folds true", "POST", "/jobs", 422, FOLDS, json=job(validation="kfold", folds=True)),
+    Case("job folds 2.5", "POST", "/jobs", 422, FOLDS, json=job(validation="kfold", folds=2.5)),
+    Case("job folds 1e308", "POST", "/jobs", 422, FOLDS, json=job(validation="kfold", folds=1e308)),
+    Case("job folds null", "POST", "/jobs", 422, FOLDS, json=job(validation="kfold", folds=None)),
+    # The base cohort has 4 pupils: 5 folds cannot each hold one back.
+    Case("job folds > pupils", "POST", "/jobs", 422, FOLDS, json=job(validation="kfold", folds=5)),
+    Case(
+        "job kfold with a hold-out",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "validation_fraction"],
+        json=job(validation="kfold", folds=2, validation_fraction=0.25),
+    ),
+    Case(
+        "job validation loo",
+        "POST",
+        "/jobs",
+        422,
+        ["body", "validation"],
+        json=job(validation="loo"),
+    ),
     Case("job model URL", "POST", "/jobs", 422, ["body", "model"], json=job(model=METADATA_URL)),
     Case("job body null", "POST", "/jobs", 422, ["body"], **raw("null")),
     Case("job id traversal", "GET", f"/jobs/{ENCODED_TRAVERSAL}", 404, None),

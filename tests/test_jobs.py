@@ -444,12 +444,14 @@ def test_a_model_name_is_one_rule_for_versions_and_jobs(trainer: httpx.Client) -
 
 def test_training_defaults_are_the_engines() -> None:
     """Issue 14: learning_rate was 1e-3 in the API schema and 1e-4 in the engine."""
-    from app.engine import TrainingConfig
+    from app.engine import DEFAULT_FOLDS, TrainingConfig
     from app.schemas.jobs import TrainingParameters
 
     api = TrainingParameters()
     engine = TrainingConfig()
-    for name in TrainingParameters.model_fields:
+    # validation and folds choose how the service validates, not how the engine fits.
+    assert (api.validation, api.folds) == ("holdout", DEFAULT_FOLDS)
+    for name in set(TrainingParameters.model_fields) - {"validation", "folds"}:
         expected = getattr(engine, name)
         assert getattr(api, name) == (
             list(expected) if isinstance(expected, tuple) else expected

@@ -5,7 +5,17 @@ empirical risk R(Θ) = (1/n) Σ (h_Θ(xi) − yi)², optionally plus l2·Σ_{j�
 """
 
 from app.engine.config import TrainingConfig, options_used
-from app.engine.data import split_holdout
+from app.engine.crossval import (
+    DEFAULT_FOLDS,
+    MAX_FOLDS,
+    MIN_FOLDS,
+    CrossValidation,
+    FoldScore,
+    check_folds,
+    cross_validate,
+    fold_steps,
+)
+from app.engine.data import kfold_indices, split_holdout
 from app.engine.errors import (
     DegenerateDataError,
     DivergenceError,
@@ -26,11 +36,16 @@ from app.engine.schedule import planned_steps
 from app.engine.training import FitResult, fit
 
 __all__ = [
+    "DEFAULT_FOLDS",
+    "MAX_FOLDS",
+    "MIN_FOLDS",
+    "CrossValidation",
     "DegenerateDataError",
     "DivergenceError",
     "EngineError",
     "FitMetrics",
     "FitResult",
+    "FoldScore",
     "History",
     "IntervalDesign",
     "IntervalKind",
@@ -38,10 +53,14 @@ __all__ = [
     "Progress",
     "TrainingCancelled",
     "TrainingConfig",
+    "check_folds",
     "contributions",
+    "cross_validate",
     "fit",
+    "fold_steps",
     "interval_half_width",
     "interval_kind",
+    "kfold_indices",
     "max_stable_learning_rate",
     "options_used",
     "planned_steps",

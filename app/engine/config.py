@@ -23,8 +23,12 @@ OPTIONS_USED: dict[Algorithm, tuple[str, ...]] = {
 
 
 def options_used(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Of a job's options (every field of TrainingConfig, by name), those its algorithm used."""
-    return {name: options[name] for name in OPTIONS_USED[options["algorithm"]]}
+    """Of a job's options (every field of TrainingConfig, by name), those its algorithm used;
+    with `validation` "kfold", that and its `folds` too (a hold-out job has neither)."""
+    used = {name: options[name] for name in OPTIONS_USED[options["algorithm"]]}
+    if options.get("validation") == "kfold":
+        used |= {"validation": "kfold", "folds": options["folds"]}
+    return used
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,13 @@ def split_holdout(n: int, validation_fraction: float, seed: int) -> tuple[IndexA
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def kfold_indices(n: int, folds: int, seed: int) -> list[IndexArray]:
+    """The validation rows of each of `folds` folds, each sorted: a permutation drawn with
+    `np.random.default_rng((seed, 2))`, cut into folds whose sizes differ by at most one."""
+    order = np.random.default_rng((seed, 2)).permutation(n)
+    return [np.sort(part) for part in np.array_split(order, folds)]
+
+
 def check_enough_rows(n: int) -> None:
     if n < 2:
         raise DegenerateDataError(f"need at least 2 pupils to learn from, got {n}")

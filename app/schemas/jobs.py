@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from app.engine import TrainingConfig
+from app.engine import DEFAULT_FOLDS, MAX_FOLDS, MIN_FOLDS, TrainingConfig
 from app.schemas.activations import GATE_COHORT_DESCRIPTION, ActivationOutcome
 from app.schemas.common import MODEL_NAME_DESCRIPTION, MODEL_NAME_PATTERN, StrictModel
 
@@ -72,6 +72,20 @@ class TrainingParameters(StrictModel):
         ge=1,
         le=10_000_000,
         description="Record the loss history every k steps",
+    )
+
+    validation: Literal["holdout", "kfold"] = Field(
+        default="holdout",
+        description="`holdout`: validate on `validation_fraction` of the pupils; `kfold`: "
+        "k-fold cross-validation on `folds` seeded folds, the version's "
+        "metrics get cv_rmse, cv_rmse_std and one rmse per fold, and Θ is fitted on every pupil",
+    )
+    folds: int = Field(
+        default=DEFAULT_FOLDS,
+        ge=MIN_FOLDS,
+        le=MAX_FOLDS,
+        strict=True,
+        description="kfold: number of folds, at most the cohort's pupils",
     )
 
     @field_validator("learning_rate", "l2", "validation_fraction")

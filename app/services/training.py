@@ -12,8 +12,11 @@ from sqlalchemy.orm import Session
 from app.core.errors import InvalidInput
 from app.db.models import Cohort, Job, JobStatus, Model, ModelVersion
 from app.engine import (
+    CrossValidation,
     FitResult,
     TrainingConfig,
+    check_folds,
+    fold_steps,
     options_used,
     planned_steps,
     risk,
@@ -36,13 +39,22 @@ def training_config(params: Mapping[str, Any]) -> TrainingConfig:
     return TrainingConfig(**values)
 
 
-def plan(config: TrainingConfig, cohort: Cohort) -> int:
+def kfold_folds(params: Mapping[str, Any]) -> int | None:
+    """A job's number of folds when it cross-validates (validation=kfold), else None."""
+    return int(params["folds"]) if params.get("validation") == "kfold" else None
+
+
+def plan(config: TrainingConfig, cohort: Cohort, folds: int | None = None) -> int:
     """The steps the job will take on this cohort, once its options are checked against it.
 
     Raises the engine's InvalidConfigError / DegenerateDataError, which name the option.
     """
     config.validate(len(cohort.features))
     steps = planned_steps(cohort.n_students, config)
+    if folds is not None:
+        _check_kfold(config, cohort, folds)
+        # sgd fits once per fold besides the final fit on every pupil.
+        steps += fold_steps(cohort.n_students, config, folds)
     if config.algorithm == "sgd" and steps > MAX_SGD_STEPS:
         raise InvalidInput(
             f"{steps} SGD steps is more than the {MAX_SGD_STEPS:,} allowed; use fewer epochs "
@@ -52,12 +64,21 @@ def plan(config: TrainingConfig, cohort: Cohort) -> int:
     return steps
 
 
+def _check_kfold(config: TrainingConfig, cohort: Cohort, folds: int) -> None:
+    if config.validation_fraction > 0:
+        raise InvalidInput(
+            "validation=kfold fits the final Θ on every pupil: leave validation_fraction at 0",
+            loc=["body", "validation_fraction"],
+        )
+    check_folds(cohort.n_students, folds)
+
+
 def create_job(
     session: Session, organisation_id: uuid.UUID, body: JobCreate, cohort: Cohort, key_id: uuid.UUID
 ) -> Job:
     """Queue a job, its options checked once, against its cohort, by the engine's rules."""
     params = body.model_dump(include=set(TrainingParameters.model_fields))
-    steps = plan(training_config(params), cohort)
+    steps = plan(training_config(params), cohort, kfold_folds(params))
     activation.check_gate(session, organisation_id, body, cohort)
     job = Job(
         organisation_id=organisation_id,
@@ -78,10 +99,19 @@ def create_job(
 
 
 def complete_job(
-    session: Session, job: Job, cohort: Cohort, grades: np.ndarray, result: FitResult
+    session: Session,
+    job: Job,
+    cohort: Cohort,
+    grades: np.ndarray,
+    result: FitResult,
+    cross_validation: CrossValidation | None = None,
 ) -> ModelVersion:
     """Store the fit as a new version of the job's model, activate it if the job's rule
-    says so, and mark the job succeeded; ``job`` is locked by the caller."""
+    says so, and mark the job succeeded; ``job`` is locked by the caller. A kfold job's
+    ``cross_validation`` joins the version's metrics.
+
+    Long because the version, its activation and the job's final figures are the steps of
+    one transaction, read in order; split, they would pass the same arrays around."""
     X, y = grades[:, :-1], grades[:, -1]
     config = training_config(job.params)
     train_idx, val_idx = split_holdout(X.shape[0], config.validation_fraction, config.seed)
@@ -105,7 +135,8 @@ def complete_job(
             n_train=len(train_idx),
             feature_min=[float(train[:, j].min()) for j in columns],
             feature_max=[float(train[:, j].max()) for j in columns],
-            metrics=_metrics_dict(result),
+            metrics=_metrics_dict(result)
+            | ({} if cross_validation is None else cross_validation.to_json()),
             hyperparameters=options_used(job.params),
             source="job",
             cohort_id=cohort.id,
@@ -124,7 +155,9 @@ def complete_job(
         _activate(session, job, version, X, y, "training")
     job.warnings = list(result.warnings) or None
     # Early stopping ends before the planned total; closed_form is one step.
-    job.steps_done = job.total_steps = max(result.metrics.n_steps, 1)
+    job.steps_done = job.total_steps = max(result.metrics.n_steps, 1) + (
+        0 if cross_validation is None else cross_validation.n_steps
+    )
     # The heartbeat publishes progress while the engine runs, not after its last chunk.
     job.epoch = int(result.history.epoch[-1])
     job.current_risk = result.metrics.train_mse
@@ -160,7 +193,9 @@ def choose_activation(
     y: np.ndarray,
     rows: str = "training",
 ) -> activation.Outcome:
-    """Whether ``version`` becomes the active one under ``rule``, and why."""
+    """Whether ``version`` becomes the active one under ``rule``, and why. if_better
+    compares the cross-validated RMSE when both versions have one (kfold jobs), else the
+    risks on ``X``, ``y`` (the ``rows`` they are)."""
     if rule == "never":
         return activation.Outcome(False, rule, "activate=never")
     if rule == "always":
@@ -175,6 +210,17 @@ def choose_activation(
             f"if_better: version {model.active_version} has other features; not activated",
             model.active_version,
         )
+    new_cv, old_cv = (_cv_rmse(v.metrics) for v in (version, active))
+    if new_cv is not None and old_cv is not None:
+        figures = {"metric": "cv_rmse", "new": new_cv, "active": old_cv}
+        if new_cv < old_cv:
+            reason = f"if_better: cv_rmse {new_cv:.6g} < {old_cv:.6g} of version {active.version}"
+            return activation.Outcome(True, rule, reason, active.version, figures)
+        reason = (
+            f"if_better: cv_rmse {new_cv:.6g} is not below {old_cv:.6g} of version "
+            f"{active.version}; not activated"
+        )
+        return activation.Outcome(False, rule, reason, active.version, figures)
     new_risk = risk(np.asarray(version.theta), X, y)
     old_risk = risk(np.asarray(active.theta), X, y)
     figures = {"metric": "risk", "rows": rows, "new": float(new_risk), "active": float(old_risk)}
@@ -186,6 +232,11 @@ def choose_activation(
         f"{active.version}; not activated"
     )
     return activation.Outcome(False, rule, reason, active.version, figures)
+
+
+def _cv_rmse(metrics: Mapping[str, Any] | None) -> float | None:
+    value = None if metrics is None else metrics.get("cv_rmse")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _metrics_dict(result: FitResult) -> dict[str, float | int | bool | None]:

@@ -25,11 +25,20 @@ from app.core.metrics import DeliveryMetrics, JobMetrics, serve_registry
 from app.db.migrations import wait_for_database
 from app.db.models import Cohort, Job, JobStatus
 from app.db.session import Database, open_database, write_session
-from app.engine import EngineError, FitResult, History, Progress, TrainingCancelled, fit
+from app.engine import (
+    CrossValidation,
+    EngineError,
+    FitResult,
+    History,
+    Progress,
+    TrainingCancelled,
+    cross_validate,
+    fit,
+)
 from app.services import jobs as job_service
 from app.services.cohorts import get_cohort, load_grades
 from app.services.retention import housekeeping
-from app.services.training import complete_job, training_config
+from app.services.training import complete_job, kfold_folds, training_config
 from app.worker.deliveries import DeliveryLoop
 
 logger = logging.getLogger("gradecast.worker")
@@ -146,9 +155,9 @@ class Worker:
                 self._fail(job_id, "the cohort of this job was deleted before it ran")
                 return
             job, cohort, grades = loaded
-            result = self._train(job, grades, state)
+            result, cv = self._train(job, grades, state)
             self._flush(job_id, state)
-            self._succeed(job, cohort, grades, result)
+            self._succeed(job, cohort, grades, result, cv)
             outcome = "succeeded"
             logger.info(
                 "job succeeded",
@@ -172,8 +181,10 @@ class Worker:
                 return None
             return job, cohort, load_grades(session, cohort)
 
-    def _train(self, job: Job, grades: np.ndarray, state: _RunState) -> FitResult:
-        """The engine's fit, with the heartbeat thread running beside it."""
+    def _train(
+        self, job: Job, grades: np.ndarray, state: _RunState
+    ) -> tuple[FitResult, CrossValidation | None]:
+        """The engine's fit, then a kfold job's folds, with the heartbeat running beside."""
         heartbeat = threading.Thread(
             target=self._heartbeat_loop,
             args=(job.id, state),
@@ -182,7 +193,8 @@ class Worker:
         )
         heartbeat.start()
         try:
-            return self._fit(job, grades, state)
+            result = self._fit(job, grades, state)
+            return result, self._cross_validate(job, grades, state, result.metrics.n_steps)
         finally:
             state.finished.set()
             heartbeat.join()
@@ -231,16 +243,42 @@ class Worker:
             with state.lock:
                 state.pending.append(packed)
 
-        def should_stop() -> bool:
-            return state.cancel.is_set() or state.lease_lost.is_set() or self.stopping.is_set()
-
         return fit(
             grades[:, :-1],
             grades[:, -1],
             training_config(job.params),
             on_progress=on_progress,
             on_history=on_history,
-            should_stop=should_stop,
+            should_stop=lambda: self._should_stop(state),
+        )
+
+    def _should_stop(self, state: _RunState) -> bool:
+        return state.cancel.is_set() or state.lease_lost.is_set() or self.stopping.is_set()
+
+    def _cross_validate(
+        self, job: Job, grades: np.ndarray, state: _RunState, offset: int
+    ) -> CrossValidation | None:
+        """A kfold job's folds: from per-fold statistics (gd, closed_form) or one sgd fit
+        per fold, its progress following the final fit's `offset` steps."""
+        folds = kfold_folds(job.params)
+        if folds is None:
+            return None
+
+        def on_progress(progress: Progress) -> None:
+            state.progress = Progress(
+                offset + progress.steps_done,
+                offset + progress.total_steps,
+                progress.epoch,
+                progress.risk,
+            )
+
+        return cross_validate(
+            grades[:, :-1],
+            grades[:, -1],
+            training_config(job.params),
+            folds,
+            on_progress=on_progress,
+            should_stop=lambda: self._should_stop(state),
         )
 
     def _heartbeat_loop(self, job_id: uuid.UUID, state: _RunState) -> None:
@@ -298,13 +336,20 @@ class Worker:
                 raise LeaseLost
             self._write_points(session, job_id, state, pending)
 
-    def _succeed(self, job: Job, cohort: Cohort, grades: np.ndarray, result: FitResult) -> None:
+    def _succeed(
+        self,
+        job: Job,
+        cohort: Cohort,
+        grades: np.ndarray,
+        result: FitResult,
+        cross_validation: CrossValidation | None,
+    ) -> None:
         try:
             with write_session(self.database) as session:
                 owned = job_service.lock_owned_job(session, job.id, self.worker_id)
                 if owned is None:
                     raise LeaseLost
-                complete_job(session, owned, cohort, grades, result)
+                complete_job(session, owned, cohort, grades, result, cross_validation)
             if self.on_version is not None:
                 self.on_version()
         except IntegrityError:
