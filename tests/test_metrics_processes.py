@@ -90,13 +90,21 @@ def test_standalone_worker_serves_its_job_metrics(api_only: LiveServer) -> None:
         with make_tenant(api_only).client(Role.trainer) as client:
             short = submit(client, cohort_id=upload_example(client)["id"], algorithm="closed_form")
             assert wait_for(client, short["id"])["status"] == "succeeded"
-            # Long enough for heartbeats (every 0.4 s) to renew its lease.
+            # A job's progress reaches the API only through a heartbeat, which renews the
+            # lease: once some progress shows, a renewal has been counted. Then cancel it.
             cohort = upload_synthetic(client, 20_000)
-            long = submit(client, cohort_id=cohort["id"], **{**LONG_SGD, "epochs": 60})
-            assert wait_for(client, long["id"], timeout=120)["status"] == "succeeded"
+            long = submit(client, cohort_id=cohort["id"], **LONG_SGD)
+            deadline = time.monotonic() + 120
+            while client.get(f"/jobs/{long['id']}").json()["progress"]["steps_done"] == 0:
+                assert time.monotonic() < deadline, "no heartbeat from the worker"
+                time.sleep(0.05)
+            assert client.post(f"/jobs/{long['id']}/cancel").status_code == 200
+            assert wait_for(client, long["id"], timeout=120)["status"] == "cancelled"
         text = scrape(metrics_url)
-        assert sample(text, "gradecast_job_outcomes_total", outcome="succeeded") == 2
-        assert sample(text, "gradecast_job_duration_seconds_count", outcome="succeeded") == 2
+        assert sample(text, "gradecast_job_outcomes_total", outcome="succeeded") == 1
+        assert sample(text, "gradecast_job_outcomes_total", outcome="cancelled") == 1
+        assert sample(text, "gradecast_job_duration_seconds_count", outcome="succeeded") == 1
+        assert sample(text, "gradecast_job_duration_seconds_count", outcome="cancelled") == 1
         assert sample(text, "gradecast_job_lease_renewals_total") >= 1
     finally:
         processes.stop_process(worker)
