@@ -56,9 +56,13 @@ class ServerProcess:
             time.sleep(0.05)
 
     def kill(self) -> None:
+        """SIGKILL, then wait until the database has ended the process's sessions: a
+        PostgreSQL backend that had the COMMIT may still be committing when the client is
+        gone, and a test reading the state before that would see the write undone."""
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+        wait_for_sessions_to_end(self.database_url)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -68,6 +72,31 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def wait_for_sessions_to_end(database_url: str, timeout: float = 30) -> None:
+    """Until no other session is connected to this PostgreSQL database (nothing to wait for
+    on SQLite: a killed process's transaction is rolled back at the next open)."""
+    import sqlalchemy as sa
+
+    if sa.engine.make_url(database_url).get_backend_name() != "postgresql":
+        return
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with engine.connect() as connection:
+                if connection.scalar(query) == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the killed process's database sessions did not end")
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
 
 
 def start_worker(database_url: str, **env: str) -> subprocess.Popen[bytes]:
