@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
-from app.api.deps import no_unknown_query_parameters
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
 from app.api.middleware import RequestObservability
@@ -30,6 +30,7 @@ from app.api.routes import (
 )
 from app.api.routes.docs import mount_api_docs
 from app.api.routes.ui import mount_dashboard
+from app.api.routing import Route
 from app.api.shutdown import CloseWhileDraining, Drain
 from app.api.state import AppState, AuthCache, refresh_forever
 from app.core.config import Settings, get_settings
@@ -145,8 +146,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by mount_api_docs from vendored assets, not from FastAPI's CDNs.
         docs_url=None,
         redoc_url=None,
-        dependencies=[Depends(no_unknown_query_parameters)],
     )
+    # The routes declared on the app itself (the docs pages) get the checks of every route.
+    app.router.route_class = Route
     # Nothing is connected here: the lifespan opens the database and starts the workers.
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
@@ -171,4 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(metrics.router)
     mount_api_docs(app)
     mount_dashboard(app)
+    unchecked = [r.path for r in app.routes if isinstance(r, APIRoute) and not isinstance(r, Route)]
+    if unchecked:
+        raise RuntimeError(f"routes without the checks of app.api.routing.Route: {unchecked}")
     return app

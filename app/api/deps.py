@@ -5,14 +5,13 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -26,11 +25,9 @@ from app.services import cohorts as cohort_service
 from app.services import jobs as job_service
 from app.services import models as model_service
 from app.services import webhooks as webhook_service
-from app.tables import unknown_name_message
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _ROLE_RANK = {Role.reader: 0, Role.trainer: 1, Role.admin: 2}
-_QUERY_KEY_NAMES = frozenset({"api_key", "apikey", "key", "token", "access_token"})
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer gc_…`")
 
@@ -69,49 +66,35 @@ def _lookup_key(state: AppState, digest: str) -> Principal | None:
         return Principal(key_id=key.id, organisation_id=key.organisation_id, role=key.role)
 
 
-def _flatten(dependant: Dependant) -> list[Dependant]:
-    return [dependant, *(d for sub in dependant.dependencies for d in _flatten(sub))]
+QueryModel = TypeVar("QueryModel", bound=BaseModel)
 
 
-def _query_rules(route: APIRoute) -> tuple[frozenset[str], bool]:
-    """The query parameters a route and its dependencies take (by alias), and whether it
-    needs a key."""
-    dependants = _flatten(route.dependant)
-    names = frozenset(p.alias for d in dependants for p in d.query_params)
-    return names, any(d.call is bearer_scheme for d in dependants)
-
-
-_rules: dict[int, tuple[frozenset[str], bool]] = {}
-
-
-async def no_unknown_query_parameters(request: Request) -> None:
-    """A query parameter the route does not take is a 422 naming it, never silently
-    ignored (a misspelt `special_marks` would otherwise change what is stored). An API key
-    in the URL is refused with its own message: it would end up in proxies' logs."""
+def query_model(request: Request, model: type[QueryModel], default: QueryModel) -> QueryModel:
+    """The query string as ``model``, for a route that reads it itself; ``default`` when there
+    is none. Errors are FastAPI's own 422s, at ``["query", name]``."""
     if not request.scope.get("query_string"):
-        return
-    names = request.query_params.keys()
-    if _QUERY_KEY_NAMES.intersection(names) and "authorization" in request.headers:
-        raise InvalidInput(
-            "API keys are never accepted in the URL; send 'Authorization: Bearer <key>'",
-            loc=["query"],
-        )
-    route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
-        return
-    rules = _rules.get(id(route))
-    if rules is None:
-        rules = _rules[id(route)] = _query_rules(route)
-    declared, needs_key = rules
-    if needs_key and "authorization" not in request.headers:
-        return  # a 401 comes first: nothing about the route is told to an anonymous caller
-    unknown = sorted(set(names) - declared)
-    if unknown:
-        raise InvalidInput(
-            unknown_name_message("query parameter", unknown[0], declared),
-            loc=["query", unknown[0]],
-            type="unknown_field",
-        )
+        return default
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
+        ) from None
+
+
+def openapi_query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """OpenAPI's description of a query model's fields, as FastAPI writes its parameters."""
+    properties = model.model_json_schema()["properties"]
+    return [
+        {
+            "name": info.alias or name,
+            "in": "query",
+            "required": info.is_required(),
+            "schema": properties[info.alias or name],
+            "description": info.description,
+        }
+        for name, info in model.model_fields.items()
+    ]
 
 
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
@@ -151,15 +134,28 @@ async def get_principal(request: Request, credentials: Credentials) -> Principal
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+def _with_role(principal: Principal, role: Role) -> Principal:
+    if _ROLE_RANK[principal.role] < _ROLE_RANK[role]:
+        raise Forbidden(f"this needs a key with the '{role.value}' role or higher")
+    return principal
+
+
 def require_role(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     # One dependency, not a chain of them: each level costs FastAPI some 10 µs a request.
     async def check(request: Request, credentials: Credentials) -> Principal:
-        principal = await authenticate(request, credentials)
-        if _ROLE_RANK[principal.role] < _ROLE_RANK[role]:
-            raise Forbidden(f"this needs a key with the '{role.value}' role or higher")
-        return principal
+        return _with_role(await authenticate(request, credentials), role)
 
     return check
+
+
+# What a route that checks its caller itself (`principal_with_role`) tells OpenAPI.
+BEARER_SECURITY: list[dict[str, list[str]]] = [{bearer_scheme.scheme_name: []}]
+
+
+async def principal_with_role(request: Request, role: Role) -> Principal:
+    """What the Reader, Trainer and Admin dependencies check, called by a route itself: the
+    hot path of /predict takes no dependency (each costs FastAPI tens of µs a request)."""
+    return _with_role(await authenticate(request, await bearer_scheme(request)), role)
 
 
 Reader = Annotated[Principal, Depends(require_role(Role.reader))]

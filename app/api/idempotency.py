@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
 from app.api.deps import PrincipalDep, SessionDep
+from app.api.routing import Route
 from app.db.models import IdempotentAnswer
 from app.services import idempotency as idempotency_service
 from app.services.idempotency import HEADER, Claim
@@ -95,7 +96,7 @@ def _uses_idempotency(route: APIRoute) -> bool:
     return False
 
 
-class IdempotentRoute(APIRoute):
+class IdempotentRoute(Route):
     """Stores the answer of a request that holds an Idempotency-Key, before the commit.
     Routes without the ``Idempotent`` dependency are served as by APIRoute."""
 

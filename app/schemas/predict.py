@@ -79,6 +79,41 @@ FIELDS_DESCRIPTION = (
 Fields = Literal["all", "prediction"]
 
 
+class PredictQuery(BaseModel):
+    """The query string of /predict: CSV reading options, and the model of a CSV body.
+
+    Read by the route itself rather than as FastAPI parameters: seven declared query
+    parameters cost a 1-pupil request more than its prediction (FastAPI validates each in
+    turn). Documented in OpenAPI from this model (``openapi_query_parameters``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(
+        default=None, max_length=100, pattern=MODEL_NAME_PATTERN, description="CSV only: the model"
+    )
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="CSV only: pin a version (default: the active)",
+    )
+    id_column: str = Field(
+        default="id", max_length=200, description="CSV: the pupils' id column, echoed back"
+    )
+    features: str | None = Field(
+        default=None,
+        max_length=400,
+        description="CSV: the grade columns to read, comma-separated headers or API names "
+        "(e.g. Maths,Info,Français); other columns (Nom, Prénom…) are ignored and never "
+        "echoed. Default: every column but the id, each of which must be a feature",
+    )
+    special_marks: SpecialMarks = Field(
+        default="refuse", description="CSV: " + PREDICT_MARKS_DESCRIPTION
+    )
+    on_error: Literal["refuse", "skip"] = Field(default="refuse", description=ON_ERROR_DESCRIPTION)
+    fields: Fields = Field(default="all", description=FIELDS_DESCRIPTION)
+
+
 class PupilErrorRead(BaseModel):
     code: Literal["special_mark", "not_a_grade", "out_of_range", "invalid_pupil"]
     loc: list[str | int] = Field(examples=[["students", 3, "maths"]])

@@ -21,6 +21,7 @@ from app.tables import (
     Mark,
     SpecialMarks,
     TooManyRowsError,
+    all_grades,
     columns_to_matrix,
     detect_dialect,
     grade_problems,
@@ -69,7 +70,6 @@ class JsonRequest:
     students: list[Any]
     on_error: OnError
     special_marks: SpecialMarks
-    on_error_given: bool  # in the body; else the query string's applies
     # A columnar body: one list per feature, and the ids (students is then empty).
     columns: dict[str, list[Any]] | None = None
     ids: list[Any] | None = None
@@ -114,12 +114,13 @@ def _too_many(n: int, max_rows: int, loc: list[str | int]) -> PayloadTooLarge:
     )
 
 
-def parse_json_request(body: bytes, max_rows: int) -> JsonRequest:
+def parse_json_request(body: bytes, max_rows: int, on_error: OnError = "refuse") -> JsonRequest:
     """The envelope, checked by its schema; the pupils are checked against the version later.
-    A body with `columns` is the columnar form (`students` then is unknown)."""
+    A body with `columns` is the columnar form (`students` then is unknown). ``on_error``
+    applies unless the body says it (the query string's, on /predict)."""
     document = load_json_object(body)
     if "columns" in document:
-        return _parse_columns_request(document, max_rows)
+        return _parse_columns_request(document, max_rows, on_error)
     students = document.get("students")
     if isinstance(students, list) and len(students) > max_rows:
         raise _too_many(len(students), max_rows, ["body", "students"])
@@ -133,13 +134,14 @@ def parse_json_request(body: bytes, max_rows: int) -> JsonRequest:
         spec.model,
         spec.version,
         students,
-        spec.on_error,
+        spec.on_error if "on_error" in spec.model_fields_set else on_error,
         spec.special_marks,
-        on_error_given="on_error" in spec.model_fields_set,
     )
 
 
-def _parse_columns_request(document: dict[str, Any], max_rows: int) -> JsonRequest:
+def _parse_columns_request(
+    document: dict[str, Any], max_rows: int, on_error: OnError
+) -> JsonRequest:
     columns = document["columns"]
     # The schema sees the first value of each list; the rest is read column by column.
     envelope = dict(document)
@@ -162,9 +164,8 @@ def _parse_columns_request(document: dict[str, Any], max_rows: int) -> JsonReque
         spec.model,
         spec.version,
         [],
-        spec.on_error,
+        spec.on_error if "on_error" in spec.model_fields_set else on_error,
         spec.special_marks,
-        on_error_given="on_error" in spec.model_fields_set,
         columns=columns,
         ids=ids,
     )
@@ -345,6 +346,8 @@ def _checked(
     the first error of its row (a 422 for the first of all unless `skip`). A columnar
     body's errors are located as [field, column, row]."""
     low, high = snapshot.grade_min, snapshot.grade_max
+    if not problems and not marks and all_grades(values, (low, high)):
+        return Batch(ids=ids, values=values, errors={}, skip=skip)
     values = values.copy()
     errors: dict[int, PupilError] = {}
 

@@ -6,7 +6,13 @@ Errors: `TableError` (CSV reading, 1-based data rows) has one translation, `csv_
 JSON and grade checks raise the service's `InvalidInput` naming pupil and column.
 """
 
-from app.tables.checks import check_grade_range, check_grades, column_stats, grade_problems
+from app.tables.checks import (
+    all_grades,
+    check_grade_range,
+    check_grades,
+    column_stats,
+    grade_problems,
+)
 from app.tables.csv import (
     DELIMITERS,
     CellProblem,
@@ -64,6 +70,7 @@ __all__ = [
     "TableError",
     "TooManyRowsError",
     "Verbatim",
+    "all_grades",
     "check_api_names",
     "check_grade_range",
     "check_grades",

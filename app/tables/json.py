@@ -8,6 +8,7 @@ A grade is a JSON number; a mark (see marks.py) is its code as a string (`"Abs"`
 
 from collections.abc import KeysView, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, TypeVar
 
 import numpy as np
@@ -73,6 +74,11 @@ def students_to_matrix(
     problems: list[CellProblem] = []
     has_ids = _check_keys(students, columns, field, group_key, problems, collect_problems)
     n = len(students)
+    if n <= _ROW_WISE_MAX and not problems:
+        values = _numbers_only(students, columns)
+        if values is not None:
+            groups = _groups(students, group_key, field) if group_key is not None else None
+            return PupilTable(_ids(students, field) if has_ids else None, values, groups)
     values = np.full((n, len(columns)), np.nan)
     marks: list[Mark] = []
     broken = {problem.row for problem in problems}
@@ -169,6 +175,23 @@ def _column_ids(raws: list[Any] | None) -> list[str] | None:
             raise InvalidInput(f"ids[{i}]: {problem}", loc=["body", "ids", i])
         ids.append(ident)
     return ids
+
+
+# Up to this many pupils, numbers are read row by row in one call (a 1-pupil request in a
+# third of the time); beyond, column by column (np.array of many short lists is slow).
+_ROW_WISE_MAX = 16
+_NUMBER_TYPES = {int, float}
+
+
+def _numbers_only(students: list[Any], columns: Sequence[str]) -> np.ndarray | None:
+    """The pupils' grades when every cell is a JSON number within float range; else None."""
+    rows = [[student[column] for column in columns] for student in students]
+    if not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+        return None
+    try:
+        return np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
+    except OverflowError:
+        return None
 
 
 def _fill(values: np.ndarray, j: int, cells: list[Any]) -> bool:

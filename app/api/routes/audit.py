@@ -6,12 +6,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 
 from app.api.deps import Admin, Moment, SessionDep
+from app.api.routing import Route
 from app.schemas.audit import AuditEventRead, AuditEventsRead
 from app.schemas.common import error_responses
 from app.services import audit
 from app.tables import write_csv
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], route_class=Route)
 
 _CSV_COLUMNS = [
     "id",

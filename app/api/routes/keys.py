@@ -3,6 +3,7 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from app.api.deps import Admin, PrincipalDep, SessionDep, StateDep
+from app.api.routing import Route
 from app.core.errors import NotFound
 from app.db.models import Organisation
 from app.schemas.common import error_responses
@@ -10,7 +11,7 @@ from app.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyRead, ApiKeysRea
 from app.services import audit
 from app.services import keys as key_service
 
-router = APIRouter(tags=["keys"])
+router = APIRouter(tags=["keys"], route_class=Route)
 
 
 @router.get("/whoami", response_model=WhoAmI, responses=error_responses(401))

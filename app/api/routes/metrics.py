@@ -9,9 +9,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client.exposition import choose_encoder
 
 from app.api.deps import StateDep
+from app.api.routing import Route
 from app.core.errors import Unauthorized
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=Route)
 
 metrics_bearer = HTTPBearer(
     auto_error=False,

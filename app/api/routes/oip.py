@@ -10,13 +10,13 @@ import orjson
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from app.api.deps import ModelName, Reader, SessionDep, StateDep, VersionNumber
 from app.api.errors import as_service_error, http_error_handler, validation_error_handler
 from app.api.routes.health import readyz
 from app.api.routes.predict import batch_turn, sized_run
+from app.api.routing import Route
 from app.api.state import AppState, Principal
 from app.core.errors import InvalidInput, NotFound, ServiceError
 from app.engine import DegenerateDataError, InvalidConfigError
@@ -62,7 +62,7 @@ async def _oip_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": body["detail"], **body}, response.status_code, headers)
 
 
-class OipRoute(APIRoute):
+class OipRoute(Route):
     """Errors of these routes, from their dependencies too (a 401), in the protocol's shape."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

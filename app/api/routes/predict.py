@@ -3,30 +3,33 @@ import contextlib
 import contextvars
 import functools
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
-from app.api.deps import Reader, column_list
+from app.api.deps import (
+    BEARER_SECURITY,
+    column_list,
+    openapi_query_parameters,
+    principal_with_role,
+    query_model,
+)
 from app.api.media import CSV_TYPES, media_type
+from app.api.routing import DirectRoute
 from app.api.state import AppState, Principal
 from app.core.errors import InvalidInput, UnsupportedMediaType
-from app.schemas.common import MODEL_NAME_PATTERN, error_responses
+from app.db.models import Role
+from app.schemas.common import error_responses
 from app.schemas.predict import (
-    FIELDS_DESCRIPTION,
-    ON_ERROR_DESCRIPTION,
-    PREDICT_MARKS_DESCRIPTION,
-    Fields,
     PredictColumnsRequest,
+    PredictQuery,
     PredictRequest,
     PredictResponse,
 )
 from app.services.answers import answer_csv, answer_json
-from app.services.batches import CsvOptions, OnError, parse_csv_request, parse_json_request
-from app.tables import SpecialMarks
+from app.services.batches import CsvOptions, parse_csv_request, parse_json_request
 
-router = APIRouter(tags=["predict"])
+router = APIRouter(tags=["predict"], route_class=DirectRoute)
 
 T = TypeVar("T")
 
@@ -118,55 +121,31 @@ async def batch_turn(state: AppState, size: int) -> AsyncIterator[None]:
         yield
 
 
-async def predict_options(
-    id_column: Annotated[
-        str, Query(max_length=200, description="CSV: the pupils' id column, echoed back")
-    ] = "id",
-    features: Annotated[
-        str | None,
-        Query(
-            max_length=400,
-            description="CSV: the grade columns to read, comma-separated headers or API names "
-            "(e.g. Maths,Info,Français); other columns (Nom, Prénom…) are ignored and never "
-            "echoed. Default: every column but the id, each of which must be a feature",
-        ),
-    ] = None,
-    special_marks: Annotated[
-        SpecialMarks, Query(description="CSV: " + PREDICT_MARKS_DESCRIPTION)
-    ] = "refuse",
-    on_error: Annotated[OnError, Query(description=ON_ERROR_DESCRIPTION)] = "refuse",
-    fields: Annotated[Fields, Query(description=FIELDS_DESCRIPTION)] = "all",
-) -> CsvOptions:
-    chosen = column_list(features, "features")
+_NO_QUERY = PredictQuery()
+
+
+def csv_options(query: PredictQuery) -> CsvOptions:
     return CsvOptions(
-        id_column=id_column or None,
-        features=chosen,
-        special_marks=special_marks,
-        on_error=on_error,
-        full=fields == "all",
+        id_column=query.id_column or None,
+        features=column_list(query.features, "features"),
+        special_marks=query.special_marks,
+        on_error=query.on_error,
+        full=query.fields == "all",
     )
 
 
 @router.post(
     "/predict",
     response_model=PredictResponse,
-    openapi_extra=_REQUEST_BODY,
+    openapi_extra={
+        **_REQUEST_BODY,
+        "parameters": openapi_query_parameters(PredictQuery),
+        "security": BEARER_SECURITY,
+    },
     responses=_RESPONSES,
     summary="Predict the exam grade of pupils (JSON or CSV)",
 )
-async def predict(
-    request: Request,
-    principal: Reader,
-    options: Annotated[CsvOptions, Depends(predict_options)],
-    model: Annotated[
-        str | None,
-        Query(max_length=100, pattern=MODEL_NAME_PATTERN, description="CSV only: the model"),
-    ] = None,
-    version: Annotated[
-        int | None,
-        Query(ge=1, le=2**31 - 1, description="CSV only: pin a version (default: the active)"),
-    ] = None,
-) -> Response:
+async def predict(request: Request) -> Response:
     """`raw` is h_Θ(x) = w0 + Σ wj·xj, `prediction` is `raw` clipped into the grade range,
     `interval` a 95% prediction interval, clipped into the grade range, or null for a
     version without σ. `extrapolated`: a grade is outside what the training cohort had.
@@ -175,21 +154,28 @@ async def predict(
     id column, `,` `;` or tab, decimal commas): the id and feature columns back as sent,
     with `prediction`, `raw`, `interval_low`, `interval_high` and `extrapolated` appended
     (and `status`, `error` with on_error=skip), in the request's dialect; the model and
-    version then come from the query string."""
-    state: AppState = request.app.state.gradecast  # not a dependency: cheaper on this path
+    version then come from the query string. Needs a reader key."""
+    # The key, the query string and the state are read here, not as FastAPI dependencies
+    # and parameters: on a 1-pupil request those cost more than the prediction.
+    principal = await principal_with_role(request, Role.reader)
+    query = query_model(request, PredictQuery, _NO_QUERY)
+    options = csv_options(query)
+    state: AppState = request.app.state.gradecast
     media, charset = media_type(request)
     body = await request.body()
     if media == "application/json":
         async with batch_turn(state, len(body)):
             return await _predict_json(state, principal, body, options)
     if media in CSV_TYPES:
-        if model is None:
+        if query.model is None:
             raise InvalidInput(
                 "a CSV body needs the model in the query string: /predict?model=concours",
                 loc=["query", "model"],
             )
         async with batch_turn(state, len(body)):
-            return await _predict_csv(state, principal, body, options, charset, model, version)
+            return await _predict_csv(
+                state, principal, body, options, charset, query.model, query.version
+            )
     raise UnsupportedMediaType(
         f"unsupported Content-Type {media or '(none)'!r}; send application/json or text/csv",
         loc=["header", "content-type"],
@@ -200,9 +186,9 @@ async def _predict_json(
     state: AppState, principal: Principal, body: bytes, options: CsvOptions
 ) -> Response:
     settings = state.settings
-    parsed = await sized_run(state, len(body), parse_json_request, body, settings.max_predict_rows)
-    if not parsed.on_error_given:
-        parsed = replace(parsed, on_error=options.on_error)
+    parsed = await sized_run(
+        state, len(body), parse_json_request, body, settings.max_predict_rows, options.on_error
+    )
     state.rate_limits.pupils.take(principal.key_id, parsed.pupils)
     snapshot = await state.model_cache.resolve(
         state.db,
