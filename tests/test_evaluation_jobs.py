@@ -307,7 +307,8 @@ def test_an_evaluation_job_whose_worker_died_runs_again(idle: LiveServer) -> Non
         _, job = queued_evaluation(idle, client)
         with write_session(idle.database) as session:
             claimed = job_service.claim_next(session, "a-worker-that-will-die")
-            assert claimed is not None and claimed.id == uuid.UUID(job["id"])
+            assert claimed is not None
+            assert claimed.id == uuid.UUID(job["id"])
         assert client.get(f"/jobs/{job['id']}").json()["status"] == "running"
         deadline = time.monotonic() + 20
         while run_worker(idle) is False and time.monotonic() < deadline:
@@ -356,7 +357,8 @@ def test_the_promotion_gate_evaluates_a_cohort_above_the_limit(low: LiveServer) 
         assert done["status"] == "succeeded", done
         figures = done["activation"]["figures"]
         assert done["activation"]["rule"] == "gate", done["activation"]
-        assert figures["new_evaluation_id"] and figures["active_evaluation_id"], done
+        assert figures["new_evaluation_id"], done
+        assert figures["active_evaluation_id"], done
         assert "cannot be evaluated" not in done["activation"]["reason"]
         listed = trainer.get(f"/models/concours/versions/{done['model_version']}/evaluations")
         assert listed.json()["count"] == 1

@@ -44,4 +44,6 @@ def downgrade() -> None:
         batch_op.alter_column("activate", existing_type=sa.String(length=16), nullable=False)
         batch_op.alter_column("algorithm", existing_type=sa.String(length=16), nullable=False)
         batch_op.drop_column("evaluation_id")
+        # SQLite's copy of the table would keep the CHECK on a column it no longer has.
+        batch_op.drop_constraint(batch_op.f("ck_jobs_job_kind"), type_="check")
         batch_op.drop_column("kind")
