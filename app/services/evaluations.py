@@ -154,7 +154,7 @@ def store_evaluation(
 
 # --- above the request's limit: an evaluation job -----------------------------------------
 
-_LOC_JOB: list[str | int] = ["job"]
+LOC_JOB: list[str | int] = ["job"]
 
 
 def queue_evaluation(
@@ -198,19 +198,19 @@ def job_subject(session: Session, job: Job) -> tuple[Model, ModelVersion, Cohort
     """What an evaluation job evaluates, on what, as the database has them now; a NotFound
     saying which is gone (the job then fails with that sentence)."""
     if job.cohort_id is None:
-        raise NotFound("the cohort of this evaluation was erased before it ran", loc=_LOC_JOB)
+        raise NotFound("the cohort of this evaluation was erased before it ran", loc=LOC_JOB)
     cohort = cohort_service.get_cohort(session, job.organisation_id, job.cohort_id)
     if cohort is None:
-        raise NotFound("the cohort of this evaluation was erased before it ran", loc=_LOC_JOB)
+        raise NotFound("the cohort of this evaluation was erased before it ran", loc=LOC_JOB)
     model = model_service.get_model(session, job.organisation_id, job.model_name)
     if model is None:
-        raise NotFound(f"model {job.model_name!r} no longer exists", loc=_LOC_JOB)
+        raise NotFound(f"model {job.model_name!r} no longer exists", loc=LOC_JOB)
     assert job.model_version is not None, "an evaluation job names its version"
     version = model_service.get_version(session, model, job.model_version)
     if version is None:
         raise NotFound(
             f"version {job.model_version} of model {job.model_name!r} no longer exists",
-            loc=_LOC_JOB,
+            loc=LOC_JOB,
         )
     return model, version, cohort
 
@@ -224,7 +224,7 @@ def complete_evaluation_job(session: Session, job: Job, figures: dict[str, Any])
         raise Conflict(
             f"pupils were erased from cohort {cohort.name!r} while it was evaluated; "
             "evaluate it again",
-            loc=_LOC_JOB,
+            loc=LOC_JOB,
         )
     evaluation = store_evaluation(session, model, version, cohort, figures, key_id=job.created_by)
     job.evaluation_id = evaluation.id

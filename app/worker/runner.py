@@ -189,7 +189,9 @@ class Worker:
         with self._heartbeat(job_id, state), self.database.reads() as session:
             job = session.get_one(Job, job_id)
             _, version, cohort = evaluation_service.job_subject(session, job)
-            figures = evaluation_service.compute(session, version, cohort, ["job"])
+            figures = evaluation_service.compute(
+                session, version, cohort, evaluation_service.LOC_JOB
+            )
         if self._should_stop(state):
             raise TrainingCancelled(0, 1)
         with write_session(self.database) as session:
