@@ -242,7 +242,7 @@ export const messages = {
   "evaluation.noCohort": "Aucune autre cohorte : importez d'abord une cohorte ultérieure avec ses notes au concours.",
   "evaluation.done": "Version {version} évaluée sur {cohort}.",
   "evaluation.queued":
-    "La cohorte est trop grande pour être évaluée dans la requête : la tâche {job} l'évalue, ses chiffres s'afficheront à la fin.",
+    "La cohorte est trop grande pour être évaluée dans la requête : la tâche {job} l'évalue, ses chiffres s'afficheront à la fin.",
   "evaluation.jobEnded": "La tâche d'évaluation s'est terminée ({status}). {error}",
   "evaluation.heading": "{model} v{version} sur {cohort}",
   "evaluation.pupils": "Élèves",
