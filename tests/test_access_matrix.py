@@ -40,6 +40,7 @@ class World:
     model: str
     version: int
     webhook_id: str
+    evaluation_id: str
 
     def admin(self) -> httpx.Client:
         return self.tenant.client(Role.admin)
@@ -90,6 +91,7 @@ def _ids(world: World) -> dict[str, str]:
         "version": str(world.version),
         "student_id": "e1",
         "webhook_id": world.webhook_id,
+        "evaluation_id": world.evaluation_id,
     }
 
 
@@ -168,6 +170,10 @@ ROUTES: dict[tuple[str, str], tuple[Role, Build]] = {
         _with(lambda w: {"cohort_id": w.cohort_id}),
     ),
     ("GET", "/models/{name}/versions/{version}/evaluations"): (Role.reader, _plain),
+    ("GET", "/models/{name}/versions/{version}/evaluations/{evaluation_id}"): (
+        Role.reader,
+        _plain,
+    ),
     ("GET", "/models/{name}/evaluations"): (Role.reader, _leaderboard),
     ("GET", "/models/{name}/versions/{version}/card"): (Role.reader, _plain),
     ("POST", "/predict"): (Role.reader, _with(_predict)),
@@ -240,13 +246,25 @@ def world(tenant: Tenant) -> World:
             json={"cohort_id": cohort.json()["id"], "model": "trained", "algorithm": "gd"},
         )
         assert job.status_code == 202, job.text
+        evaluation = trainer.post(
+            "/models/concours/versions/1/evaluations", json={"cohort_id": cohort.json()["id"]}
+        )
+        assert evaluation.status_code == 201, evaluation.text
     with tenant.client(Role.admin) as admin:
         webhook = admin.post("/webhooks", json=webhook_body())
         assert webhook.status_code == 201, webhook.text
-    for response in (cohort, job, webhook):
+    for response in (cohort, job, webhook, evaluation):
         assert is_uuid4(response.json()["id"]), response.json()["id"]
         assert response.headers["Location"].endswith(response.json()["id"])
-    return World(tenant, cohort.json()["id"], job.json()["id"], "concours", 1, webhook.json()["id"])
+    return World(
+        tenant,
+        cohort.json()["id"],
+        job.json()["id"],
+        "concours",
+        1,
+        webhook.json()["id"],
+        evaluation.json()["id"],
+    )
 
 
 def call(client: httpx.Client, method: str, path: str, request: Request) -> httpx.Response:

@@ -179,3 +179,69 @@ def test_0006_carries_every_pupil_of_a_database_made_by_the_previous_head_over(
         )
     finally:
         engine.dispose()
+
+
+# --- 0010: a job's kind; the jobs before it trained ----------------------------------------
+
+_JOBS = sa.table(
+    "jobs",
+    sa.column("id", sa.Uuid()),
+    sa.column("organisation_id", sa.Uuid()),
+    sa.column("model_name", sa.String()),
+    sa.column("algorithm", sa.String()),
+    sa.column("params", sa.JSON()),
+    sa.column("activate", sa.String()),
+    sa.column("status", sa.String()),
+    sa.column("steps_done", sa.Integer()),
+    sa.column("total_steps", sa.Integer()),
+    sa.column("attempts", sa.Integer()),
+    sa.column("cancel_requested", sa.Boolean()),
+    sa.column("created_at", sa.DateTime()),
+)
+
+
+def test_0010_makes_every_earlier_job_a_training_job_and_back(
+    database_url: str, tmp_path: Path
+) -> None:
+    old = private_database(database_url, tmp_path, "gradecast_migrate_0010", revision="0009")
+    engine = sa.create_engine(old)
+    job: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "organisation_id": uuid.uuid4(),
+        "model_name": "concours",
+        "algorithm": "gd",
+        "params": {"seed": 0},
+        "activate": "if_better",
+        "status": "succeeded",
+        "steps_done": 10,
+        "total_steps": 10,
+        "attempts": 1,
+        "cancel_requested": False,
+        "created_at": datetime.now(UTC),
+    }
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.insert(_ORGANISATIONS),
+                [{"id": job["organisation_id"], "name": "old", "created_at": datetime.now(UTC)}],
+            )
+            connection.execute(sa.insert(_JOBS), [job])
+        command.upgrade(alembic_config(old), "0010")
+        with engine.begin() as connection:
+            kinds = connection.execute(sa.text("SELECT kind, evaluation_id FROM jobs")).all()
+            assert [tuple(row) for row in kinds] == [("training", None)]
+            # An evaluation job has no training options.
+            connection.execute(
+                sa.insert(_JOBS),
+                [{**job, "id": uuid.uuid4(), "algorithm": None, "activate": None, "params": {}}],
+            )
+            connection.execute(
+                sa.text("UPDATE jobs SET kind = 'evaluation' WHERE algorithm IS NULL")
+            )
+        command.downgrade(alembic_config(old), "0009")
+        with engine.connect() as connection:
+            back = connection.execute(sa.select(_JOBS)).all()
+        assert [row._asdict()["id"] for row in back] == [job["id"]]
+        assert back[0]._asdict()["algorithm"] == "gd"
+    finally:
+        engine.dispose()

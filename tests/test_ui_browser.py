@@ -657,3 +657,45 @@ def test_the_readme_shows_every_screenshot_the_tests_take() -> None:
     taken = set(re.findall(r'screenshots / "(ui-[a-z-]+\.png)"', Path(__file__).read_text()))
     on_disk = {path.name for path in (root / "docs").glob("ui-*.png")}
     assert linked == taken == on_disk
+
+
+@pytest.fixture(scope="module")
+def ui_low_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """As ui_server, with evaluations of more than 10 pupils made jobs (202)."""
+    directory = tmp_path_factory.mktemp("ui-low")
+    url = f"sqlite:///{directory / 'gradecast.db'}"
+    upgrade_to_head(url)
+    server = start_server(make_settings(url, directory, sync_evaluation_limit=10))
+    yield server
+    server.stop()
+    server.database.engine.dispose()
+
+
+def test_an_evaluation_above_the_limit_is_followed_through_its_job(
+    ui_low_server: LiveServer, browser: Browser
+) -> None:
+    """The 202 of a cohort above GRADECAST_SYNC_EVALUATION_LIMIT: the screen waits for the
+    job and shows its evaluation; the jobs table shows the job as an evaluation."""
+    tenant = make_tenant(ui_low_server)
+    _, trained = two_school_years(tenant)
+    page, watch = open_page(browser, ui_low_server, tenant)
+    sign_in(page, tenant.keys[Role.trainer])
+    page.get_by_role("button", name="Evaluation").click()
+    form = page.locator("#evaluation-form")
+    form.get_by_label("Model").select_option("course")
+    form.get_by_label("Version").select_option(str(trained))
+    form.get_by_role("button", name="Evaluate").click()
+    expect(page.locator("#notice")).to_have_text(f"Version {trained} evaluated on promo-2020-2021.")
+    expect(page.locator("#evaluation-result [data-figure=n]")).to_have_text("37")
+    with tenant.client(Role.trainer) as client:
+        jobs = client.get("/jobs").json()["data"]
+    assert [job["kind"] for job in jobs] == ["evaluation", "training"]
+
+    page.get_by_role("button", name="Training").click()
+    row = page.locator("#job-rows tr[data-kind=evaluation]")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-status", "succeeded")
+    expect(row.locator("td").nth(2)).to_have_text("evaluation")
+    expect(row.get_by_role("button", name="Loss")).to_have_count(0)
+    expect(page.locator("#loss-job option")).to_have_count(1)  # the training job only
+    assert watch.problems == []

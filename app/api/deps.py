@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 from app.api.state import AppState, Principal
 from app.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from app.core.security import digests_match, hash_key
-from app.db.models import ApiKey, Cohort, Job, Model, ModelVersion, Role, Webhook
+from app.db.models import ApiKey, Cohort, Evaluation, Job, Model, ModelVersion, Role, Webhook
 from app.db.session import unit_of_work
 from app.schemas.common import MODEL_NAME_DESCRIPTION, MODEL_NAME_PATTERN
 from app.services import cohorts as cohort_service
+from app.services import evaluations as evaluation_service
 from app.services import jobs as job_service
 from app.services import models as model_service
 from app.services import webhooks as webhook_service
@@ -240,6 +241,20 @@ def valid_version(model: ModelDep, version: VersionNumber, session: SessionDep) 
 
 
 VersionDep = Annotated[ModelVersion, Depends(valid_version)]
+
+
+def valid_evaluation(
+    version: VersionDep, evaluation_id: uuid.UUID, session: SessionDep
+) -> Evaluation:
+    evaluation = evaluation_service.get_evaluation(session, version, evaluation_id)
+    if evaluation is None:
+        raise NotFound(
+            f"version {version.version} has no such evaluation", loc=["path", "evaluation_id"]
+        )
+    return evaluation
+
+
+EvaluationDep = Annotated[Evaluation, Depends(valid_evaluation)]
 
 
 def valid_webhook(webhook_id: uuid.UUID, principal: Admin, session: SessionDep) -> Webhook:

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         "answers at once; the others wait their turn (their memory is not yet spent).",
     )
     workers: int = Field(default=1, ge=0, description="In-process training workers.")
+    sync_evaluation_limit: int = Field(
+        default=200_000,
+        ge=0,
+        description="Pupils up to which an evaluation is computed within the request (201); "
+        "a larger cohort's is queued as an evaluation job (202) that a worker computes.",
+    )
     job_lease_seconds: float = Field(
         default=30.0, gt=0, description="A running job whose heartbeat is older is re-queued."
     )

@@ -37,6 +37,11 @@ class JobStatus(enum.StrEnum):
     cancelled = "cancelled"
 
 
+class JobKind(enum.StrEnum):
+    training = "training"
+    evaluation = "evaluation"
+
+
 def _enum(kind: type[enum.StrEnum], name: str) -> Enum:
     # VARCHAR + CHECK on every backend: no native PostgreSQL type to migrate later.
     return Enum(
@@ -136,10 +141,16 @@ class Job(Base):
     cohort_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("cohorts.id", ondelete="SET NULL"), index=True
     )
+    # training: fits a new version of the model on the cohort; evaluation: evaluates
+    # version `model_version` of the model on the cohort (too large to do in the request).
+    kind: Mapped[JobKind] = mapped_column(
+        _enum(JobKind, "job_kind"), default=JobKind.training, server_default="training"
+    )
     model_name: Mapped[str] = mapped_column(String(100))
-    algorithm: Mapped[str] = mapped_column(String(16))
+    # The training options; null (algorithm, activate) or {} (params) for an evaluation.
+    algorithm: Mapped[str | None] = mapped_column(String(16))
     params: Mapped[dict[str, Any]] = mapped_column()
-    activate: Mapped[str] = mapped_column(String(16))
+    activate: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"))
     steps_done: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer, default=0)
@@ -152,7 +163,11 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # Sentences about a finished fit that are not failures (e.g. ill-conditioned raw data).
     warnings: Mapped[list[str] | None] = mapped_column()
+    # training: the version the job produced; evaluation: the version it evaluates.
     model_version: Mapped[int | None] = mapped_column(Integer)
+    # An evaluation job's result once it has succeeded. No foreign key, as for the gate
+    # cohort below (model_versions names its job: the two tables would point at each other).
+    evaluation_id: Mapped[uuid.UUID | None] = mapped_column()
     # The later cohort the promotion gate evaluates on; no foreign key, so that the job
     # still knows it had a gate once that cohort is erased (and then does not activate).
     gate_cohort_id: Mapped[uuid.UUID | None] = mapped_column()

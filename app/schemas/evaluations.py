@@ -9,6 +9,11 @@ from pydantic import BaseModel, Field
 from app.schemas.common import StrictModel
 
 
+def evaluation_location(model: str, version: int, evaluation_id: uuid.UUID) -> str:
+    """The URL of one stored evaluation: a 201's Location, a finished job's evaluation_url."""
+    return f"/models/{model}/versions/{version}/evaluations/{evaluation_id}"
+
+
 class EvaluationCreate(StrictModel):
     cohort_id: uuid.UUID = Field(
         description="A later cohort of your organisation with the version's features and "

@@ -13,6 +13,7 @@ from app.schemas.common import MODEL_NAME_DESCRIPTION, MODEL_NAME_PATTERN, Stric
 _DEFAULT = TrainingConfig()
 Activate = Literal["always", "if_better", "never"]
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobKindName = Literal["training", "evaluation"]
 
 
 class TrainingParameters(StrictModel):
@@ -168,14 +169,22 @@ class JobProgress(BaseModel):
 
 class JobRead(BaseModel):
     id: uuid.UUID
-    cohort_id: uuid.UUID | None
-    model: str
-    algorithm: str
-    hyperparameters: dict[str, Any] = Field(
-        description="The options the algorithm used, defaults filled in (sgd has no "
-        "iterations, gd no epochs or batch_size)"
+    kind: JobKindName = Field(
+        description="`training` (POST /jobs: fits a new version) or `evaluation` (POST "
+        "/models/{name}/versions/{version}/evaluations on a cohort above "
+        "GRADECAST_SYNC_EVALUATION_LIMIT pupils: evaluates `model_version` on `cohort_id`)",
+        examples=["training"],
     )
-    activate: Activate
+    cohort_id: uuid.UUID | None = Field(
+        description="The cohort trained or evaluated on; null once it is erased"
+    )
+    model: str
+    algorithm: str | None = Field(description="Training jobs; null for an evaluation")
+    hyperparameters: dict[str, Any] | None = Field(
+        description="The options the algorithm used, defaults filled in (sgd has no "
+        "iterations, gd no epochs or batch_size); null for an evaluation"
+    )
+    activate: Activate | None = Field(description="Training jobs; null for an evaluation")
     status: JobStatusName
     progress: JobProgress
     attempts: int
@@ -188,7 +197,17 @@ class JobRead(BaseModel):
         "null when there are none",
         examples=[None],
     )
-    model_version: int | None
+    model_version: int | None = Field(
+        description="Training: the version the job produced, once it has succeeded; "
+        "evaluation: the version evaluated"
+    )
+    evaluation_id: uuid.UUID | None = Field(
+        description="An evaluation job's stored evaluation, once it has succeeded"
+    )
+    evaluation_url: str | None = Field(
+        description="Where to read that evaluation (GET), as the Location of a 201 would be",
+        examples=[None],
+    )
     gate_cohort_id: uuid.UUID | None = Field(description=GATE_COHORT_DESCRIPTION)
     activation: ActivationOutcome | None = Field(
         description="Once the job has succeeded: whether its version was activated and why"

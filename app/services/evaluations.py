@@ -8,18 +8,18 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.core.errors import InvalidInput, NotFound, PayloadTooLarge
-from app.db.models import Cohort, Evaluation, Model, ModelVersion
+from app.core.config import Settings
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.db.models import Cohort, Evaluation, Job, JobKind, JobStatus, Model, ModelVersion
 from app.db.paging import paginate
 from app.db.students import load_groups
 from app.engine import IntervalDesign
 from app.engine.evaluation import EvaluatedVersion, evaluate
 from app.services import audit
 from app.services import cohorts as cohort_service
+from app.services import jobs as job_service
+from app.services import models as model_service
 from app.services import webhooks as webhook_service
-
-# Pupils evaluated within the request; a larger cohort is refused with a 413 naming it.
-SYNC_EVALUATION_LIMIT = 200_000
 
 _LOC_COHORT: list[str | int] = ["body", "cohort_id"]
 
@@ -73,20 +73,33 @@ def require_columns(wanted: list[str], cohort: Cohort, needer: str, loc: list[st
         )
 
 
+def check_evaluable(version: ModelVersion, cohort: Cohort, loc: list[str | int]) -> None:
+    """What makes an evaluation of ``version`` on ``cohort`` possible, checked before it is
+    computed or queued: the version's columns (422 naming the missing ones) and pupils."""
+    columns_for(version, cohort, loc)
+    if cohort.n_students == 0:
+        raise _no_pupils(cohort, loc)
+
+
+def _no_pupils(cohort: Cohort, loc: list[str | int]) -> InvalidInput:
+    return InvalidInput(f"cohort {cohort.name!r} has no pupils left", loc=loc)
+
+
+def runs_in_request(cohort: Cohort, settings: Settings) -> bool:
+    """Whether the cohort is evaluated within the request (201) rather than by a job (202):
+    up to GRADECAST_SYNC_EVALUATION_LIMIT pupils."""
+    return cohort.n_students <= settings.sync_evaluation_limit
+
+
 def compute(
     session: Session, version: ModelVersion, cohort: Cohort, loc: list[str | int]
 ) -> dict[str, Any]:
-    """The engine's figures of ``version`` on every pupil of ``cohort``."""
+    """The engine's figures of ``version`` on every pupil of ``cohort``, whatever its size
+    (the request's limit is the caller's choice of path, not a rule of the figures)."""
     indices = columns_for(version, cohort, loc)
-    if cohort.n_students > SYNC_EVALUATION_LIMIT:
-        raise PayloadTooLarge(
-            f"cohort {cohort.name!r} has {cohort.n_students} pupils; evaluations are computed "
-            f"within the request up to {SYNC_EVALUATION_LIMIT:,} pupils",
-            loc=loc,
-        )
     grades = cohort_service.load_grades(session, cohort)
     if grades.shape[0] == 0:
-        raise InvalidInput(f"cohort {cohort.name!r} has no pupils left", loc=loc)
+        raise _no_pupils(cohort, loc)
     selected = grades[:, indices]
     groups = load_groups(session, cohort.id) if cohort.group_column is not None else None
     return evaluate(evaluated_version(version), selected[:, :-1], selected[:, -1], groups)
@@ -101,7 +114,24 @@ def create_evaluation(
     key_id: uuid.UUID | None,
     loc: list[str | int] = _LOC_COHORT,
 ) -> Evaluation:
-    figures = compute(session, version, cohort, loc)
+    """Compute and store, in the caller's transaction (the request's, the promotion gate's)."""
+    return store_evaluation(
+        session, model, version, cohort, compute(session, version, cohort, loc), key_id=key_id
+    )
+
+
+def store_evaluation(
+    session: Session,
+    model: Model,
+    version: ModelVersion,
+    cohort: Cohort,
+    figures: dict[str, Any],
+    *,
+    key_id: uuid.UUID | None,
+) -> Evaluation:
+    """The Evaluation row made of ``compute``'s figures, announced (audit, webhooks): the one
+    place an evaluation is stored, whichever path computed it."""
+    figures = dict(figures)
     sample = figures.pop("sample")
     evaluation = Evaluation(
         model_id=model.id,
@@ -119,6 +149,87 @@ def create_evaluation(
     session.add(evaluation)
     session.flush()
     _announce(session, model, evaluation, key_id)
+    return evaluation
+
+
+# --- above the request's limit: an evaluation job -----------------------------------------
+
+LOC_JOB: list[str | int] = ["job"]
+
+
+def queue_evaluation(
+    session: Session, model: Model, version: ModelVersion, cohort: Cohort, key_id: uuid.UUID
+) -> Job:
+    """An evaluation job, checked like the request's evaluation (``check_evaluable``) by the
+    caller, and the job quota by the route; a worker computes and stores it."""
+    job = Job(
+        organisation_id=model.organisation_id,
+        kind=JobKind.evaluation,
+        cohort_id=cohort.id,
+        model_name=model.name,
+        model_version=version.version,
+        algorithm=None,
+        params={},
+        activate=None,
+        status=JobStatus.queued,
+        steps_done=0,
+        total_steps=1,
+        created_by=key_id,
+    )
+    session.add(job)
+    session.flush()
+    audit.record(
+        session,
+        model.organisation_id,
+        "job.queued",
+        key_id=key_id,
+        object=f"/jobs/{job.id}",
+        figures={
+            "kind": job.kind.value,
+            "model": model.name,
+            "version": version.version,
+            "cohort": str(cohort.id),
+        },
+    )
+    return job
+
+
+def job_subject(session: Session, job: Job) -> tuple[Model, ModelVersion, Cohort]:
+    """What an evaluation job evaluates, on what, as the database has them now; a NotFound
+    saying which is gone (the job then fails with that sentence)."""
+    if job.cohort_id is None:
+        raise NotFound("the cohort of this evaluation was erased before it ran", loc=LOC_JOB)
+    cohort = cohort_service.get_cohort(session, job.organisation_id, job.cohort_id)
+    if cohort is None:
+        raise NotFound("the cohort of this evaluation was erased before it ran", loc=LOC_JOB)
+    model = model_service.get_model(session, job.organisation_id, job.model_name)
+    if model is None:
+        raise NotFound(f"model {job.model_name!r} no longer exists", loc=LOC_JOB)
+    assert job.model_version is not None, "an evaluation job names its version"
+    version = model_service.get_version(session, model, job.model_version)
+    if version is None:
+        raise NotFound(
+            f"version {job.model_version} of model {job.model_name!r} no longer exists",
+            loc=LOC_JOB,
+        )
+    return model, version, cohort
+
+
+def complete_evaluation_job(session: Session, job: Job, figures: dict[str, Any]) -> Evaluation:
+    """Store the figures a worker computed (outside this transaction, so that no write
+    waits on it) and mark the job succeeded, linked to its evaluation; ``job`` is locked by
+    the caller, which holds off the cohort's erasure until this commits."""
+    model, version, cohort = job_subject(session, job)
+    if cohort.n_students != figures["n"]:
+        raise Conflict(
+            f"pupils were erased from cohort {cohort.name!r} while it was evaluated; "
+            "evaluate it again",
+            loc=LOC_JOB,
+        )
+    evaluation = store_evaluation(session, model, version, cohort, figures, key_id=job.created_by)
+    job.evaluation_id = evaluation.id
+    job.steps_done = job.total_steps
+    job_service.finish_job(job, JobStatus.succeeded, model_version=version.version)
     return evaluation
 
 
@@ -156,6 +267,16 @@ def _announce(
             "interval_coverage": evaluation.figures.get("interval_coverage"),
         },
     )
+
+
+def get_evaluation(
+    session: Session, version: ModelVersion, evaluation_id: uuid.UUID
+) -> Evaluation | None:
+    return session.scalars(
+        select(Evaluation).where(
+            Evaluation.id == evaluation_id, Evaluation.model_version_id == version.id
+        )
+    ).one_or_none()
 
 
 def list_version_evaluations(

@@ -1,4 +1,6 @@
-"""Training jobs: recorded by the API, claimed and run by workers, with their loss history.
+"""Jobs: recorded by the API, claimed and run by workers. A training job fits a version
+(with its loss history); an evaluation job evaluates a version on a cohort too large to do
+within the request (app.services.evaluations).
 
 Lifecycle: queued → running → succeeded | failed | cancelled. A running job holds a lease
 renewed by its worker's heartbeat; a job whose lease ran out is re-queued (its partial
@@ -18,11 +20,12 @@ from sqlalchemy.orm import Session, object_session
 
 from app.core.errors import Conflict
 from app.db.base import utcnow
-from app.db.models import Job, JobStatus, LossChunk
+from app.db.models import Job, JobKind, JobStatus, LossChunk
 from app.db.paging import paginate
 from app.db.session import Database
 from app.engine import History, options_used, thin
 from app.schemas.activations import ActivationOutcome
+from app.schemas.evaluations import evaluation_location
 from app.schemas.jobs import JobProgress, JobRead
 from app.services import audit
 from app.services import webhooks as webhook_service
@@ -32,12 +35,14 @@ LOSS_COLUMNS = 5  # step, epoch, train_loss, val_loss (NaN: none), grad_norm
 
 
 def job_read(job: Job) -> JobRead:
+    training = job.kind == JobKind.training
     return JobRead(
         id=job.id,
+        kind=job.kind.value,
         cohort_id=job.cohort_id,
         model=job.model_name,
         algorithm=job.algorithm,
-        hyperparameters=options_used(job.params),
+        hyperparameters=options_used(job.params) if training else None,
         activate=job.activate,
         status=job.status.value,
         progress=JobProgress(
@@ -51,6 +56,10 @@ def job_read(job: Job) -> JobRead:
         error=job.error,
         warnings=job.warnings,
         model_version=job.model_version,
+        evaluation_id=job.evaluation_id,
+        evaluation_url=None
+        if job.evaluation_id is None or job.model_version is None
+        else evaluation_location(job.model_name, job.model_version, job.evaluation_id),
         gate_cohort_id=job.gate_cohort_id,
         activation=None if job.activation is None else ActivationOutcome(**job.activation),
         created_at=job.created_at,
@@ -208,21 +217,24 @@ def heartbeat(
     worker_id: str,
     *,
     steps_done: int,
-    total: int,
+    total: int | None,
     epoch: int | None,
     risk: float | None,
 ) -> HeartbeatAnswer:
+    """Renew the lease and publish progress; ``total`` None (nothing reported yet) keeps the
+    planned total."""
+    progress: dict[str, object] = {
+        "steps_done": steps_done,
+        "epoch": epoch,
+        "current_risk": risk if risk is None or math.isfinite(risk) else None,
+    }
+    if total is not None:
+        progress["total_steps"] = total
     owned = _affected(
         session,
         update(Job)
         .where(Job.id == job_id, Job.worker_id == worker_id, Job.status == JobStatus.running)
-        .values(
-            heartbeat_at=utcnow(),
-            steps_done=steps_done,
-            total_steps=total,
-            epoch=epoch,
-            current_risk=risk if risk is None or math.isfinite(risk) else None,
-        )
+        .values(heartbeat_at=utcnow(), **progress)
         .execution_options(synchronize_session=False),
     )
     if not owned:
@@ -271,6 +283,7 @@ def _announce_end(session: Session, job: Job) -> None:
         f"job.{job.status.value}",
         {
             "job_id": str(job.id),
+            "kind": job.kind.value,
             "cohort_id": None if job.cohort_id is None else str(job.cohort_id),
             "model": job.model_name,
             "model_version": job.model_version,
@@ -279,6 +292,7 @@ def _announce_end(session: Session, job: Job) -> None:
             "steps_done": job.steps_done,
             "total_steps": job.total_steps,
             "risk": job.current_risk,
+            "evaluation_id": None if job.evaluation_id is None else str(job.evaluation_id),
         },
     )
 

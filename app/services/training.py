@@ -172,6 +172,7 @@ def _activate(
     """Activate the job's version if its rule (or its promotion gate) says so, and record
     why on the job and the version either way."""
     model = session.get_one(Model, version.model_id)
+    assert job.activate is not None, "a training job has its rule"
     outcome = (
         activation.gate(session, job, model, version)
         if job.gate_cohort_id is not None

@@ -87,6 +87,8 @@ export const api = {
     }),
   evaluate: (name, version, cohortId) =>
     request("POST", `${versionPath(name, version)}/evaluations`, { json: { cohort_id: cohortId } }),
+  evaluation: (name, version, id) =>
+    request("GET", `${versionPath(name, version)}/evaluations/${encodeURIComponent(id)}`),
   versionEvaluations: (name, version) => request("GET", `${versionPath(name, version)}/evaluations?limit=1000`),
   /** The versions of a model evaluated on one cohort, best RMSE first. */
   leaderboard: (name, cohortId) =>

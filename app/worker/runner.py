@@ -1,4 +1,5 @@
-"""Workers: claim queued jobs, run the learning engine, store Θ as a new model version.
+"""Workers: claim queued jobs, run the learning engine, store Θ as a new model version, or
+compute an evaluation too large for the request and hand it to the evaluations' service.
 
 Each job runs in the worker's thread; a heartbeat thread renews the lease twice a second,
 publishes progress, writes the loss history recorded so far, and learns of cancellation.
@@ -12,7 +13,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,9 +23,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
+from app.core.errors import ServiceError
 from app.core.metrics import DeliveryMetrics, JobMetrics, serve_registry
 from app.db.migrations import wait_for_database
-from app.db.models import Cohort, Job, JobStatus
+from app.db.models import Cohort, Job, JobKind, JobStatus
 from app.db.session import Database, open_database, write_session
 from app.engine import (
     CrossValidation,
@@ -35,6 +38,7 @@ from app.engine import (
     cross_validate,
     fit,
 )
+from app.services import evaluations as evaluation_service
 from app.services import jobs as job_service
 from app.services.cohorts import get_cohort, load_grades
 from app.services.retention import housekeeping
@@ -145,30 +149,60 @@ class Worker:
     # --- one job -----------------------------------------------------------------
 
     def _run(self, job_id: uuid.UUID) -> None:
-        """Load, train, settle: every way a job can end is settled here, in one place."""
+        """Load, run, settle: every way a job can end is settled here, in one place."""
         state = _RunState()
         started = time.monotonic()
         outcome = "failed"
         try:
-            loaded = self._load(job_id)
-            if loaded is None:
-                self._fail(job_id, "the cohort of this job was deleted before it ran")
-                return
-            job, cohort, grades = loaded
-            result, cv = self._train(job, grades, state)
-            self._flush(job_id, state)
-            self._succeed(job, cohort, grades, result, cv)
-            outcome = "succeeded"
-            logger.info(
-                "job succeeded",
-                extra={"job": str(job_id), "seconds": round(time.monotonic() - started, 3)},
-            )
+            with self.database.reads() as session:
+                kind = session.get_one(Job, job_id).kind
+            if kind == JobKind.evaluation:
+                outcome = self._run_evaluation(job_id, state)
+            else:
+                outcome = self._run_training(job_id, state)
+            if outcome == "succeeded":
+                logger.info(
+                    "job succeeded",
+                    extra={"job": str(job_id), "seconds": round(time.monotonic() - started, 3)},
+                )
         except Exception as exc:
             outcome = self._settle_failure(job_id, state, exc)
         finally:
             state.finished.set()
             if self.metrics is not None:
                 self.metrics.job_ended(outcome, started)
+
+    def _run_training(self, job_id: uuid.UUID, state: _RunState) -> str:
+        loaded = self._load(job_id)
+        if loaded is None:
+            self._fail(job_id, "the cohort of this job was deleted before it ran")
+            return "failed"
+        job, cohort, grades = loaded
+        result, cv = self._train(job, grades, state)
+        self._flush(job_id, state)
+        self._succeed(job, cohort, grades, result, cv)
+        return "succeeded"
+
+    def _run_evaluation(self, job_id: uuid.UUID, state: _RunState) -> str:
+        """The figures computed in a read session, with the heartbeat beside (no write waits
+        on them), then stored by the evaluations' service in one short write."""
+        with self._heartbeat(job_id, state), self.database.reads() as session:
+            job = session.get_one(Job, job_id)
+            _, version, cohort = evaluation_service.job_subject(session, job)
+            figures = evaluation_service.compute(
+                session, version, cohort, evaluation_service.LOC_JOB
+            )
+        if self._should_stop(state):
+            raise TrainingCancelled(0, 1)
+        with write_session(self.database) as session:
+            owned = job_service.lock_owned_job(session, job_id, self.worker_id)
+            if owned is None:
+                raise LeaseLost
+            if owned.cancel_requested:
+                state.cancel.set()
+                raise TrainingCancelled(0, 1)
+            evaluation_service.complete_evaluation_job(session, owned, figures)
+        return "succeeded"
 
     def _load(self, job_id: uuid.UUID) -> tuple[Job, Cohort, np.ndarray] | None:
         """The job, its cohort and the cohort's grades; None when the cohort is gone."""
@@ -185,16 +219,22 @@ class Worker:
         self, job: Job, grades: np.ndarray, state: _RunState
     ) -> tuple[FitResult, CrossValidation | None]:
         """The engine's fit, then a kfold job's folds, with the heartbeat running beside."""
+        with self._heartbeat(job.id, state):
+            result = self._fit(job, grades, state)
+            return result, self._cross_validate(job, grades, state, result.metrics.n_steps)
+
+    @contextmanager
+    def _heartbeat(self, job_id: uuid.UUID, state: _RunState) -> Iterator[None]:
+        """The heartbeat thread, renewing the lease while the block runs."""
         heartbeat = threading.Thread(
             target=self._heartbeat_loop,
-            args=(job.id, state),
+            args=(job_id, state),
             name="gradecast-heartbeat",
             daemon=True,
         )
         heartbeat.start()
         try:
-            result = self._fit(job, grades, state)
-            return result, self._cross_validate(job, grades, state, result.metrics.n_steps)
+            yield
         finally:
             state.finished.set()
             heartbeat.join()
@@ -217,6 +257,10 @@ class Worker:
             # recorded up to that point, to see where it went wrong.
             self._flush(job_id, state)
             self._fail(job_id, str(exc))
+            return "failed"
+        if isinstance(exc, ServiceError):
+            # An evaluation job's cohort, model or version gone, or its pupils changed.
+            self._fail(job_id, exc.detail)
             return "failed"
         if isinstance(exc, LeaseLost):
             logger.warning("job taken over by another worker", extra={"job": str(job_id)})
@@ -299,7 +343,7 @@ class Worker:
                 job_id,
                 self.worker_id,
                 steps_done=progress.steps_done if progress else 0,
-                total=progress.total_steps if progress else 0,
+                total=progress.total_steps if progress else None,
                 epoch=progress.epoch if progress else None,
                 risk=progress.risk if progress else None,
             )

@@ -2,14 +2,32 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import JSONResponse
 
-from app.api.deps import Limit, ModelDep, Offset, SessionDep, Trainer, VersionDep
+from app.api.deps import (
+    EvaluationDep,
+    Limit,
+    ModelDep,
+    Offset,
+    SessionDep,
+    StateDep,
+    Trainer,
+    VersionDep,
+)
 from app.api.idempotency import Idempotent, IdempotentRoute
 from app.db.models import Evaluation, Model
 from app.schemas.common import error_responses
-from app.schemas.evaluations import EvaluationCreate, EvaluationRead, EvaluationsRead
+from app.schemas.evaluations import (
+    EvaluationCreate,
+    EvaluationRead,
+    EvaluationsRead,
+    evaluation_location,
+)
+from app.schemas.jobs import JobRead
 from app.services import cards as card_service
 from app.services import evaluations as evaluation_service
+from app.services import jobs as job_service
+from app.services import quotas
 from app.services.cards import CardFormat
 
 router = APIRouter(tags=["evaluations"], route_class=IdempotentRoute)
@@ -34,11 +52,22 @@ def evaluation_read(model: Model, evaluation: Evaluation) -> EvaluationRead:
     )
 
 
+_LOC_COHORT: list[str | int] = ["body", "cohort_id"]
+
+
 @router.post(
     "/models/{name}/versions/{version}/evaluations",
     status_code=status.HTTP_201_CREATED,
     response_model=EvaluationRead,
-    responses=error_responses(401, 403, 404, 413, 422),
+    responses={
+        202: {
+            "model": JobRead,
+            "description": "The cohort is above GRADECAST_SYNC_EVALUATION_LIMIT pupils: an "
+            "evaluation job was queued (the body is the job, `Location` is /jobs/{id}); "
+            "once it has succeeded, its `evaluation_url` is the evaluation",
+        },
+        **error_responses(401, 403, 404, 422, 429),
+    },
     summary="Evaluate a version on a later cohort (its results in)",
 )
 def create_evaluation(
@@ -48,18 +77,35 @@ def create_evaluation(
     principal: Trainer,
     _idempotency: Idempotent,
     session: SessionDep,
+    state: StateDep,
     response: Response,
-) -> EvaluationRead:
-    """Computed within the request for cohorts up to 200,000 pupils (a larger one is a 413
-    naming the limit). Stored: the figures outlive the cohort's erasure, the sample does not."""
+) -> EvaluationRead | Response:
+    """Computed within the request (201, `Location`: the evaluation) for cohorts up to
+    GRADECAST_SYNC_EVALUATION_LIMIT pupils (200,000 by default). Above it the evaluation is
+    a job (202, `Location`: /jobs/{id}), checked first as here (nothing is queued for a bad
+    request) and counted in GRADECAST_MAX_ACTIVE_JOBS (429 when full); a worker computes
+    the same figures and stores them as this route does. Stored: the figures outlive the
+    cohort's erasure, the sample does not."""
     cohort = evaluation_service.find_cohort(
-        session, principal.organisation_id, body.cohort_id, ["body", "cohort_id"]
+        session, principal.organisation_id, body.cohort_id, _LOC_COHORT
     )
-    evaluation = evaluation_service.create_evaluation(
-        session, model, version, cohort, key_id=principal.key_id
+    evaluation_service.check_evaluable(version, cohort, _LOC_COHORT)
+    if evaluation_service.runs_in_request(cohort, state.settings):
+        evaluation = evaluation_service.create_evaluation(
+            session, model, version, cohort, key_id=principal.key_id
+        )
+        response.headers["Location"] = evaluation_location(
+            model.name, version.version, evaluation.id
+        )
+        return evaluation_read(model, evaluation)
+    quotas.check_job_quota(session, principal.organisation_id, state.settings)
+    job = evaluation_service.queue_evaluation(session, model, version, cohort, principal.key_id)
+    job_service.QUEUED.notify_after_commit(session)
+    return JSONResponse(
+        job_service.job_read(job).model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
+        headers={"Location": f"/jobs/{job.id}"},
     )
-    response.headers["Location"] = f"/models/{model.name}/versions/{version.version}/evaluations"
-    return evaluation_read(model, evaluation)
 
 
 @router.get(
@@ -79,6 +125,16 @@ def list_version_evaluations(
         session, version, limit, offset
     )
     return EvaluationsRead(data=[evaluation_read(model, e) for e in evaluations], count=total)
+
+
+@router.get(
+    "/models/{name}/versions/{version}/evaluations/{evaluation_id}",
+    response_model=EvaluationRead,
+    responses=error_responses(401, 404, 422),
+    summary="One stored evaluation (a 201's Location, an evaluation job's evaluation_url)",
+)
+def get_evaluation(model: ModelDep, evaluation: EvaluationDep) -> EvaluationRead:
+    return evaluation_read(model, evaluation)
 
 
 @router.get(

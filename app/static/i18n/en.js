@@ -128,6 +128,7 @@ export const messages = {
   "jobs.actions": "Actions",
   "jobs.empty": "No job yet.",
   "jobs.modelVersion": "{model} v{version}",
+  "jobs.kindEvaluation": "evaluation",
   "training.loss": "Loss",
   "training.lossOf": "Show the loss curve of job {job}",
   "training.cancel": "Cancel",
@@ -238,6 +239,9 @@ export const messages = {
   "evaluation.noModel": "No model yet.",
   "evaluation.noCohort": "No other cohort: upload a later cohort with its exam results first.",
   "evaluation.done": "Version {version} evaluated on {cohort}.",
+  "evaluation.queued":
+    "The cohort is too large to evaluate within the request: job {job} is evaluating it, its figures follow when it ends.",
+  "evaluation.jobEnded": "The evaluation job has ended ({status}). {error}",
   "evaluation.heading": "{model} v{version} on {cohort}",
   "evaluation.pupils": "Pupils",
   "evaluation.rmse": "RMSE",

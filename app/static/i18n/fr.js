@@ -129,6 +129,7 @@ export const messages = {
   "jobs.actions": "Actions",
   "jobs.empty": "Aucune tâche pour l'instant.",
   "jobs.modelVersion": "{model} v{version}",
+  "jobs.kindEvaluation": "évaluation",
   "training.loss": "Courbe",
   "training.lossOf": "Afficher la courbe de risque de la tâche {job}",
   "training.cancel": "Annuler",
@@ -240,6 +241,9 @@ export const messages = {
   "evaluation.noModel": "Aucun modèle pour l'instant.",
   "evaluation.noCohort": "Aucune autre cohorte : importez d'abord une cohorte ultérieure avec ses notes au concours.",
   "evaluation.done": "Version {version} évaluée sur {cohort}.",
+  "evaluation.queued":
+    "La cohorte est trop grande pour être évaluée dans la requête : la tâche {job} l'évalue, ses chiffres s'afficheront à la fin.",
+  "evaluation.jobEnded": "La tâche d'évaluation s'est terminée ({status}). {error}",
   "evaluation.heading": "{model} v{version} sur {cohort}",
   "evaluation.pupils": "Élèves",
   "evaluation.rmse": "RMSE",

@@ -13,6 +13,8 @@ import { currentLanguage, formatPercent, t } from "../i18n.js";
 import { notify, reportError } from "../notice.js";
 import { canTrain } from "../session.js";
 
+const JOB_POLL_MS = 500;
+
 let versions = []; // of the model chosen in #evaluation-model
 let cohorts = []; // newest first
 let charts = [];
@@ -122,7 +124,18 @@ async function evaluate(event) {
   const button = event.submitter;
   if (button) button.disabled = true;
   try {
-    const evaluation = await api.evaluate(version.model, version.version, cohort.id);
+    let evaluation = await api.evaluate(version.model, version.version, cohort.id);
+    if (evaluation.kind === "evaluation") {
+      // A 202: the cohort is above the request's limit, a worker evaluates it as a job.
+      const job = await finishedJob(evaluation);
+      if (job.status !== "succeeded") {
+        notify(t("evaluation.jobEnded", { status: t(`status.${job.status}`), error: job.error ?? "" }), {
+          error: true,
+        });
+        return;
+      }
+      evaluation = await api.evaluation(version.model, version.version, job.evaluation_id);
+    }
     notify(t("evaluation.done", { version: version.version, cohort: cohort.name }));
     showEvaluation(evaluation, version, cohort);
     const board = await api.leaderboard(version.model, cohort.id);
@@ -132,6 +145,16 @@ async function evaluate(event) {
   } finally {
     if (button) button.disabled = false;
   }
+}
+
+/** An evaluation job, polled until it has ended. */
+async function finishedJob(job) {
+  notify(t("evaluation.queued", { job: job.id.slice(0, 8) }));
+  while (job.status === "queued" || job.status === "running") {
+    await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
+    job = await api.job(job.id);
+  }
+  return job;
 }
 
 function destroyCharts() {

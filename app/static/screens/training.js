@@ -50,7 +50,8 @@ export async function enter() {
   for (const job of data) jobs.set(job.id, job);
   $("job-rows").replaceChildren(...data.map(jobRow));
   $("jobs-empty").hidden = data.length > 0;
-  if (!jobs.has(lossJob)) lossJob = data.length ? data[0].id : null;
+  const trained = data.filter(isTraining);
+  if (!jobs.has(lossJob)) lossJob = trained.length ? trained[0].id : null;
   if (!jobs.has(compareJob)) compareJob = null;
   refreshLossSelects();
   await drawLoss();
@@ -76,8 +77,12 @@ function syncAlgorithmFields() {
   }
 }
 
+const isTraining = (job) => job.kind !== "evaluation";
+/** What a job does: its algorithm, or "evaluation" for an evaluation job (which has none). */
+const jobDoes = (job) => (isTraining(job) ? job.algorithm : t("jobs.kindEvaluation"));
+
 function jobLabel(job) {
-  const parts = [job.model, job.algorithm, shortId(job)];
+  const parts = [job.model, jobDoes(job), shortId(job)];
   if (job.model_version) parts[0] = t("jobs.modelVersion", { model: job.model, version: job.model_version });
   return parts.join(" · ");
 }
@@ -85,7 +90,7 @@ function jobLabel(job) {
 const shortId = (job) => job.id.slice(0, 8);
 
 function jobRow(job) {
-  const row = el("tr", { "data-job": job.id, "data-algorithm": job.algorithm });
+  const row = el("tr", { "data-job": job.id, "data-kind": job.kind, "data-algorithm": job.algorithm ?? "" });
   fillJobRow(row, job);
   return row;
 }
@@ -113,15 +118,17 @@ function fillJobRow(row, job) {
 
 function buildJobCells(row, job) {
   const actions = el("div", { class: "actions" });
-  actions.append(
-    el("button", {
-      type: "button",
-      class: "secondary",
-      text: t("training.loss"),
-      "aria-label": t("training.lossOf", { job: shortId(job) }),
-      onclick: () => showLoss(job.id),
-    }),
-  );
+  // An evaluation job has no loss history; its result is on the Evaluation screen.
+  if (isTraining(job))
+    actions.append(
+      el("button", {
+        type: "button",
+        class: "secondary",
+        text: t("training.loss"),
+        "aria-label": t("training.lossOf", { job: shortId(job) }),
+        onclick: () => showLoss(job.id),
+      }),
+    );
   if (canTrain() && ACTIVE_STATUSES.has(job.status)) {
     actions.append(
       el("button", {
@@ -137,7 +144,7 @@ function buildJobCells(row, job) {
   row.replaceChildren(
     el("td", { class: "mono", title: job.id, text: shortId(job) }),
     el("td", { text: job.model }),
-    el("td", { text: job.algorithm }),
+    el("td", { text: jobDoes(job) }),
     el(
       "td",
       {},
@@ -258,7 +265,7 @@ function showLoss(jobId) {
 }
 
 function refreshLossSelects() {
-  const known = [...jobs.values()];
+  const known = [...jobs.values()].filter(isTraining);
   const option = (job) => el("option", { value: job.id, text: jobLabel(job) });
   const run = $("loss-job");
   const compare = $("loss-compare");
