@@ -11,6 +11,7 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel, BeforeValidator, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -101,16 +102,18 @@ def openapi_query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
-async def authenticate(
-    request: Request, credentials: HTTPAuthorizationCredentials | None
-) -> Principal:
-    """The caller's key: from the cache (no database read) or looked up, then remembered
-    on the request (the access line names its organisation). The one place a key is
-    checked; a per-request check on the caller (a quota, a rate limit) goes after it."""
-    if credentials is None or not credentials.credentials:
+def _token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return None if credentials is None else credentials.credentials
+
+
+async def authenticate(request: Request, token: str | None) -> Principal:
+    """The caller's key (a bearer token): from the cache (no database read) or looked up,
+    then remembered on the request (the access line names its organisation). The one place
+    a key is checked; a per-request check on the caller (a quota, a rate limit) goes after."""
+    if not token:
         raise Unauthorized()
     state: AppState = request.app.state.gradecast
-    digest = hash_key(credentials.credentials)
+    digest = hash_key(token)
     principal = state.auth_cache.get(digest)
     if principal is None:
         verified_at = time.monotonic()
@@ -129,7 +132,7 @@ def check_rate_limit(state: AppState, principal: Principal) -> None:
 
 
 async def get_principal(request: Request, credentials: Credentials) -> Principal:
-    return await authenticate(request, credentials)
+    return await authenticate(request, _token(credentials))
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -144,7 +147,7 @@ def _with_role(principal: Principal, role: Role) -> Principal:
 def require_role(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     # One dependency, not a chain of them: each level costs FastAPI some 10 µs a request.
     async def check(request: Request, credentials: Credentials) -> Principal:
-        return _with_role(await authenticate(request, credentials), role)
+        return _with_role(await authenticate(request, _token(credentials)), role)
 
     return check
 
@@ -156,7 +159,11 @@ BEARER_SECURITY: list[dict[str, list[str]]] = [{bearer_scheme.scheme_name: []}]
 async def principal_with_role(request: Request, role: Role) -> Principal:
     """What the Reader, Trainer and Admin dependencies check, called by a route itself: the
     hot path of /predict takes no dependency (each costs FastAPI tens of µs a request)."""
-    return _with_role(await authenticate(request, await bearer_scheme(request)), role)
+    # bearer_scheme's reading (HTTPBearer, auto_error=False), without its pydantic object.
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    return _with_role(
+        await authenticate(request, token if scheme.lower() == "bearer" else None), role
+    )
 
 
 Reader = Annotated[Principal, Depends(require_role(Role.reader))]

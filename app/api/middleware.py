@@ -7,9 +7,9 @@ the query string, a body or a header, which could carry pupils' names, grades or
 """
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -67,7 +67,8 @@ class RequestObservability:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        rid = _incoming_request_id(scope["headers"]) or uuid.uuid4().hex
+        # 32 random hex digits, as uuid4().hex without building a UUID (a µs a request).
+        rid = _incoming_request_id(scope["headers"]) or os.urandom(16).hex()
         token = request_id.set(rid)
         id_header = (REQUEST_ID_HEADER, rid.encode("ascii"))
         status = 500  # what the client gets if the app raises before answering
