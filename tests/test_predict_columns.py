@@ -138,7 +138,7 @@ def _snapshot(p: int, kind: str, seed: int) -> VersionSnapshot:
 SNAPSHOTS = {
     (p, kind): _snapshot(p, kind, seed)
     for seed, (p, kind) in enumerate(
-        (p, kind) for p in (1, 3, 7) for kind in ("ols", "sigma", "none")
+        (p, kind) for p in (1, 3, 7, 12) for kind in ("ols", "sigma", "none")
     )
 }
 
@@ -146,7 +146,7 @@ SNAPSHOTS = {
 @settings(max_examples=300, deadline=None)
 @given(
     key=st.sampled_from(sorted(SNAPSHOTS)),
-    grades=st.lists(st.floats(-5, 25, allow_nan=False), min_size=7, max_size=7),
+    grades=st.lists(st.floats(-5, 25, allow_nan=False), min_size=12, max_size=12),
     full=st.booleans(),
     skip=st.booleans(),
 )

@@ -17,7 +17,6 @@ from app.services.batches import (
 )
 from app.services.predict import (
     DECIMALS,
-    ONE_PUPIL_MAX_FEATURES,
     Array,
     OnePrediction,
     Predictions,
@@ -33,8 +32,7 @@ def answer_json(
 ) -> tuple[bytes, Batch]:
     """The JSON answer; without `full` (fields=prediction), no interval, no contributions."""
     batch = json_batch(snapshot, request)
-    n, p = batch.values.shape
-    if n == 1 and not batch.errors and p <= ONE_PUPIL_MAX_FEATURES:
+    if batch.values.shape[0] == 1 and not batch.errors:
         one = predict_one(snapshot, batch.values[0].tolist(), full=full)
         return render_one_json(snapshot, batch, one, full=full), batch
     return render_json(

@@ -131,10 +131,6 @@ class OnePrediction:
     extrapolated: bool
 
 
-# numpy sums 8 terms or more pairwise, in another order than predict_one's.
-ONE_PUPIL_MAX_FEATURES = 7
-
-
 def _round(x: float) -> float:
     """``np.round(x, DECIMALS)`` of one float: x·10⁶ rounded half to even, divided back."""
     scaled = x * 10.0**DECIMALS
@@ -151,8 +147,8 @@ def _clip(x: float, low: float, high: float) -> float:
 
 def predict_one(snapshot: VersionSnapshot, row: list[float], *, full: bool = True) -> OnePrediction:
     """``predict`` for one pupil without numpy's per-call overhead. The terms are added in
-    the order numpy's sum takes for fewer than 8 of them (one after the other, then w0), so
-    every figure is the same; callers use it only below ``ONE_PUPIL_MAX_FEATURES``."""
+    the engine's order (one after the other, then w0: ``contributions``), so every figure
+    is the same."""
     plain = snapshot.plain
     terms = [x * w for x, w in zip(row, plain.weights, strict=True)]
     total = terms[0]

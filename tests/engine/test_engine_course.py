@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from app.engine import TrainingConfig, fit, predict, risk
+from app.engine.linear import contributions
 from tests.engine.engine_reference import Cohort, close, direct_gradient, direct_risk, with_ones
 
 COURSE_THETA = (0.0, 0.33, 0.33, 0.33)
@@ -93,3 +94,20 @@ def test_shuffled_standardized_sgd_approaches_closed_form(cohort: Cohort) -> Non
     result = fit(X, y, config)
     assert result.metrics.theta_distance < 0.05
     assert result.metrics.risk_gap < 1e-3
+
+
+@pytest.mark.parametrize("p", [0, 1, 3, 7, 8, 12])
+def test_contributions_add_the_terms_one_after_the_other_then_w0(p: int) -> None:
+    rng = np.random.default_rng(p)
+    X = rng.uniform(0, 20, size=(500, p))
+    theta = rng.normal(size=p + 1)
+    raw, terms = contributions(theta, X)
+    assert np.array_equal(terms, X * theta[1:])
+    for i in range(X.shape[0]):
+        total = 0.0 if p == 0 else float(terms[i, 0])
+        for j in range(1, p):
+            total += float(terms[i, j])
+        assert raw[i] == total + theta[0]
+    if p < 8:
+        # numpy's own reduction takes the same order below 8 terms (pairwise from 8 on).
+        assert np.array_equal(raw, terms.sum(axis=1) + theta[0])

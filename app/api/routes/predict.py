@@ -36,7 +36,9 @@ T = TypeVar("T")
 # Small requests are answered on the event loop (a thread hop costs more than the work);
 # large batches are parsed and computed in the thread pool so they never stall it, a few
 # at a time (AppState.big_batches): 16 batches of 10,000 pupils parsed at once took 0.8 GB.
-_INLINE_BODY_BYTES = 64 * 1024
+# The limit is a body's size for pupils as objects or CSV (about 3 ms of work at 64 KB);
+# callers whose bytes are cheaper to read pass their own (OIP's JSON tensors).
+INLINE_BODY_BYTES = 64 * 1024
 
 _EXAMPLE_CSV = "id;Maths;Info;Français\r\nn1;13;14;11\r\nn2;12,5;9;15\r\n"
 _EXAMPLE_CSV_ANSWER = (
@@ -99,12 +101,18 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def sized_run(
-    state: AppState, size: int, function: Callable[..., T], *args: Any, **kwargs: Any
+    state: AppState,
+    size: int,
+    function: Callable[..., T],
+    *args: Any,
+    inline_bytes: int = INLINE_BODY_BYTES,
+    **kwargs: Any,
 ) -> T:
-    """On the event loop for a small body; else on one of the few threads of
-    ``state.batch_pool`` (few threads, few malloc arenas: the memory of 16 concurrent
-    10,000-pupil batches stays that of two), with the request's context (its id in logs)."""
-    if size <= _INLINE_BODY_BYTES:
+    """On the event loop for a body of at most `inline_bytes`; else on one of the few
+    threads of ``state.batch_pool`` (few threads, few malloc arenas: the memory of 16
+    concurrent 10,000-pupil batches stays that of two), with the request's context (its id
+    in logs)."""
+    if size <= inline_bytes:
         return function(*args, **kwargs)
     context = contextvars.copy_context()
     call = functools.partial(context.run, function, *args, **kwargs)
@@ -112,9 +120,11 @@ async def sized_run(
 
 
 @contextlib.asynccontextmanager
-async def batch_turn(state: AppState, size: int) -> AsyncIterator[None]:
+async def batch_turn(
+    state: AppState, size: int, inline_bytes: int = INLINE_BODY_BYTES
+) -> AsyncIterator[None]:
     """A big body waits for one of the few places of big_batches; a small one never waits."""
-    if size <= _INLINE_BODY_BYTES:
+    if size <= inline_bytes:
         yield
         return
     async with state.big_batches:
