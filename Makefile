@@ -55,7 +55,7 @@ stress: $(VENV)/.installed-dev
 wrk:
 	command -v wrk || apt-get install -y wrk
 
-# MLServer, bench/predict.py's peer for batches, pins FastAPI < 0.116 (gradecast needs >= 0.121):
+# MLServer, bench/predict.py's peer for batches, pins FastAPI < 0.116 (gradecast needs >= 0.142):
 # a venv of its own (optional; the bench says when it is missing).
 .venv-mlserver/bin/mlserver:
 	$(PYTHON) -m venv .venv-mlserver

@@ -5,7 +5,7 @@ import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Request, Response
+from fastapi import FastAPI, Request, Response
 
 from app.api.deps import (
     BEARER_SECURITY,
@@ -28,8 +28,6 @@ from app.schemas.predict import (
 )
 from app.services.answers import answer_csv, answer_json
 from app.services.batches import CsvOptions, parse_csv_request, parse_json_request
-
-router = APIRouter(tags=["predict"], route_class=DirectRoute)
 
 T = TypeVar("T")
 
@@ -144,17 +142,6 @@ def csv_options(query: PredictQuery) -> CsvOptions:
     )
 
 
-@router.post(
-    "/predict",
-    response_model=PredictResponse,
-    openapi_extra={
-        **_REQUEST_BODY,
-        "parameters": openapi_query_parameters(PredictQuery),
-        "security": BEARER_SECURITY,
-    },
-    responses=_RESPONSES,
-    summary="Predict the exam grade of pupils (JSON or CSV)",
-)
 async def predict(request: Request) -> Response:
     """`raw` is h_Θ(x) = w0 + Σ wj·xj, `prediction` is `raw` clipped into the grade range,
     `interval` a 95% prediction interval, clipped into the grade range, or null for a
@@ -189,6 +176,26 @@ async def predict(request: Request) -> Response:
     raise UnsupportedMediaType(
         f"unsupported Content-Type {media or '(none)'!r}; send application/json or text/csv",
         loc=["header", "content-type"],
+    )
+
+
+def add_routes(app: FastAPI) -> None:
+    """/predict on the app's own router, ahead of the included ones: an included router's
+    routes are matched through FastAPI's include context, some 10 µs a request."""
+    app.router.add_api_route(
+        "/predict",
+        predict,
+        methods=["POST"],
+        tags=["predict"],
+        response_model=PredictResponse,
+        openapi_extra={
+            **_REQUEST_BODY,
+            "parameters": openapi_query_parameters(PredictQuery),
+            "security": BEARER_SECURITY,
+        },
+        responses=_RESPONSES,
+        summary="Predict the exam grade of pupils (JSON or CSV)",
+        route_class_override=DirectRoute,
     )
 
 
