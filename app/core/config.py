@@ -32,8 +32,9 @@ class Settings(BaseSettings):
         default=2,
         ge=1,
         le=64,
-        description="How many /predict bodies over 64 KB one server process parses and "
-        "answers at once; the others wait their turn (their memory is not yet spent).",
+        description="How many /predict bodies over 64 KB (OIP v2 bodies over 512 KB) one "
+        "server process parses and answers at once; the others wait their turn (their memory "
+        "is not yet spent).",
     )
     workers: int = Field(default=1, ge=0, description="In-process training workers.")
     sync_evaluation_limit: int = Field(
