@@ -6,6 +6,7 @@ A grade is a JSON number; a mark (see marks.py) is its code as a string (`"Abs"`
 `"15/20"`) or null, when the caller accepts marks.
 """
 
+from collections import deque
 from collections.abc import KeysView, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -204,7 +205,7 @@ def _numbers_only(students: list[Any], columns: Sequence[str]) -> np.ndarray | N
 def _fill(values: np.ndarray, j: int, cells: list[Any]) -> bool:
     """Numbers only: the column in one assignment; False when one is out of float range."""
     try:
-        values[:, j] = cells
+        values[:, j] = np.array(cells, dtype=np.float64)  # faster than from the list
     except OverflowError:
         return False
     return True
@@ -246,13 +247,9 @@ def _check_keys(
     problem of its row."""
     expected = set(columns) | ({group_key} if group_key is not None else set())
     with_id = expected | {ID_NAME}
-    if set(map(type, students)) == {dict}:
-        # Pupils written by one program share an order of keys: each order is read once.
-        orders = {frozenset(order) for order in set(map(tuple, students))}
-        if len(orders) == 1:
-            (only,) = orders
-            if only in (expected, with_id):
-                return ID_NAME in only
+    uniform = _same_keys(students, expected, with_id)
+    if uniform is not None:
+        return ID_NAME in uniform
     has_ids: bool | None = None
     for i, student in enumerate(students):
         if not isinstance(student, dict):
@@ -273,6 +270,22 @@ def _check_keys(
                 loc=["body", field, i, ID_NAME],
             )
     return bool(has_ids)
+
+
+def _same_keys(students: list[Any], *choices: set[str]) -> set[str] | None:
+    """The one of ``choices`` that is every pupil's keys, or None, checked in a few calls
+    over all pupils: as many keys as it has, and each of them (a missing one: KeyError)."""
+    if set(map(type, students)) != {dict}:
+        return None
+    lengths = set(map(len, students))
+    for keys in choices:
+        if lengths == {len(keys)}:
+            try:
+                deque(map(itemgetter(*keys), students), maxlen=0)
+            except KeyError:
+                return None
+            return keys
+    return None
 
 
 def _key_problem(
@@ -322,9 +335,10 @@ def _valid_ids(raws: list[Any]) -> list[str] | None:
     """The ids as the loops of _ids and _column_ids make them, in a few calls over all of
     them, when every one is a string or an integer and a valid id; else None, and those
     loops find the first bad one and say what is wrong with it."""
-    if not set(map(type, raws)) <= _ID_TYPES:
+    types = set(map(type, raws))
+    if not types <= _ID_TYPES:
         return None
-    ids = list(map(str.strip, map(str, raws)))
+    ids = list(map(str.strip, raws if types == {str} else map(str, raws)))
     return ids if first_bad_id(ids) is None else None
 
 
