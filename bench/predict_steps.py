@@ -65,9 +65,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=21)
     args = parser.parse_args()
     written = bodies()
-    # The forms of bench/predict.py's scenarios: objects with every field, columns with
-    # fields=prediction; and columns with every field, to compare with objects.
-    for name, full in (("objects", True), ("columns", False), ("columns", True)):
+    # The forms of bench/predict.py's scenarios, objects with every field and columns with
+    # fields=prediction, and the other field of each, to see what the body's form costs
+    # and what the interval and the contributions do.
+    forms = (("objects", True), ("objects", False), ("columns", False), ("columns", True))
+    for name, full in forms:
         steps(written[name], full=full)  # warm: templates, caches
         runs = [steps(written[name], full=full) for _ in range(args.repeats)]
         medians = {key: statistics.median(run[key] for run in runs) * 1e3 for key in runs[0]}
