@@ -205,7 +205,7 @@ def _numbers_only(students: list[Any], columns: Sequence[str]) -> np.ndarray | N
 def _fill(values: np.ndarray, j: int, cells: list[Any]) -> bool:
     """Numbers only: the column in one assignment; False when one is out of float range."""
     try:
-        values[:, j] = np.array(cells, dtype=np.float64)  # faster than from the list
+        values[:, j] = np.array(cells, dtype=np.float64)  # faster than assigning the list
     except OverflowError:
         return False
     return True
