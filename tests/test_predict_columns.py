@@ -4,14 +4,15 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.engine import TrainingConfig, fit
 from app.services.answers import render_json, render_one_json
-from app.services.batches import Batch
-from app.services.predict import VersionSnapshot, predict, predict_one
+from app.services.batches import Batch, PupilError
+from app.services.predict import Predictions, VersionSnapshot, predict, predict_one
 from tests.test_predict import NEW_PUPIL, post_csv, register
 
 PUPILS = [NEW_PUPIL, {"id": "n2", "maths": 12.5, "info": 9, "francais": 15}]
@@ -159,3 +160,82 @@ def test_one_pupil_without_numpy_gives_the_same_bytes(
     expected = render_json(snapshot, batch, predict(snapshot, values, full=full), full=full)
     one = predict_one(snapshot, values[0].tolist(), full=full)
     assert render_one_json(snapshot, batch, one, full=full) == expected
+
+
+def _one_dict_per_pupil(
+    snapshot: VersionSnapshot, batch: Batch, result: Predictions, *, full: bool
+) -> bytes:
+    """The answer render_json writes in bulk, as a dict per pupil dumped by orjson."""
+    answers: list[dict[str, Any]] = []
+    for i in range(batch.values.shape[0]):
+        pupil: dict[str, Any] = {"id": None if batch.ids is None else batch.ids[i]}
+        error = batch.errors.get(i)
+        if error is not None:
+            pupil.update(prediction=None, raw=None)
+            if full:
+                pupil.update(interval=None, contributions=None)
+            pupil.update(
+                extrapolated=None, error={"code": error.code, "loc": error.loc, "msg": error.msg}
+            )
+            answers.append(pupil)
+            continue
+        pupil.update(prediction=float(result.prediction[i]), raw=float(result.raw[i]))
+        if full:
+            low, high = result.interval_low, result.interval_high
+            pupil["interval"] = None if low is None or high is None else [low[i], high[i]]
+            assert result.contributions is not None
+            pupil["contributions"] = {
+                "intercept": round(snapshot.intercept, 6),
+                **dict(zip(snapshot.features, result.contributions[i].tolist(), strict=True)),
+            }
+        pupil["extrapolated"] = bool(result.extrapolated[i])
+        if batch.skip:
+            pupil["error"] = None
+        answers.append(pupil)
+    head = {
+        "model": snapshot.model,
+        "version": snapshot.version,
+        "target": snapshot.target,
+        "trained_at": snapshot.trained_at,
+        "cohort_id": snapshot.cohort_id,
+    }
+    return orjson.dumps({**head, "predictions": answers}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+# Ids with what JSON escapes, and the commas and quotes the bulk writer splits at.
+_IDS = st.one_of(
+    st.sampled_from(["n1", "a,b", 'x"y', "\\", '",', "é ß 漢", "1e5", "null"]),
+    st.text(st.characters(exclude_categories=("Cc", "Zl", "Zp", "Cs")), min_size=1, max_size=64)
+    .map(str.strip)
+    .filter(bool),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.sampled_from(sorted(SNAPSHOTS)),
+    data=st.data(),
+    full=st.booleans(),
+    skip=st.booleans(),
+    with_ids=st.booleans(),
+)
+def test_the_bulk_answer_is_what_a_dict_per_pupil_gives(
+    key: tuple[int, str], data: st.DataObject, full: bool, skip: bool, with_ids: bool
+) -> None:
+    snapshot = SNAPSHOTS[key]
+    n = data.draw(st.integers(1, 30))
+    grade = st.floats(-5, 25, allow_nan=False)
+    values = np.asarray(
+        data.draw(
+            st.lists(st.lists(grade, min_size=key[0], max_size=key[0]), min_size=n, max_size=n)
+        )
+    )
+    ids = data.draw(st.lists(_IDS, min_size=n, max_size=n)) if with_ids else None
+    rows = data.draw(st.sets(st.integers(0, n - 1))) if skip else set()
+    errors = {
+        row: PupilError("out_of_range", ["students", row, "f0"], 'the "grade", é') for row in rows
+    }
+    batch = Batch(ids=ids, values=values, errors=errors, skip=skip)
+    result = predict(snapshot, values, full=full)
+    expected = _one_dict_per_pupil(snapshot, batch, result, full=full)
+    assert render_json(snapshot, batch, result, full=full) == expected

@@ -776,3 +776,60 @@ def test_fast_path_reads_the_id_column_wherever_it_is(text: str) -> None:
     assert_same_table(fast, general)
     assert fast.ids is not None
     assert len(fast.ids) == 2
+
+
+_RAW_IDS = st.one_of(
+    st.text(max_size=70),
+    st.sampled_from(["", " ", " n1 ", "a\x00b", "a\u2028b", "x" * 65, 'a,"b']),
+    st.integers(-5, 10**12),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    raws=st.lists(_RAW_IDS, min_size=1, max_size=40),
+    without_id=st.sets(st.integers(1, 39)),
+    extra=st.sets(st.integers(0, 39), max_size=2),
+)
+def test_json_pupils_ids_in_bulk_are_each_pupil_s_by_the_id_rule(
+    raws: list[object], without_id: set[int], extra: set[int]
+) -> None:
+    """Ids read over all pupils at once (and keys checked so) say what the id rule says of
+    each pupil, at the first one that breaks it."""
+    from app.core.errors import InvalidInput
+    from app.tables import id_problem, students_to_matrix
+
+    students: list[dict[str, object]] = [{"id": raw, "maths": 12, "info": 9.5} for raw in raws]
+    for row in without_id & set(range(len(students))):
+        del students[row]["id"]
+    for row in extra & set(range(len(students))):
+        students[row]["art"] = 1
+    # Every pupil's keys are checked before any id is read.
+    first_problem: tuple[int, str, str] | None = None
+    misshapen = sorted((without_id | extra) & set(range(len(students))))
+    if misshapen:
+        row = misshapen[0]
+        if row in extra:
+            first_problem = (row, "art", "unknown column 'art'")
+        else:
+            first_problem = (row, "id", "either every pupil has an id or none has")
+    for row, raw in enumerate(raws):
+        if first_problem is not None:
+            break
+        if type(raw) not in (str, int):
+            first_problem = (row, "id", "must be a string or an integer")
+        elif (problem := id_problem(str(raw).strip())) is not None:
+            first_problem = (row, "id", problem)
+    if first_problem is None:
+        table = students_to_matrix(students, ["maths", "info"], field="students")
+        assert table.ids == [str(raw).strip() for raw in raws]
+        assert table.values.tolist() == [[12.0, 9.5]] * len(raws)
+        return
+    with pytest.raises(InvalidInput) as refused:
+        students_to_matrix(students, ["maths", "info"], field="students")
+    row, key, problem = first_problem
+    assert refused.value.errors[0]["loc"] == ["body", "students", row, key]
+    assert problem in str(refused.value)

@@ -6,9 +6,11 @@ A grade is a JSON number; a mark (see marks.py) is its code as a string (`"Abs"`
 `"15/20"`) or null, when the caller accepts marks.
 """
 
+from collections import deque
 from collections.abc import KeysView, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import numpy as np
@@ -17,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.core.errors import InvalidInput, input_errors
 from app.tables.csv import CellProblem
-from app.tables.ids import group_label_problem, id_problem
+from app.tables.ids import first_bad_id, group_label_problem, id_problem
 from app.tables.marks import Mark, MarkError, read_mark
 from app.tables.names import ID_NAME, unknown_name_message
 
@@ -83,8 +85,11 @@ def students_to_matrix(
     marks: list[Mark] = []
     broken = {problem.row for problem in problems}
     for j, column in enumerate(columns):
-        cells = [None if i in broken else s.get(column) for i, s in enumerate(students)]
-        if set(map(type, cells)) <= {int, float} and _fill(values, j, cells):
+        if broken:
+            cells = [None if i in broken else s.get(column) for i, s in enumerate(students)]
+        else:  # every pupil is an object with this key: read in one call
+            cells = list(map(itemgetter(column), students))
+        if set(map(type, cells)) <= _NUMBER_TYPES and _fill(values, j, cells):
             continue
         for i, cell in enumerate(cells):
             if i in broken:
@@ -145,7 +150,7 @@ def columns_to_matrix(
     problems: list[CellProblem] = []
     for j, name in enumerate(names):
         cells = columns[name]
-        if set(map(type, cells)) <= {int, float} and _fill(values, j, cells):
+        if set(map(type, cells)) <= _NUMBER_TYPES and _fill(values, j, cells):
             continue
         for i, cell in enumerate(cells):
             number, mark, what = _read_cell(cell, i, j, accept_marks)
@@ -165,6 +170,9 @@ def columns_to_matrix(
 def _column_ids(raws: list[Any] | None) -> list[str] | None:
     if raws is None:
         return None
+    valid = _valid_ids(raws)
+    if valid is not None:
+        return valid
     ids = []
     for i, raw in enumerate(raws):
         if type(raw) not in (str, int):
@@ -197,7 +205,7 @@ def _numbers_only(students: list[Any], columns: Sequence[str]) -> np.ndarray | N
 def _fill(values: np.ndarray, j: int, cells: list[Any]) -> bool:
     """Numbers only: the column in one assignment; False when one is out of float range."""
     try:
-        values[:, j] = cells
+        values[:, j] = np.array(cells, dtype=np.float64)  # faster than assigning the list
     except OverflowError:
         return False
     return True
@@ -239,6 +247,9 @@ def _check_keys(
     problem of its row."""
     expected = set(columns) | ({group_key} if group_key is not None else set())
     with_id = expected | {ID_NAME}
+    uniform = _same_keys(students, expected, with_id)
+    if uniform is not None:
+        return ID_NAME in uniform
     has_ids: bool | None = None
     for i, student in enumerate(students):
         if not isinstance(student, dict):
@@ -259,6 +270,22 @@ def _check_keys(
                 loc=["body", field, i, ID_NAME],
             )
     return bool(has_ids)
+
+
+def _same_keys(students: list[Any], *choices: set[str]) -> set[str] | None:
+    """The one of ``choices`` that is every pupil's keys, or None, checked in a few calls
+    over all pupils: as many keys as it has, and each of them (a missing one: KeyError)."""
+    if set(map(type, students)) != {dict}:
+        return None
+    lengths = set(map(len, students))
+    for keys in choices:
+        if lengths == {len(keys)}:
+            try:
+                deque(map(itemgetter(*keys), students), maxlen=0)
+            except KeyError:
+                return None
+            return keys
+    return None
 
 
 def _key_problem(
@@ -304,7 +331,28 @@ def _problem(
     problems.append(CellProblem(row, column, what, label))
 
 
+def _valid_ids(raws: list[Any]) -> list[str] | None:
+    """The ids as the loops of _ids and _column_ids make them, in a few calls over all of
+    them, when every one is a string or an integer and a valid id; else None, and those
+    loops find the first bad one and say what is wrong with it."""
+    types = set(map(type, raws))
+    if not types <= _ID_TYPES:
+        return None
+    ids = list(map(str.strip, raws if types == {str} else map(str, raws)))
+    return ids if first_bad_id(ids) is None else None
+
+
+_ID_TYPES = {str, int}  # bool is a type of its own: True is no id
+
+
 def _ids(students: list[Any], field: str) -> list[str]:
+    if set(map(type, students)) == {dict}:
+        try:
+            valid = _valid_ids(list(map(itemgetter(ID_NAME), students)))
+        except KeyError:
+            valid = None
+        if valid is not None:
+            return valid
     ids = []
     for i, student in enumerate(students):
         raw = student.get(ID_NAME) if isinstance(student, dict) else None
