@@ -130,10 +130,9 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], path: str) -> None
     raise SystemExit(f"{url}: the server did not start")
 
 
-def start_gradecast(data_dir: Path) -> Server:
-    port = free_port()
-    env = {
-        **os.environ,
+def gradecast_settings(data_dir: Path) -> dict[str, str]:
+    """The environment gradecast is measured with (bench/request_path.py uses it too)."""
+    return {
         "GRADECAST_DATA_DIR": str(data_dir),
         "GRADECAST_DATABASE_URL": f"sqlite:///{data_dir / 'bench.db'}",
         "GRADECAST_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
@@ -145,6 +144,11 @@ def start_gradecast(data_dir: Path) -> Server:
         # The access line is part of what a request costs: it is written (to /dev/null).
         "GRADECAST_LOG_LEVEL": "INFO",
     }
+
+
+def start_gradecast(data_dir: Path) -> Server:
+    port = free_port()
+    env = {**os.environ, **gradecast_settings(data_dir)}
     subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=ROOT, env=env, check=True)
     # As the image runs it: `gradecast serve` (its logging set up, one process).
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]

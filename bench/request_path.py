@@ -28,7 +28,14 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from predict import ADMIN_KEY, FEATURES, THETA, bodies, create_bare_app  # bench/predict.py
+from predict import (
+    ADMIN_KEY,
+    FEATURES,
+    THETA,
+    bodies,
+    create_bare_app,
+    gradecast_settings,
+)  # bench/predict.py
 
 Message = MutableMapping[str, Any]
 App = Callable[
@@ -89,17 +96,7 @@ async def batch_us(app: App, method: str, path: str, body: bytes, requests: int)
 
 def gradecast_app(folder: Path) -> Any:
     """The app as ``gradecast serve`` makes it, on a migrated SQLite database."""
-    os.environ.update(
-        {
-            "GRADECAST_DATA_DIR": str(folder),
-            "GRADECAST_DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
-            "GRADECAST_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY,
-            "GRADECAST_WORKERS": "0",
-            "GRADECAST_RATE_LIMIT_PER_MINUTE": str(10**9),
-            "GRADECAST_PREDICT_PUPILS_PER_MINUTE": str(10**12),
-            "GRADECAST_LOG_LEVEL": "INFO",
-        }
-    )
+    os.environ.update(gradecast_settings(folder))
     from app.cli import ensure_admin_key
     from app.core.config import get_settings
     from app.core.logging import configure_logging
