@@ -66,3 +66,18 @@ def test_the_school_year_section_runs_and_the_gate_says_why(
     assert result.stdout.count(reason) == 2, result.stdout[-3000:]
     assert '"activated":true,"rule":"gate","compared_with_version":1' in result.stdout
     assert "# Fiche du modèle : annee, version 2" in result.stdout
+
+
+def test_no_walkthrough_line_pipes_into_a_reader_that_stops_early() -> None:
+    """`curl … | head -3` under pipefail fails with curl's exit 23 whenever head closes the
+    pipe before curl has written everything: a race that CI lost once. `sed -n 1,3p` reads
+    to the end and prints the same lines."""
+    readme = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"^```(?:sh|bash)\n(.*?)^```$", readme, flags=re.MULTILINE | re.DOTALL)
+    early = [
+        line
+        for block in blocks
+        for line in block.splitlines()
+        if re.search(r"\|\s*(head|sed\s+\d+q|grep\s+-m)\b", line)
+    ]
+    assert early == []
