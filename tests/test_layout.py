@@ -13,7 +13,7 @@ ALLOWED_IMPORTS = {
     "engine": set(),
     "core": {"db"},
     "tables": {"core"},
-    "db": {"core"},
+    "db": {"core", "tables"},  # a stored block's ids are packed as app.tables.ids packs them
     "schemas": {"core", "db", "engine", "tables"},
     "services": {"core", "db", "engine", "schemas", "tables"},
     "worker": {"core", "db", "engine", "schemas", "services"},

@@ -1,9 +1,13 @@
 """Grade CSV reading and writing, on the exports French school software actually produces."""
 
+import base64
 import csv
+import hashlib
+import hmac
 import io
 import math
 import re
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -24,6 +28,8 @@ from app.tables import (
     spreadsheet_safe,
     write_csv,
 )
+from app.tables import csv as csv_module
+from app.tables.ids import PackedIds, pseudonymise
 
 FRENCH_EXPORT = (
     "\ufeffINE;Maths;Info;Français;Concours\r\n"
@@ -532,6 +538,63 @@ def test_fast_path_accepts_nothing_the_general_path_rejects(text: str) -> None:
         assert_same_table(fast, read_grade_csv(text.encode(), fast_path=False))
 
 
+@settings(max_examples=300)
+@given(messy_csv(), st.integers(min_value=1, max_value=40))
+def test_the_fast_path_read_in_small_pieces_agrees_too(text: str, piece: int) -> None:
+    """The fast reader takes the body a megabyte at a time; made a few bytes, every cut
+    between two pieces is met, and still it accepts only what the general reader does."""
+    with patch.object(csv_module, "_CHUNK_BYTES", piece):
+        fast = read_grade_csv_fast(text.encode())
+    if fast is not None:
+        assert_same_table(fast, read_grade_csv(text.encode(), fast_path=False))
+
+
+def big_export(rows: int, newline: str = "\r\n", **cells: str) -> str:
+    """A semicolon export past the sniffer's head (so it is read in pieces), ids unique."""
+    maths = cells.get("maths", "12,5")
+    return (
+        "Identifiant;Maths;Info;Concours"
+        + newline
+        + "".join(
+            f"{cells.get('prefix', 'é')}{i:09d};{maths};{i % 20};1{i % 9},25{newline}"
+            for i in range(rows)
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "charset"),
+    [
+        (big_export(30_000), None),
+        ("\ufeff" + big_export(30_000, "\n"), None),
+        ("sep=;\n" + big_export(30_000), None),
+        (big_export(30_000, "\r"), None),
+        (big_export(30_000, prefix="Hélène-"), "windows-1252"),
+        (big_export(30_000, prefix='"Dupont; J"'), None),
+        (big_export(30_000) + "\r\n\r\n", None),
+    ],
+    ids=["crlf", "bom", "sep-line", "old-mac-cr", "windows-1252", "quoted-ids", "blank-end"],
+)
+def test_a_big_export_is_read_fast_in_pieces_and_alike(text: str, charset: str | None) -> None:
+    data = text.encode(charset or "utf-8")
+    with patch.object(csv_module, "_CHUNK_BYTES", 50_000):
+        fast = read_grade_csv_fast(data, id_column="identifiant", charset=charset)
+    assert fast is not None
+    assert isinstance(fast.ids, PackedIds)
+    general = read_grade_csv(data, id_column="identifiant", charset=charset, fast_path=False)
+    assert_same_table(fast, general)
+    assert fast.values.shape == (30_000, 3)
+
+
+def test_a_bad_cell_deep_in_a_big_export_is_named_by_the_general_reader() -> None:
+    text = big_export(30_000)
+    lines = text.split("\r\n")
+    lines[25_001] = lines[25_001].replace(";12,5;", ";douze;")
+    error = table_error("\r\n".join(lines), id_column="identifiant")
+    assert (error.row, error.column) == (25_001, "Maths")
+    assert "douze" not in str(error)
+
+
 @given(st.binary(max_size=300), st.sampled_from([None, "utf-8", "windows-1252", "utf-16"]))
 def test_any_bytes_give_a_table_or_a_table_error(data: bytes, charset: str | None) -> None:
     try:
@@ -549,6 +612,80 @@ def test_find_duplicate() -> None:
     assert find_duplicate(["a", "b", "c"]) is None
     assert find_duplicate([]) is None
     assert find_duplicate(["a", "b", "c", "b", "a"]) == (2, 4, "b")
+    assert find_duplicate(PackedIds.join([["a", "b"], ["c", "b", "a"]])) == (2, 4, "b")
+
+
+class Colliding(str):
+    """An id whose hash is that of every other: only the exact comparison tells them apart."""
+
+    def __hash__(self) -> int:
+        return 7
+
+
+def test_find_duplicate_compares_ids_whose_hashes_collide() -> None:
+    ids = [Colliding(x) for x in ("a", "b", "c", "d")]
+    assert find_duplicate(ids) is None
+    assert find_duplicate([*ids, Colliding("c"), Colliding("b")]) == (3, 5, "c")
+
+
+@given(st.lists(st.sampled_from(["A1", "B2", "é", "x" * 64, "C 3", "D;4"]), max_size=12))
+def test_find_duplicate_is_the_first_id_seen_twice(ids: list[str]) -> None:
+    seen: dict[str, int] = {}
+    expected = None
+    for row, pupil_id in enumerate(ids, start=1):
+        if pupil_id in seen:
+            expected = (seen[pupil_id], row, pupil_id)
+            break
+        seen[pupil_id] = row
+    assert find_duplicate(ids) == expected
+    assert find_duplicate(PackedIds.join([ids[:5], ids[5:]])) == expected
+
+
+# --- packed ids ----------------------------------------------------------------------------
+
+
+@given(
+    st.lists(st.lists(st.text(alphabet="aé;z 1", min_size=1, max_size=5), max_size=6), max_size=4),
+    st.integers(min_value=-8, max_value=8),
+    st.integers(min_value=-8, max_value=8),
+)
+def test_packed_ids_read_as_the_list_they_pack(parts: list[list[str]], a: int, b: int) -> None:
+    ids = [pupil_id for part in parts for pupil_id in part]
+    packed = PackedIds.join(parts)
+    assert len(packed) == len(ids)
+    assert list(packed) == ids
+    assert packed == ids
+    assert ids == packed
+    assert [packed[i] for i in range(-len(ids), len(ids))] == ids[-len(ids) :] + ids
+    assert packed[a:b] == ids[a:b]
+    assert list(packed[a:b]) == ids[a:b]
+    assert packed[a:b].text == "\n".join(ids[a:b])
+    assert PackedIds.join([packed[:a], packed[a:]]) == ids
+    with pytest.raises(IndexError):
+        packed[len(ids)]
+
+
+def reference_pseudonym(pupil_id: str, pepper: bytes, organisation: str) -> str:
+    """The pseudonym as its definition says, written the plain way."""
+    mac = hmac.new(pepper, organisation.encode() + b"\0" + pupil_id.encode(), hashlib.sha256)
+    return "p_" + base64.b32encode(mac.digest()[:15]).decode("ascii").lower()
+
+
+@settings(max_examples=50)
+@given(st.lists(st.text(min_size=1, max_size=20), max_size=30), st.binary(min_size=1, max_size=40))
+def test_pseudonyms_are_the_keyed_hash_they_are_documented_as(
+    ids: list[str], pepper: bytes
+) -> None:
+    pseudonyms = pseudonymise(ids, pepper, "org-1")
+    assert list(pseudonyms) == [reference_pseudonym(i, pepper, "org-1") for i in ids]
+
+
+def test_pseudonyms_of_a_national_cohort_cross_blocks_alike() -> None:
+    ids = [f"{i:09d}AB" for i in range(70_000)]  # more than one block of 65,536
+    pseudonyms = pseudonymise(ids, b"pepper", "org-1")
+    for i in (0, 65_535, 65_536, 69_999):
+        assert pseudonyms[i] == reference_pseudonym(ids[i], b"pepper", "org-1")
+    assert len(set(pseudonyms)) == len(ids)
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ copy each; erasing one pupil rewrites the one block that holds them.
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,11 +16,10 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.db.models import CohortBlock
+from app.tables.ids import SEPARATOR, PackedIds
 
 # 2 MB of grades for 4 columns: few statements per cohort, small rewrites on an erasure.
 BLOCK_ROWS = 65_536
-# Ids and labels hold no control character (app.tables.ids), so a line break separates them.
-_SEPARATOR = "\n"
 
 
 @dataclass(frozen=True)
@@ -29,8 +28,8 @@ class Block:
 
     rows: np.ndarray
     grades: np.ndarray
-    ids: list[str] | None
-    groups: list[str | None] | None
+    ids: Sequence[str] | None
+    groups: Sequence[str | None] | None
 
 
 def pack_block(
@@ -43,11 +42,19 @@ def pack_block(
         "n_rows": int(block.rows.shape[0]),
         "rows": np.ascontiguousarray(block.rows, dtype="<i8").tobytes(),
         "grades": np.ascontiguousarray(block.grades, dtype="<f8").tobytes(),
-        "ids": None if block.ids is None else _SEPARATOR.join(block.ids),
+        "ids": _id_text(block.ids),
         "groups": None
         if block.groups is None
-        else _SEPARATOR.join(g if g is not None else "" for g in block.groups),
+        else SEPARATOR.join(g if g is not None else "" for g in block.groups),
     }
+
+
+def _id_text(ids: Sequence[str] | None) -> str | None:
+    """Ids and group labels hold no control character (app.tables.ids): SEPARATOR-joined,
+    which packed ids already are."""
+    if ids is None:
+        return None
+    return ids.text if isinstance(ids, PackedIds) else SEPARATOR.join(ids)
 
 
 def unpack_block(
@@ -56,8 +63,8 @@ def unpack_block(
     return Block(
         rows=np.frombuffer(rows, dtype="<i8"),
         grades=np.frombuffer(grades, dtype="<f8").reshape(n_rows, -1),
-        ids=None if ids is None else ids.split(_SEPARATOR),
-        groups=None if groups is None else [g or None for g in groups.split(_SEPARATOR)],
+        ids=None if ids is None else ids.split(SEPARATOR),
+        groups=None if groups is None else [g or None for g in groups.split(SEPARATOR)],
     )
 
 
@@ -68,21 +75,26 @@ def insert_students(
     ids: Sequence[str] | None,
     groups: Sequence[str | None] | None,
     values: np.ndarray,
+    *,
+    stored_ids: Callable[[Sequence[str]], Sequence[str]] | None = None,
 ) -> None:
     """Store the pupils as blocks, in the session's transaction; `rows` are the pupils'
-    positions in the upload, `values` their grades (features then target)."""
-    records = []
+    positions in the upload, `values` their grades (features then target), and a block's
+    ids are stored as `stored_ids` makes them (pseudonyms), or as given. A block is made,
+    packed and sent at a time: a million pupils never sit in memory twice."""
     for seq, start in enumerate(range(0, values.shape[0], BLOCK_ROWS)):
         end = start + BLOCK_ROWS
         block = Block(
             rows=rows[start:end],
             grades=values[start:end],
-            ids=None if ids is None else list(ids[start:end]),
-            groups=None if groups is None else list(groups[start:end]),
+            ids=None if ids is None else (stored_ids or _as_given)(ids[start:end]),
+            groups=None if groups is None else groups[start:end],
         )
-        records.append(pack_block(cohort_id, seq, block))
-    if records:
-        session.execute(insert(CohortBlock), records)
+        session.execute(insert(CohortBlock), pack_block(cohort_id, seq, block))
+
+
+def _as_given(ids: Sequence[str]) -> Sequence[str]:
+    return ids
 
 
 def load_matrix(session: Session, cohort_id: uuid.UUID, width: int) -> np.ndarray:
@@ -126,7 +138,7 @@ def load_groups(session: Session, cohort_id: uuid.UUID) -> list[str | None]:
         .where(CohortBlock.cohort_id == cohort_id)
         .order_by(CohortBlock.seq)
     ):
-        labels.extend([g or None for g in groups.split(_SEPARATOR)] if groups else [None] * n)
+        labels.extend([g or None for g in groups.split(SEPARATOR)] if groups else [None] * n)
     return labels
 
 

@@ -268,7 +268,7 @@ def csv_batch(snapshot: VersionSnapshot, request: CsvTable) -> Batch:
     ]
     return _checked(
         snapshot,
-        table.ids,
+        None if table.ids is None else list(table.ids),
         np.ascontiguousarray(table.values[:, order]),
         marks,
         problems,

@@ -1,8 +1,10 @@
 """Cohorts: parse (JSON or CSV), validate completely, then store in one transaction."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -61,7 +63,7 @@ class CohortUpload:
     target: str
     target_label: str
     grade_range: tuple[float, float]
-    ids: list[str] | None
+    ids: Sequence[str] | None
     values: np.ndarray
     rows: np.ndarray
     report: dict[str, Any]
@@ -146,7 +148,7 @@ def parse_json_upload(body: bytes, max_rows: int) -> CohortUpload:
 
 
 def parse_csv_upload(
-    data: bytes, options: CsvOptions, *, charset: str | None, max_rows: int
+    data: bytes | bytearray, options: CsvOptions, *, charset: str | None, max_rows: int
 ) -> CohortUpload:
     if options.name is None:
         raise InvalidInput("the query parameter 'name' is required", loc=["query", "name"])
@@ -222,7 +224,7 @@ def _check_columns(table: GradeTable, options: CsvOptions) -> None:
 def _kept(
     resolved: ResolvedMarks,
     *,
-    ids: list[str] | None,
+    ids: Sequence[str] | None,
     groups: list[str | None] | None,
     ignored: list[str],
     one_based_rows: bool,
@@ -345,10 +347,17 @@ def create_cohort(
         raise Conflict(
             f"a cohort named {upload.name!r} already exists", loc=["body", "name"]
         ) from None
-    ids = upload.ids
-    if ids is not None and pepper is not None:
-        ids = pseudonymise(ids, pepper, str(organisation_id))
-    insert_students(session, cohort.id, upload.rows, ids, upload.groups, upload.values)
+    insert_students(
+        session,
+        cohort.id,
+        upload.rows,
+        upload.ids,
+        upload.groups,
+        upload.values,
+        stored_ids=None
+        if pepper is None
+        else partial(pseudonymise, pepper=pepper, organisation=str(organisation_id)),
+    )
     audit.record(
         session,
         organisation_id,

@@ -5,9 +5,9 @@ Reading accepts the three dialects met in practice: comma-separated with a decim
 and tab-separated. Row numbers in errors count data rows: the header is row 0, the first
 pupil row 1, and blank lines (empty, or only separators) are not counted.
 
-Two readers produce the same result: `_read_fast` hands the whole body to numpy's C parser
-and only says yes or no; `_read_general` walks the rows with `csv` and is the one that
-explains what is wrong. Only uploads that are unusual or bad pay for the second.
+Two readers produce the same result: `_read_fast` hands the body to numpy's C parser a
+megabyte at a time and only says yes or no; `_read_general` walks the rows with `csv` and
+is the one that explains what is wrong. Only uploads that are unusual or bad pay for the second.
 """
 
 import codecs
@@ -15,16 +15,16 @@ import csv
 import io
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import islice
 from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
 
 from app.tables.errors import TableError, TooManyRowsError
-from app.tables.ids import MAX_ID_LENGTH, first_bad_id, group_label_problem
+from app.tables.ids import MAX_ID_LENGTH, PackedIds, first_bad_id, group_label_problem
 from app.tables.marks import Mark, MarkError, read_mark
 from app.tables.names import feature_key
 
@@ -68,7 +68,7 @@ class GradeTable:
     headers: list[str]
     keys: list[str]
     id_header: str | None
-    ids: list[str] | None
+    ids: Sequence[str] | None
     values: npt.NDArray[np.float64]
     group_header: str | None = None
     groups: list[str | None] | None = None
@@ -109,7 +109,7 @@ class Columns:
 
 
 def read_grade_csv(
-    data: bytes,
+    data: bytes | bytearray,
     *,
     id_column: str | None = "id",
     charset: str | None = None,
@@ -126,16 +126,17 @@ def read_grade_csv(
     a TableError, or with `collect_problems` a `CellProblem` of its row (prediction skips
     such pupils). `fast_path=False` skips numpy's reader (the same result, only slower).
     """
-    body, layout = _prepare(data, charset, columns or Columns(id_column=id_column))
-    use_fast = fast_path and not keep_cells
-    fast = _read_fast(body, layout, max_rows) if use_fast else None
-    if fast is not None:
-        return fast
+    columns = columns or Columns(id_column=id_column)
+    if fast_path and not keep_cells:
+        fast = _read_fast(data, charset, columns, max_rows)
+        if fast is not None:
+            return fast
+    body, layout = _prepare(data, charset, columns)
     return _read_general(body, layout, max_rows, collect_problems, keep_cells)
 
 
 def read_grade_csv_fast(
-    data: bytes,
+    data: bytes | bytearray,
     *,
     id_column: str | None = "id",
     charset: str | None = None,
@@ -144,11 +145,10 @@ def read_grade_csv_fast(
 ) -> GradeTable | None:
     """numpy's reader alone: the table when it reads the body cleanly, else None (it never
     explains; `read_grade_csv` then asks the csv reader, which does)."""
-    body, layout = _prepare(data, charset, columns or Columns(id_column=id_column))
-    return _read_fast(body, layout, max_rows)
+    return _read_fast(data, charset, columns or Columns(id_column=id_column), max_rows)
 
 
-def _prepare(data: bytes, charset: str | None, columns: Columns) -> tuple[str, _Layout]:
+def _prepare(data: bytes | bytearray, charset: str | None, columns: Columns) -> tuple[str, _Layout]:
     """The body after the header, and what the header says about its rows."""
     text = _decode(data, charset)
     delimiter, text = _find_delimiter(text)
@@ -156,7 +156,7 @@ def _prepare(data: bytes, charset: str | None, columns: Columns) -> tuple[str, _
     return body, _read_header(header, delimiter, columns)
 
 
-def detect_dialect(data: bytes, *, charset: str | None = None) -> tuple[str, bool]:
+def detect_dialect(data: bytes | bytearray, *, charset: str | None = None) -> tuple[str, bool]:
     """(delimiter, decimal_comma) of an upload, so that a response can be written alike."""
     delimiter, text = _find_delimiter(_decode(data, charset))
     records = _sniff_records(text, delimiter)
@@ -169,7 +169,7 @@ def detect_dialect(data: bytes, *, charset: str | None = None) -> tuple[str, boo
     return delimiter, delimiter == ";"
 
 
-def _decode(data: bytes, charset: str | None) -> str:
+def _decode(data: bytes | bytearray, charset: str | None) -> str:
     for signature, what in _WORKBOOK_SIGNATURES.items():
         if data.startswith(signature):
             raise TableError(f"this is {what}, not CSV; save or export it as CSV")
@@ -382,27 +382,78 @@ def _target_column(
     return free[-1]
 
 
-def _read_fast(body: str, layout: _Layout, max_rows: int | None) -> GradeTable | None:
-    """The table if numpy's parser reads it cleanly, else None; never explains."""
-    first_cr = body.find("\r")
-    if first_cr >= 0 and body[first_cr + 1 : first_cr + 2] != "\n":
-        # loadtxt reads LF and CRLF but not old-Mac CR line ends; a file mixing them
-        # fails below and goes to the general reader.
-        body = body.replace("\r\n", "\n").replace("\r", "\n")
-    if not body or body.isspace():
+# Codecs in which a line-feed byte is always a line end, so that a body can be decoded a
+# piece at a time, cut after one (UTF-16 cannot).
+_ASCII_SUPERSETS = frozenset({"utf-8", "ascii", "cp1252", "iso8859-1", "iso8859-15"})
+_CHUNK_BYTES = 1 << 20
+_NOT_SPACE = re.compile(rb"\S")
+
+
+def _read_fast(
+    data: bytes | bytearray, charset: str | None, columns: Columns, max_rows: int | None
+) -> GradeTable | None:
+    """The table if numpy's parser reads the file cleanly, else None; never explains.
+
+    The body is read a megabyte at a time, from the bytes: decoded, its decimal commas
+    made points, parsed by numpy into the grade matrix (allocated once, from the line
+    count), and its ids packed (`PackedIds`). A million pupils then cost the file, the
+    matrix and the packed ids, not a decoded copy of the file and a million id objects.
+    Anything unusual (another codec, a NUL, a header the head does not hold, a cell numpy
+    refuses) is None, and `_read_general` reads the file and says what is wrong.
+    """
+    start = _fast_body_start(data, charset, columns)
+    if start is None:
         return None
-    lines = body.count("\n") + (not body.endswith("\n"))
+    encoding, buffer, offset, layout = start
+    if _NOT_SPACE.search(buffer, offset) is None:
+        return None
+    lines = buffer.count(b"\n", offset) + (not buffer.endswith(b"\n"))
     if max_rows is not None and lines > max_rows:
         return None  # maybe too many rows: let the general reader count and stop early
-    if layout.ignored or layout.group_index is not None:
-        return None  # text columns beside the grades: the general reader skips them
+    values = np.empty((lines, len(layout.value_indices)), dtype=np.float64)
+    filled = 0
+    packed: list[PackedIds] = []
+    view = memoryview(buffer)
+    at = offset
+    while at < len(buffer):
+        end = buffer.find(b"\n", at + _CHUNK_BYTES) + 1 or len(buffer)
+        try:
+            text = str(view[at:end], encoding)
+        except UnicodeDecodeError:
+            return None
+        at = end
+        if text.isspace():
+            if layout.id_index is not None:
+                return None  # blank lines have no id: the general reader skips them
+            continue
+        piece = _read_piece(text, layout)
+        if piece is None:
+            return None
+        numbers, ids = piece
+        if filled + len(numbers) > lines:
+            return None  # more records than line feeds (a CR in a quoted cell, say)
+        values[filled : filled + len(numbers)] = numbers
+        filled += len(numbers)
+        if ids is not None:
+            packed.append(PackedIds.join([ids]))
+    if filled == 0:
+        return None
+    if filled < lines:
+        values.resize((filled, values.shape[1]), refcheck=False)  # blank lines: no copy
+    return _table(layout, PackedIds.join(packed) if packed else None, None, values)
+
+
+def _read_piece(
+    text: str, layout: _Layout
+) -> tuple[npt.NDArray[np.float64], list[str] | None] | None:
+    """A piece of the body's rows: their grades and ids, or None if numpy cannot read it."""
+    # A structured dtype makes loadtxt insist on exactly `width` cells in every row.
     fields = [(f"c{i}", "U1" if i == layout.id_index else "f8") for i in range(layout.width)]
     try:
-        # A structured dtype makes loadtxt insist on exactly `width` cells in every row.
         records = np.loadtxt(
             # With ';' or tab a comma can only be a decimal comma (or make the cell invalid
             # either way).
-            _lines(body, decimal_comma=layout.delimiter != ","),
+            (text.replace(",", ".") if layout.delimiter != "," else text).splitlines(keepends=True),
             dtype=np.dtype(fields),
             delimiter=layout.delimiter,
             quotechar=_QUOTE,
@@ -411,74 +462,96 @@ def _read_fast(body: str, layout: _Layout, max_rows: int | None) -> GradeTable |
         )
     except ValueError:
         return None
-    values = np.empty((len(records), len(layout.value_indices)), dtype=np.float64)
+    numbers = np.empty((len(records), len(layout.value_indices)), dtype=np.float64)
     for j, i in enumerate(layout.value_indices):
-        values[:, j] = records[f"c{i}"]
-    if not np.isfinite(values).all():
+        numbers[:, j] = records[f"c{i}"]
+    if not np.isfinite(numbers).all():
         return None
-    ids = None
-    if layout.id_index is not None:
-        ids = _fast_ids(body, layout.delimiter, layout.id_index, len(values))
-        if ids is None:
+    if layout.id_index is None:
+        return numbers, None
+    ids = _fast_ids(text, layout.delimiter, layout.id_index, len(records))
+    return None if ids is None else (numbers, ids)
+
+
+def _fast_body_start(
+    data: bytes | bytearray, charset: str | None, columns: Columns
+) -> tuple[str, bytes | bytearray, int, _Layout] | None:
+    """The codec, the bytes and the offset of the first data row in them, and the header's
+    layout, from the head of the file alone; None when the fast reader should leave the
+    file to the other."""
+    if charset is not None:
+        encoding = charset.strip().strip("\"'")
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return None
+    else:
+        encoding = "utf-8"
+    try:
+        if codecs.lookup(encoding).name not in _ASCII_SUPERSETS:
             return None
-    return _table(layout, ids, None, values)
+    except LookupError:
+        return None
+    if data.startswith(tuple(_WORKBOOK_SIGNATURES)) or b"\0" in data:
+        return None
+    # At most 4 bytes a character: the head holds the sniffer's whole window, cut at a line.
+    head_bytes = data[: 4 * _SNIFF_CHARS]
+    whole = len(head_bytes) == len(data)
+    if not whole:
+        head_bytes = head_bytes[: max(head_bytes.rfind(b"\n"), head_bytes.rfind(b"\r")) + 1]
+    try:
+        head = head_bytes.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    if not whole and len(head) <= _SNIFF_CHARS:
+        return None
+    try:
+        delimiter, text = _find_delimiter(head.removeprefix("\ufeff"))
+        header, body = _split_header(text, delimiter)
+        layout = _read_header(header, delimiter, columns)
+    except TableError:
+        return None  # the other reader raises it, or the error that comes first
+    if not whole and not body:
+        return None  # the header may go on past the head
+    if layout.ignored or layout.group_index is not None:
+        return None  # text columns beside the grades: the general reader skips them
+    offset = len(head[: len(head) - len(body)].encode(encoding))
+    first_cr = data.find(b"\r", offset)
+    if first_cr >= 0 and data[first_cr + 1 : first_cr + 2] != b"\n":
+        # loadtxt reads LF and CRLF but not old-Mac CR line ends (Excel for Mac's
+        # "Macintosh CSV"): made LF, at the price of a copy of the body.
+        return encoding, data[offset:].replace(b"\r\n", b"\n").replace(b"\r", b"\n"), 0, layout
+    return encoding, data, offset, layout
 
 
-_CHUNK_CHARS = 1 << 20
-
-
-def _lines(text: str, *, decimal_comma: bool) -> Iterator[str]:
-    """The lines of a text for numpy's reader, split a megabyte at a time (io.StringIO
-    would hold the whole body at 4 bytes a character, and is slower), decimal commas made
-    points chunk by chunk."""
-
-    def chunks() -> Iterator[list[str]]:
-        at = 0
-        while at < len(text):
-            end = text.find("\n", at + _CHUNK_CHARS)
-            end = len(text) if end < 0 else end + 1
-            chunk = text[at:end]
-            yield (chunk.replace(",", ".") if decimal_comma else chunk).splitlines(keepends=True)
-            at = end
-
-    return chain.from_iterable(chunks())
-
-
-def _fast_ids(body: str, delimiter: str, id_index: int, n: int) -> list[str] | None:
-    if _QUOTE not in body:
+def _fast_ids(text: str, delimiter: str, id_index: int, n: int) -> list[str] | None:
+    """The ids of the rows of `text`, stripped, if there is one a row and all are valid."""
+    if _QUOTE not in text:
         # No quoting: the id is the text between the id_index-th separator and the next.
         cell = re.compile(
             rf"^(?:[^{re.escape(delimiter)}\n]*{re.escape(delimiter)}){{{id_index}}}"
             rf"([^{re.escape(delimiter)}\n]*)",
             re.MULTILINE,
         )
-        found = cell.findall(body)
-        if len(found) == n + 1 and body.endswith("\n") and found[-1] == "":
-            found.pop()  # the empty "line" after the last line end
-        return _checked_ids(found, n)
-    # A fixed width keeps loadtxt from reading in chunks; a cell that fills it may have
-    # been cut, so the general reader decides (it will say the id is too long).
-    id_width = MAX_ID_LENGTH + 1
-    try:
-        raw_ids: list[str] = np.loadtxt(
-            _lines(body, decimal_comma=False),
-            dtype=f"U{id_width}",
-            usecols=(id_index,),
-            delimiter=delimiter,
-            quotechar=_QUOTE,
-            comments=None,
-            ndmin=1,
-        ).tolist()
-    except ValueError:
-        return None
-    if max(map(len, raw_ids), default=0) >= id_width:
-        return None
-    return _checked_ids(raw_ids, n)
-
-
-def _checked_ids(raw_ids: list[str], n: int) -> list[str] | None:
-    """The ids stripped, if there is one per row and all are valid (else the general
-    reader says what is wrong)."""
+        # Empty lines at the end (an export's last line end, doubled) are no pupil's, as
+        # for numpy; elsewhere an empty line meets an id of its own, and goes to the other.
+        raw_ids: list[str] = cell.findall(text.rstrip("\r\n"))
+    else:
+        # A fixed width keeps loadtxt from reading in chunks; a cell that fills it may have
+        # been cut, so the general reader decides (it will say the id is too long).
+        id_width = MAX_ID_LENGTH + 1
+        try:
+            raw_ids = np.loadtxt(
+                text.splitlines(keepends=True),
+                dtype=f"U{id_width}",
+                usecols=(id_index,),
+                delimiter=delimiter,
+                quotechar=_QUOTE,
+                comments=None,
+                ndmin=1,
+            ).tolist()
+        except ValueError:
+            return None
+        if max(map(len, raw_ids), default=0) >= id_width:
+            return None
     ids = list(map(str.strip, raw_ids))
     if len(ids) != n or first_bad_id(ids) is not None:
         return None
@@ -600,7 +673,7 @@ def _groups(cells: list[str], header: str) -> list[str | None]:
 
 def _table(
     layout: _Layout,
-    ids: list[str] | None,
+    ids: Sequence[str] | None,
     groups: list[str | None] | None,
     values: npt.NDArray[np.float64],
 ) -> GradeTable:

@@ -119,7 +119,8 @@ def resolve_marks(
     422 naming the row, the column and the code; `drop`: a pupil with an excluded mark is
     left out, a zero mark is the low end of the range. `a/b` is rescaled either way."""
     low, high = grade_range
-    resolved = values.copy()
+    # Nothing to resolve, nothing to copy: a national cohort's grades are 32 MB.
+    resolved = values.copy() if marks else values
     keep = np.ones(values.shape[0], dtype=np.bool_)
     counts: dict[str, dict[str, int]] = {}
     rescaled: dict[str, int] = {}
