@@ -18,7 +18,7 @@ from app.api.deps import (
     column_list,
 )
 from app.api.idempotency import Idempotent, IdempotentRoute
-from app.api.media import CSV_TYPES, media_type
+from app.api.media import CSV_TYPES, media_type, read_body
 from app.core.errors import InvalidInput, UnsupportedMediaType
 from app.db.models import Cohort
 from app.schemas.cohorts import (
@@ -171,10 +171,11 @@ async def _upload_parser(
     if media == "application/json":
         return partial(cohort_service.parse_json_upload, await request.body(), max_rows), True
     if media in CSV_TYPES or media == "multipart/form-data":
+        body: bytes | bytearray
         if media == "multipart/form-data":
             body, charset = await _multipart_file(request)
         else:
-            body = await request.body()
+            body = await read_body(request)
         parse = partial(
             cohort_service.parse_csv_upload, body, options, charset=charset, max_rows=max_rows
         )
