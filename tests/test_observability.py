@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.api.middleware import RandomIds
 from app.core.logging import BatchedLines, JsonLines, RequestIdFilter, request_id
 from app.db.migrations import upgrade_to_head
 from app.db.models import Role
@@ -562,3 +563,23 @@ def test_batched_lines_are_written_once_across_a_fork(tmp_path: Path) -> None:
         assert os.waitpid(pid, 0)[1] == 0
         handler.close()
     assert sorted(_messages(path.read_text())) == ["child's", "parent's"]
+
+
+def test_random_ids_are_new_across_batches_and_forks() -> None:
+    ids = RandomIds(batch_bytes=64)  # four ids a read of os.urandom
+    drawn = [ids.new() for _ in range(40)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in drawn)
+    assert len(set(drawn)) == len(drawn)
+    ids.new()  # the parent's current batch has ids left: the child must not draw them
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, "".join(ids.new() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    assert os.waitpid(pid, 0)[1] == 0
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    parents = [ids.new() for _ in range(3)]
+    assert len(child) == 3 * 32
+    assert not {child[i : i + 32] for i in range(0, len(child), 32)} & {*parents, *drawn}
