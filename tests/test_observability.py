@@ -3,19 +3,26 @@ protected by its token or moved to its own port, and no log record ever carries 
 pupil's id, a grade or a key."""
 
 import asyncio
+import io
 import json
 import logging
+import os
 import re
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TextIO
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.core.logging import RequestIdFilter, request_id
+from app.api.middleware import RandomIds
+from app.core.logging import BatchedLines, JsonLines, RequestIdFilter, request_id
 from app.db.migrations import upgrade_to_head
 from app.db.models import Role
 from tests.conftest import LiveServer, Tenant, free_port, make_settings, make_tenant, start_server
@@ -374,3 +381,205 @@ def test_an_unhandled_error_is_a_json_500_with_the_request_id(
     assert logged
     assert logged[0].exc_info is not None
     assert logged[0].__dict__["request_id"] == "req-boom"
+
+
+# --- the log lines themselves -----------------------------------------------------------
+
+# What a LogRecord carries of its own, and what formatters add to it: never an extra field.
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+def _expected_line(formatter: JsonLines, record: logging.LogRecord) -> dict[str, object]:
+    """The line as the formatter has always written it: every attribute of the record that
+    is neither logging's own nor private, by name, after time, level, logger and message."""
+    fields = record.__dict__
+    extras = sorted(k for k in fields if k not in _RESERVED | {"color_message"} and k[:1] != "_")
+    return {
+        "time": formatter.formatTime(record),
+        "level": record.levelname,
+        "logger": record.name,
+        "message": record.getMessage(),
+        **{key: fields[key] for key in extras},
+    }
+
+
+_FIELD_NAMES = st.text(alphabet="abcdefgh_", min_size=1, max_size=4).filter(
+    lambda name: name not in _RESERVED
+)
+
+
+@given(
+    extras=st.lists(
+        st.dictionaries(_FIELD_NAMES, st.integers(-(2**63), 2**63 - 1), max_size=5), max_size=4
+    ),
+    tagged=st.booleans(),
+)
+def test_json_lines_write_every_extra_field_of_every_shape(
+    extras: list[dict[str, int]], tagged: bool
+) -> None:
+    # One formatter for all the records of an example: a shape it has seen before is
+    # written from its memory of that shape, which must give the same line.
+    formatter = JsonLines()
+    logger = logging.getLogger("gradecast.test-shapes")
+    for extra in [*extras, *extras]:
+        record = logger.makeRecord(
+            logger.name, logging.INFO, __file__, 0, "m", (), None, extra=extra
+        )
+        if tagged:  # as the request id filter tags a record after it was made
+            record.request_id = "r-1"
+        assert json.loads(formatter.format(record)) == _expected_line(formatter, record)
+        record.message = record.getMessage()  # as another handler's formatter leaves it
+        assert json.loads(formatter.format(record)) == _expected_line(formatter, record)
+
+
+def test_json_lines_forget_shapes_beyond_their_memory_and_stay_right() -> None:
+    formatter = JsonLines()
+    logger = logging.getLogger("gradecast.test-shapes")
+    for i in range(600):
+        extra = {f"field_{i}": i, "status": 200}
+        record = logger.makeRecord(
+            logger.name, logging.INFO, __file__, 0, "m", (), None, extra=extra
+        )
+        assert json.loads(formatter.format(record)) == _expected_line(formatter, record)
+
+
+def test_the_access_line_has_exactly_its_fields(tmp_path: Path) -> None:
+    from app.core.config import Settings
+    from app.main import create_app
+
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/x.db", data_dir=tmp_path))
+    stream = io.StringIO()
+    handler = BatchedLines(stream, interval=3600)
+    handler.setFormatter(JsonLines())
+    handler.addFilter(RequestIdFilter())
+    access = logging.getLogger("gradecast.access")
+    access.addHandler(handler)
+    level = access.level
+    access.setLevel(logging.INFO)
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/healthz", headers={"X-Request-ID": "req-fields"})
+
+    try:
+        assert asyncio.run(call()).status_code == 200
+        handler.flush()
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+        handler.close()
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert list(line) == [
+        "time",
+        "level",
+        "logger",
+        "message",
+        "duration_ms",
+        "method",
+        "request_id",
+        "route",
+        "status",
+    ]
+    assert line["level"] == "INFO"
+    assert line["logger"] == "gradecast.access"
+    assert line["message"] == "request"
+    assert (line["method"], line["route"], line["status"]) == ("GET", "/healthz", 200)
+    assert line["request_id"] == "req-fields"
+    assert isinstance(line["duration_ms"], float)
+
+
+def _batched(stream: TextIO, **options: Any) -> tuple[BatchedLines, logging.Logger]:
+    handler = BatchedLines(stream, **options)
+    handler.setFormatter(JsonLines())
+    logger = logging.getLogger(f"gradecast.test-batched-{uuid.uuid4().hex[:8]}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return handler, logger
+
+
+def _messages(text: str) -> list[str]:
+    return [json.loads(line)["message"] for line in text.splitlines()]
+
+
+def test_batched_lines_write_a_warning_at_once_after_the_lines_before_it() -> None:
+    stream = io.StringIO()
+    handler, logger = _batched(stream, interval=3600)
+    logger.info("one")
+    logger.info("two")
+    assert stream.getvalue() == ""
+    logger.warning("three")
+    assert _messages(stream.getvalue()) == ["one", "two", "three"]
+    logger.error("four")
+    assert _messages(stream.getvalue()) == ["one", "two", "three", "four"]
+    handler.close()
+
+
+def test_batched_lines_write_a_full_batch_at_once() -> None:
+    stream = io.StringIO()
+    handler, logger = _batched(stream, interval=3600, capacity=3)
+    logger.info("one")
+    logger.info("two")
+    assert stream.getvalue() == ""
+    logger.info("three")
+    assert _messages(stream.getvalue()) == ["one", "two", "three"]
+    handler.close()
+
+
+def test_batched_lines_are_written_by_the_flusher_without_more_logging() -> None:
+    stream = io.StringIO()
+    handler, logger = _batched(stream, interval=0.01)
+    for round_ in range(3):  # the flusher waits again once it has written a batch
+        logger.info(f"line {round_}")
+        deadline = time.monotonic() + 5
+        while len(stream.getvalue().splitlines()) <= round_:
+            assert time.monotonic() < deadline, "the flusher wrote nothing"
+            time.sleep(0.01)
+    assert _messages(stream.getvalue()) == ["line 0", "line 1", "line 2"]
+    handler.close()
+
+
+def test_logging_shutdown_writes_the_batched_lines() -> None:
+    stream = io.StringIO()
+    handler, logger = _batched(stream, interval=3600)
+    logger.info("before exit")
+    logging.shutdown([weakref.ref(handler)])  # what atexit runs, after a SIGTERM too
+    assert _messages(stream.getvalue()) == ["before exit"]
+    logger.info("after close")  # a closed handler keeps nothing back
+    assert _messages(stream.getvalue()) == ["before exit", "after close"]
+
+
+def test_batched_lines_are_written_once_across_a_fork(tmp_path: Path) -> None:
+    path = tmp_path / "lines.jsonl"
+    with path.open("w") as stream:
+        handler, logger = _batched(stream, interval=3600)
+        logger.info("parent's")
+        pid = os.fork()
+        if pid == 0:  # the child: its copy of the parent's batch is not its to write
+            logger.info("child's")
+            handler.flush()
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+        handler.close()
+    assert sorted(_messages(path.read_text())) == ["child's", "parent's"]
+
+
+def test_random_ids_are_new_across_batches_and_forks() -> None:
+    ids = RandomIds(batch_bytes=64)  # four ids a read of os.urandom
+    drawn = [ids.new() for _ in range(40)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in drawn)
+    assert len(set(drawn)) == len(drawn)
+    ids.new()  # the parent's current batch has ids left: the child must not draw them
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, "".join(ids.new() for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    assert os.waitpid(pid, 0)[1] == 0
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    parents = [ids.new() for _ in range(3)]
+    assert len(child) == 3 * 32
+    assert not {child[i : i + 32] for i in range(0, len(child), 32)} & {*parents, *drawn}

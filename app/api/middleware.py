@@ -9,6 +9,7 @@ the query string, a body or a header, which could carry pupils' names, grades or
 import logging
 import os
 import re
+import threading
 import time
 from typing import Any
 
@@ -33,6 +34,36 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "(unmatched)"
+
+
+class RandomIds:
+    """32 random hex digits an id, as uuid4().hex, without a system call each: the bytes
+    are os.urandom's, read 4 KiB (256 ids) at a time (a getrandom call each cost about
+    2 µs of a request). A forked child reads afresh: it never repeats its parent's ids."""
+
+    def __init__(self, batch_bytes: int = 4096) -> None:
+        self._batch_bytes = batch_bytes
+        self._lock = threading.Lock()  # an app may be called from several threads' loops
+        self._random = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def new(self) -> str:
+        with self._lock:
+            at = self._at
+            if at + 16 > len(self._random):
+                self._random = os.urandom(self._batch_bytes)
+                at = 0
+            self._at = at + 16
+            return self._random[at : at + 16].hex()
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._random = b""
+        self._at = 0
+
+
+_new_request_id = RandomIds().new
 
 
 def _incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -67,8 +98,7 @@ class RequestObservability:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        # 32 random hex digits, as uuid4().hex without building a UUID (a µs a request).
-        rid = _incoming_request_id(scope["headers"]) or os.urandom(16).hex()
+        rid = _incoming_request_id(scope["headers"]) or _new_request_id()
         token = request_id.set(rid)
         id_header = (REQUEST_ID_HEADER, rid.encode("ascii"))
         status = 500  # what the client gets if the app raises before answering

@@ -131,14 +131,17 @@ class OnePrediction:
     extrapolated: bool
 
 
+_SCALE = 10.0**DECIMALS  # computed once: seven roundings a pupil, two powers each
+
+
 def _round(x: float) -> float:
     """``np.round(x, DECIMALS)`` of one float: x·10⁶ rounded half to even, divided back."""
-    scaled = x * 10.0**DECIMALS
+    scaled = x * _SCALE
     if not math.isfinite(scaled):
-        return scaled / 10.0**DECIMALS
+        return scaled / _SCALE
     # rint keeps the sign of a value rounded to zero (-0.0), Python's round does not.
     rounded = math.copysign(float(round(scaled)), scaled)
-    return rounded / 10.0**DECIMALS
+    return rounded / _SCALE
 
 
 def _clip(x: float, low: float, high: float) -> float:
