@@ -95,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Each process enforces its share of the per-key rate limits (README: Integrating).
     os.environ["GRADECAST_SERVER_PROCESSES"] = str(max(1, args.workers))
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:served_app",
         factory=True,
         host=args.host,
         port=args.port,

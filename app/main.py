@@ -34,6 +34,7 @@ from app.api.routing import Route
 from app.api.shutdown import CloseWhileDraining, Drain
 from app.api.state import AppState, AuthCache, refresh_forever
 from app.core.config import Settings, get_settings
+from app.core.logging import configure_logging
 from app.core.memory import give_back_big_buffers
 from app.core.metrics import ServiceMetrics
 from app.db.session import open_database, write_session
@@ -136,6 +137,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if stop_metrics_server is not None:
             stop_metrics_server()
         state.db.engine.dispose()
+
+
+def served_app() -> FastAPI:
+    """The app as `gradecast serve` runs it, in each of its processes: logs configured, then
+    the app. uvicorn's `--workers` processes are spawned afresh, so the CLI's own logging
+    set-up reaches only the parent (with 2 workers, no access line was ever written)."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
