@@ -35,7 +35,6 @@ from app.api.shutdown import CloseWhileDraining, Drain
 from app.api.state import AppState, AuthCache, refresh_forever
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging
-from app.core.memory import give_back_big_buffers
 from app.core.metrics import ServiceMetrics
 from app.db.session import open_database, write_session
 from app.services import jobs as job_service
@@ -102,7 +101,6 @@ def start_cache_refreshes(state: AppState) -> list[asyncio.Task[None]]:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    give_back_big_buffers()
     state = build_state(app.state.settings, app.state.metrics, app.state.drain)
     app.state.gradecast = state
     state.drain.install(state.settings.shutdown_drain_seconds)

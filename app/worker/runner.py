@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session
 
 from app.core.config import Settings
 from app.core.errors import ServiceError
-from app.core.memory import give_back_big_buffers
 from app.core.metrics import DeliveryMetrics, JobMetrics, serve_registry
 from app.db.migrations import wait_for_database
 from app.db.models import Cohort, Job, JobKind, JobStatus
@@ -464,7 +463,6 @@ def run_standalone_worker(settings: Settings, threads: int = 1) -> int:
     """``gradecast worker``: waits for the migrations, serves its metrics on
     GRADECAST_METRICS_PORT when set; SIGTERM/SIGINT release the running job for another
     worker."""
-    give_back_big_buffers()  # a job loads a cohort's matrix: given back when it ends
     database = open_database(settings)
     registry = CollectorRegistry()
     pool = WorkerPool(
