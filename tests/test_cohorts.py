@@ -171,6 +171,33 @@ def test_multipart_upload(trainer: httpx.Client) -> None:
     assert response.json()["n_students"] == 200
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_csv_sent_in_small_pieces_is_stored_whole(trainer: httpx.Client, declared: bool) -> None:
+    """The body is read into one buffer of its declared length as the pieces come (or
+    joined, when chunked): every pupil arrives, in order."""
+    rows = [f"E{i:05d};{i % 20},5;{(i * 7) % 20};1{i % 9}" for i in range(3000)]
+    body = ("id;Maths;Info;Concours\r\n" + "\r\n".join(rows) + "\r\n").encode()
+
+    def pieces() -> Any:
+        for at in range(0, len(body), 997):
+            yield body[at : at + 997]
+
+    headers = {"Content-Type": "text/csv"}
+    if declared:
+        headers["Content-Length"] = str(len(body))
+    answer = trainer.post(
+        "/cohorts", params={"name": f"pieces-{declared}"}, content=pieces(), headers=headers
+    )
+    assert answer.status_code == 201, answer.text
+    cohort = answer.json()
+    assert cohort["n_students"] == 3000
+    page = trainer.get(
+        f"/cohorts/{cohort['id']}/students", params={"limit": 3, "offset": 2997}
+    ).json()["data"]
+    assert [s["id"] for s in page] == ["E02997", "E02998", "E02999"]
+    assert [s["grades"]["maths"] for s in page] == [17.5, 18.5, 19.5]
+
+
 def test_duplicate_name_is_409(trainer: httpx.Client) -> None:
     assert trainer.post("/cohorts", json=cohort_json()).status_code == 201
     response = trainer.post("/cohorts", json=cohort_json())
