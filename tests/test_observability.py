@@ -516,6 +516,25 @@ def test_batched_lines_write_a_warning_at_once_after_the_lines_before_it() -> No
     handler.close()
 
 
+def test_only_the_batched_loggers_lines_wait() -> None:
+    """A line of another logger (uvicorn's "Finished server process", just before it
+    re-raises SIGTERM and the process dies without logging.shutdown) is written at once,
+    with the waiting lines before it."""
+    stream = io.StringIO()
+    handler, logger = _batched(stream, interval=3600)
+    handler.batched = frozenset({logger.name})
+    other = logging.getLogger(f"{logger.name}-other")
+    other.addHandler(handler)
+    other.propagate = False
+    other.setLevel(logging.INFO)
+    logger.info("one")
+    logger.info("two")
+    assert stream.getvalue() == ""
+    other.info("three")
+    assert _messages(stream.getvalue()) == ["one", "two", "three"]
+    handler.close()
+
+
 def test_batched_lines_write_a_full_batch_at_once() -> None:
     stream = io.StringIO()
     handler, logger = _batched(stream, interval=3600, capacity=3)

@@ -110,8 +110,12 @@ class BatchedLines(logging.StreamHandler[TextIO]):
         capacity: int = 256,
         interval: float = 0.1,
         flush_level: int = logging.WARNING,
+        batched: frozenset[str] | None = None,
     ) -> None:
         super().__init__(stream)
+        # The loggers whose lines wait (None: every logger's); another's line is written at
+        # once, with the lines before it.
+        self.batched = batched
         self.capacity = capacity
         self.interval = interval
         self.flush_level = flush_level
@@ -126,7 +130,12 @@ class BatchedLines(logging.StreamHandler[TextIO]):
         try:
             self._lines.append(self.format(record))
             waiting = len(self._lines)
-            if record.levelno >= self.flush_level or waiting >= self.capacity or self._closed:
+            if (
+                record.levelno >= self.flush_level
+                or waiting >= self.capacity
+                or self._closed
+                or (self.batched is not None and record.name not in self.batched)
+            ):
                 self.flush()
             elif waiting == 1:
                 self._wake_flusher()
@@ -198,7 +207,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def configure_logging(level: str = "INFO") -> None:
-    handler = BatchedLines(sys.stderr)
+    # Only the access lines wait: uvicorn re-raises SIGTERM once it has stopped, and a
+    # process killed by its signal runs no logging.shutdown; its last lines ("Shutting
+    # down", "Finished server process") are written at once, and with them every access
+    # line before them.
+    handler = BatchedLines(sys.stderr, batched=frozenset({"gradecast.access"}))
     handler.setFormatter(JsonLines())
     handler.addFilter(RequestIdFilter())
     # Threads and processes are not written in a line (reserved attributes): not worth
