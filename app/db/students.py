@@ -87,14 +87,21 @@ def insert_students(
         block = Block(
             rows=rows[start:end],
             grades=values[start:end],
-            ids=None if ids is None else (stored_ids or _as_given)(ids[start:end]),
+            ids=_block_ids(ids, start, end, stored_ids),
             groups=None if groups is None else groups[start:end],
         )
         session.execute(insert(CohortBlock), pack_block(cohort_id, seq, block))
 
 
-def _as_given(ids: Sequence[str]) -> Sequence[str]:
-    return ids
+def _block_ids(
+    ids: Sequence[str] | None,
+    start: int,
+    end: int,
+    stored_ids: Callable[[Sequence[str]], Sequence[str]] | None,
+) -> Sequence[str] | None:
+    if ids is None:
+        return None
+    return ids[start:end] if stored_ids is None else stored_ids(ids[start:end])
 
 
 def load_matrix(session: Session, cohort_id: uuid.UUID, width: int) -> np.ndarray:
