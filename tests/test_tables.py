@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.core.errors import InvalidInput
 from app.tables import (
     DELIMITERS,
     GradeTable,
@@ -29,7 +30,8 @@ from app.tables import (
     write_csv,
 )
 from app.tables import csv as csv_module
-from app.tables.ids import PackedIds, pseudonymise
+from app.tables.ids import PackedIds, id_problem, pseudonymise
+from app.tables.json import columns_to_matrix
 
 FRENCH_EXPORT = (
     "\ufeffINE;Maths;Info;Français;Concours\r\n"
@@ -970,3 +972,28 @@ def test_json_pupils_ids_in_bulk_are_each_pupil_s_by_the_id_rule(
     row, key, problem = first_problem
     assert refused.value.errors[0]["loc"] == ["body", "students", row, key]
     assert problem in str(refused.value)
+
+
+# Ids as a school's software may send them: spaces of every kind around or inside,
+# integers, control characters, empty after stripping, too long.
+_RAW_IDS = st.one_of(
+    st.integers(-(10**20), 10**20),
+    st.sampled_from([" n1", "n1 ", "\u00a0n2\u2003", "a b", "\t", "", "x" * 65, "é\u0085", "ok"]),
+    st.text(max_size=70),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(raws=st.lists(_RAW_IDS, min_size=1, max_size=20))
+def test_ids_read_in_bulk_are_those_read_one_by_one(raws: list[str | int]) -> None:
+    """The bulk reader (a few calls over all ids, no strip when no id holds a space) gives
+    what the per-id rule gives: every id stripped, or the 422 of the first invalid one."""
+    one_by_one = [str(raw).strip() for raw in raws]
+    problems = [i for i, ident in enumerate(one_by_one) if id_problem(ident) is not None]
+    grades = {"maths": [10.0] * len(raws)}
+    if problems:
+        with pytest.raises(InvalidInput) as caught:
+            columns_to_matrix(grades, list(raws), ["maths"])
+        assert caught.value.errors[0]["loc"] == ["body", "ids", problems[0]]
+    else:
+        assert columns_to_matrix(grades, list(raws), ["maths"]).ids == one_by_one

@@ -28,10 +28,12 @@ def id_problem(pupil_id: str) -> str | None:
     return None
 
 
-def first_bad_id(ids: Sequence[str]) -> tuple[int, str] | None:
-    """Index of the first invalid id, and what is wrong; one pass over them all when none is."""
+def first_bad_id(ids: Sequence[str], *, joined: str | None = None) -> tuple[int, str] | None:
+    """Index of the first invalid id, and what is wrong; one pass over them all when none is.
+    ``joined``: the ids joined, when the caller has them so."""
     longest = max(map(len, ids), default=0)
-    joined = "".join(ids)
+    if joined is None:
+        joined = "".join(ids)
     has_control = not joined.isprintable() and _CONTROL_CHARS.search(joined) is not None
     if "" not in ids and longest <= MAX_ID_LENGTH and not has_control:
         return None
