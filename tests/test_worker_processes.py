@@ -5,6 +5,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +14,9 @@ from app.db.models import Role
 from tests import processes
 from tests.conftest import LiveServer, make_settings, make_tenant, start_server
 from tests.processes import private_database
+from tests.test_evaluations import school_year, upload
 from tests.test_jobs import FINISHED, LONG_SGD, submit, upload_example, upload_synthetic, wait_for
+from tests.test_models import version_body
 
 LEASE_SECONDS = 2.0
 
@@ -183,3 +186,56 @@ def test_cancel_a_queued_job(api_only: LiveServer) -> None:
             processes.stop_process(worker)
         assert client.get(f"/jobs/{job['id']}").json()["status"] == "cancelled"
         assert client.get("/models/queued").status_code == 404
+
+
+def test_an_evaluation_job_killed_mid_run_is_run_again_into_one_evaluation(
+    database_url: str, tmp_path: Path
+) -> None:
+    """An evaluation job (a cohort above the synchronous limit) whose worker process is
+    SIGKILLed while it computes: the next worker process takes it over once its lease has
+    run out, and the version has exactly one evaluation on that cohort, the job's."""
+    settings = make_settings(
+        private_database(database_url, tmp_path, "gradecast_evaluation_kill"),
+        tmp_path,
+        workers=0,
+        job_lease_seconds=LEASE_SECONDS,
+        sync_evaluation_limit=1_000,
+    )
+    server = start_server(settings)
+    try:
+        with make_tenant(server).client(Role.trainer) as client:
+            X, y = school_year(3, 300_000)
+            cohort = upload(client, "promo 2020-2021", X, y)
+            assert client.post("/models/concours/versions", json=version_body()).is_success
+            queued = client.post(
+                "/models/concours/versions/1/evaluations", json={"cohort_id": cohort["id"]}
+            )
+            assert queued.status_code == 202, queued.text
+            job = queued.json()
+            first = start_worker(server)
+            try:
+                # Polled without a pause: the computation takes about 0.15 s here.
+                deadline = time.monotonic() + 30
+                while (running := client.get(f"/jobs/{job['id']}").json())["status"] == "queued":
+                    assert time.monotonic() < deadline, running
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+            finally:
+                processes.stop_process(first)
+            killed = client.get(f"/jobs/{job['id']}").json()
+            assert running["status"] == killed["status"] == "running", (running, killed)
+
+            second = start_worker(server)
+            try:
+                done = wait_for(client, job["id"], timeout=60)
+            finally:
+                processes.stop_process(second)
+            assert done["status"] == "succeeded", done
+            assert done["attempts"] == 2, done
+            evaluations = client.get("/models/concours/versions/1/evaluations").json()
+            assert evaluations["count"] == 1, evaluations
+            assert evaluations["data"][0]["id"] == done["evaluation_id"]
+            assert evaluations["data"][0]["n"] == 300_000
+    finally:
+        server.stop()
+        server.database.engine.dispose()
