@@ -29,10 +29,16 @@ from app.tables import Verbatim, spreadsheet_safe, write_csv
 
 
 def answer_json(
-    snapshot: VersionSnapshot, request: JsonRequest, *, full: bool = True
+    snapshot: VersionSnapshot,
+    request: JsonRequest,
+    *,
+    full: bool = True,
+    batch: Batch | None = None,
 ) -> tuple[bytes, Batch]:
-    """The JSON answer; without `full` (fields=prediction), no interval, no contributions."""
-    batch = json_batch(snapshot, request)
+    """The JSON answer; without `full` (fields=prediction), no interval, no contributions.
+    ``batch``: the request's pupils, when already read (typed_json_batch)."""
+    if batch is None:
+        batch = json_batch(snapshot, request)
     if batch.values.shape[0] == 1 and not batch.errors:
         one = predict_one(snapshot, batch.values[0].tolist(), full=full)
         return render_one_json(snapshot, batch, one, full=full), batch

@@ -9,6 +9,7 @@ absent still gets its 29 predictions). Errors never quote a cell: it may be a na
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 
 from app.core.errors import InvalidInput, PayloadTooLarge
@@ -29,6 +30,7 @@ from app.tables import (
     parse_envelope,
     read_grade_csv,
     students_to_matrix,
+    typed_students,
 )
 
 OnError = Literal["refuse", "skip"]
@@ -73,6 +75,9 @@ class JsonRequest:
     # A columnar body: one list per feature, and the ids (students is then empty).
     columns: dict[str, list[Any]] | None = None
     ids: list[Any] | None = None
+    # A big body's pupils as JSON text, not yet read (typed_json_batch reads them once the
+    # version is known; students is then empty).
+    raw_students: msgspec.Raw | None = None
 
     @property
     def pupils(self) -> int:
@@ -114,10 +119,37 @@ def _too_many(n: int, max_rows: int, loc: list[str | int]) -> PayloadTooLarge:
     )
 
 
-def parse_json_request(body: bytes, max_rows: int, on_error: OnError = "refuse") -> JsonRequest:
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """A /predict body of pupils as objects, the pupils left as JSON text; any other key
+    (`columns`, a misspelling) and it is read as always."""
+
+    students: msgspec.Raw
+    model: Any = msgspec.UNSET
+    version: Any = msgspec.UNSET
+    on_error: Any = msgspec.UNSET
+    special_marks: Any = msgspec.UNSET
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
+def parse_json_request(
+    body: bytes, max_rows: int, on_error: OnError = "refuse", *, typed: bool = False
+) -> JsonRequest:
     """The envelope, checked by its schema; the pupils are checked against the version later.
     A body with `columns` is the columnar form (`students` then is unknown). ``on_error``
-    applies unless the body says it (the query string's, on /predict)."""
+    applies unless the body says it (the query string's, on /predict). With ``typed`` (big
+    bodies), pupils as objects are left unread in ``raw_students`` for typed_json_batch;
+    the schema then sees the envelope with one empty pupil."""
+    if typed:
+        try:
+            typed_envelope = _ENVELOPE.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+        else:
+            request = _typed_request(typed_envelope, on_error)
+            if request is not None:
+                return request
     document = load_json_object(body)
     if "columns" in document:
         return _parse_columns_request(document, max_rows, on_error)
@@ -136,6 +168,53 @@ def parse_json_request(body: bytes, max_rows: int, on_error: OnError = "refuse")
         students,
         spec.on_error if "on_error" in spec.model_fields_set else on_error,
         spec.special_marks,
+    )
+
+
+def _typed_request(envelope: _Envelope, on_error: OnError) -> JsonRequest | None:
+    """None when the envelope is not valid: read as always, its errors are said in full."""
+    fields = {
+        name: value
+        for name in ("model", "version", "on_error", "special_marks")
+        if (value := getattr(envelope, name)) is not msgspec.UNSET
+    }
+    try:
+        spec = parse_envelope(PredictRequest, {**fields, "students": [{}]})
+    except InvalidInput:
+        return None
+    return JsonRequest(
+        spec.model,
+        spec.version,
+        [],
+        spec.on_error if "on_error" in spec.model_fields_set else on_error,
+        spec.special_marks,
+        raw_students=envelope.students,
+    )
+
+
+def typed_json_batch(
+    snapshot: VersionSnapshot, request: JsonRequest, max_rows: int
+) -> Batch | None:
+    """json_batch of a typed request's pupils, read by msgspec when they have the usual
+    shape (tables.typed_students); None when they have not: the body is then read as
+    always (parse_json_request without ``typed``), which says what is wrong."""
+    assert request.raw_students is not None
+    table = typed_students(request.raw_students, snapshot.features)
+    if table is None:
+        return None
+    if table.values.shape[0] > max_rows:
+        raise _too_many(table.values.shape[0], max_rows, ["body", "students"])
+    return _checked(
+        snapshot,
+        table.ids,
+        table.values,
+        [],
+        [],
+        labels=list(snapshot.features),
+        field="students",
+        one_based_rows=False,
+        special_marks=request.special_marks,
+        skip=request.on_error == "skip",
     )
 
 

@@ -6,14 +6,16 @@ A grade is a JSON number; a mark (see marks.py) is its code as a string (`"Abs"`
 `"15/20"`) or null, when the caller accepts marks.
 """
 
+import functools
 import re
 from collections import deque
 from collections.abc import KeysView, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, TypeVar
 
+import msgspec
 import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -113,6 +115,58 @@ def students_to_matrix(
     groups = _groups(students, group_key, field) if group_key is not None else None
     ids = _ids(students, field) if has_ids else None
     return PupilTable(ids, values, groups, marks, problems)
+
+
+@functools.lru_cache(maxsize=256)
+def _pupil_decoders(features: tuple[str, ...]) -> tuple[msgspec.json.Decoder[Any], ...]:
+    """Decoders of a JSON list of pupils that are exactly ``features`` as JSON numbers, with
+    an id (a string or an integer) and without; made once per list of features."""
+    names = [f"f{j}" for j in range(len(features))]
+    grades = [(name, float) for name in names]
+    rename = dict(zip(names, features, strict=True))
+    options: dict[str, Any] = {"forbid_unknown_fields": True, "gc": False}
+    with_id: Any = msgspec.defstruct(
+        "Pupil",
+        [("pupil_id", str | int), *grades],
+        rename={"pupil_id": ID_NAME, **rename},
+        **options,
+    )
+    without_id: Any = msgspec.defstruct("PupilWithoutId", grades, rename=rename, **options)
+    return msgspec.json.Decoder(list[with_id]), msgspec.json.Decoder(list[without_id])
+
+
+def _decoded(decoder: msgspec.json.Decoder[Any], raw: bytes) -> list[Any] | None:
+    try:
+        pupils: list[Any] = decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return pupils
+
+
+def typed_students(raw: bytes, columns: Sequence[str]) -> PupilTable | None:
+    """A JSON list of pupils in the usual shape, every one an object of exactly ``columns``
+    as finite JSON numbers, with a valid id for all or none, read in one pass by msgspec
+    into typed objects (no dict per pupil): about half of orjson's objects and the checks of
+    students_to_matrix, for 10,000 pupils. None for anything else (a mark, a missing or
+    unknown key, an invalid id, not a list…): students_to_matrix then reads the pupils and
+    says what is wrong, as always."""
+    with_id, without_id = _pupil_decoders(tuple(columns))
+    pupils = _decoded(with_id, raw)
+    has_ids = pupils is not None
+    if pupils is None:
+        pupils = _decoded(without_id, raw)
+    if not pupils:
+        return None
+    n = len(pupils)
+    values = np.empty((n, len(columns)))
+    for j in range(len(columns)):
+        values[:, j] = np.fromiter(map(attrgetter(f"f{j}"), pupils), np.float64, n)
+    if not np.isfinite(values).all():
+        return None
+    ids = _valid_ids(list(map(attrgetter("pupil_id"), pupils))) if has_ids else None
+    if has_ids and ids is None:
+        return None
+    return PupilTable(ids, values)
 
 
 def columns_to_matrix(

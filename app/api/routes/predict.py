@@ -17,7 +17,7 @@ from app.api.deps import (
 from app.api.media import CSV_TYPES, media_type
 from app.api.routing import DirectRoute
 from app.api.state import AppState, Principal
-from app.core.errors import InvalidInput, UnsupportedMediaType
+from app.core.errors import InvalidInput, ServiceError, UnsupportedMediaType
 from app.db.models import Role
 from app.schemas.common import error_responses
 from app.schemas.predict import (
@@ -27,7 +27,12 @@ from app.schemas.predict import (
     PredictResponse,
 )
 from app.services.answers import answer_csv, answer_json
-from app.services.batches import CsvOptions, parse_csv_request, parse_json_request
+from app.services.batches import (
+    CsvOptions,
+    parse_csv_request,
+    parse_json_request,
+    typed_json_batch,
+)
 
 T = TypeVar("T")
 
@@ -203,21 +208,45 @@ async def _predict_json(
     state: AppState, principal: Principal, body: bytes, options: CsvOptions
 ) -> Response:
     settings = state.settings
+    size, max_rows = len(body), settings.max_predict_rows
+    # Big bodies' pupils are read once the version is known, typed by its features.
     parsed = await sized_run(
-        state, len(body), parse_json_request, body, settings.max_predict_rows, options.on_error
+        state,
+        size,
+        parse_json_request,
+        body,
+        max_rows,
+        options.on_error,
+        typed=size > INLINE_BODY_BYTES,
     )
-    state.rate_limits.pupils.take(principal.key_id, parsed.pupils)
-    snapshot = await state.model_cache.resolve(
-        state.db,
-        settings.model_cache_seconds,
-        principal.organisation_id,
-        parsed.model,
-        parsed.version,
+    typed = parsed.raw_students is not None
+    if not typed:
+        state.rate_limits.pupils.take(principal.key_id, parsed.pupils)
+    try:
+        snapshot = await state.model_cache.resolve(
+            state.db,
+            settings.model_cache_seconds,
+            principal.organisation_id,
+            parsed.model,
+            parsed.version,
+        )
+    except ServiceError:
+        if typed:  # what is wrong with the body is said first, as for any other body
+            await sized_run(state, size, parse_json_request, body, max_rows, options.on_error)
+        raise
+    batch = None
+    if typed:
+        batch = await sized_run(state, size, typed_json_batch, snapshot, parsed, max_rows)
+        if batch is None:  # not the usual shape: read as always, and told what is wrong
+            parsed = await sized_run(
+                state, size, parse_json_request, body, max_rows, options.on_error
+            )
+        pupils = parsed.pupils if batch is None else len(batch.values)
+        state.rate_limits.pupils.take(principal.key_id, pupils)
+    content, answered = await sized_run(
+        state, size, answer_json, snapshot, parsed, full=options.full, batch=batch
     )
-    content, batch = await sized_run(
-        state, len(body), answer_json, snapshot, parsed, full=options.full
-    )
-    state.count_predictions(principal, snapshot, len(batch.values), len(batch.errors))
+    state.count_predictions(principal, snapshot, len(answered.values), len(answered.errors))
     return Response(content, media_type="application/json")
 
 
