@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
+from unittest import mock
 
 import httpx
 import pytest
@@ -22,7 +23,14 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.api.middleware import RandomIds
-from app.core.logging import BatchedLines, JsonLines, RequestIdFilter, request_id
+from app.core.logging import (
+    BatchedLines,
+    JsonLines,
+    RequestIdFilter,
+    configure_logging,
+    direct_lines,
+    request_id,
+)
 from app.db.migrations import upgrade_to_head
 from app.db.models import Role
 from tests.conftest import LiveServer, Tenant, free_port, make_settings, make_tenant, start_server
@@ -441,6 +449,77 @@ def test_json_lines_forget_shapes_beyond_their_memory_and_stay_right() -> None:
             logger.name, logging.INFO, __file__, 0, "m", (), None, extra=extra
         )
         assert json.loads(formatter.format(record)) == _expected_line(formatter, record)
+
+
+@given(
+    extra=st.dictionaries(
+        _FIELD_NAMES,
+        st.one_of(
+            st.integers(-(2**63), 2**63 - 1),
+            st.floats(allow_nan=False),
+            st.text(max_size=8),
+            st.none(),
+            st.uuids(),
+        ),
+        max_size=6,
+    ),
+    created=st.floats(1e9, 4e9),
+    tagged=st.booleans(),
+)
+def test_a_line_written_without_a_record_is_the_records_line(
+    extra: dict[str, object], created: float, tagged: bool
+) -> None:
+    """BatchedLines.write_fields (the access line's path) writes the very text that the
+    record path (makeRecord, RequestIdFilter, JsonLines) writes for the same fields."""
+    formatter = JsonLines()
+    logger = logging.getLogger("gradecast.test-direct")
+    record = logger.makeRecord(
+        logger.name, logging.INFO, __file__, 0, "request", (), None, extra=extra
+    )
+    record.created, record.msecs = created, int((created - int(created)) * 1000)
+    token = request_id.set("req-direct") if tagged else None
+    try:
+        RequestIdFilter().filter(record)
+        direct = BatchedLines(io.StringIO(), interval=3600)
+        direct.setFormatter(formatter)
+        with mock.patch("app.core.logging.time.time", return_value=created):
+            direct.write_fields(logger.name, logging.INFO, "request", dict(extra))
+    finally:
+        if token is not None:
+            request_id.reset(token)
+    assert direct._lines == [formatter.format(record)]
+
+
+def test_lines_go_without_a_record_only_when_logging_is_as_configured() -> None:
+    logger = logging.getLogger("gradecast.test-direct-when")
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, root.filters[:])
+    try:
+        configure_logging("INFO")
+        (handler,) = root.handlers
+        assert direct_lines(logger, logging.INFO) is handler
+        assert direct_lines(logger, logging.DEBUG) is None  # not enabled for it
+        other = logging.StreamHandler(io.StringIO())
+        changes: list[tuple[Callable[[Any], None], Callable[[Any], None], object]] = [
+            (logger.addHandler, logger.removeHandler, other),
+            (root.addHandler, root.removeHandler, other),  # as caplog does
+            (logger.addFilter, logger.removeFilter, other.filter),
+            (handler.addFilter, handler.removeFilter, other.filter),
+        ]
+        for add, remove, thing in changes:
+            add(thing)
+            assert direct_lines(logger, logging.INFO) is None
+            remove(thing)
+            assert direct_lines(logger, logging.INFO) is handler
+        logger.propagate = False
+        assert direct_lines(logger, logging.INFO) is None
+        logger.propagate = True
+        handler.setFormatter(logging.Formatter())
+        assert direct_lines(logger, logging.INFO) is None
+        handler.close()
+    finally:
+        root.handlers[:], root.filters[:] = saved[0], saved[2]
+        root.setLevel(saved[1])
 
 
 def test_the_access_line_has_exactly_its_fields(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import InternalError
-from app.core.logging import request_id
+from app.core.logging import direct_lines, request_id
 from app.core.metrics import ServiceMetrics
 
 access_logger = logging.getLogger("gradecast.access")
@@ -88,6 +88,18 @@ def _organisation_id(scope: Scope) -> str | None:
     return str(organisation_id) if organisation_id is not None else None
 
 
+def _write_access_line(extra: dict[str, Any]) -> None:
+    lines = direct_lines(access_logger, logging.INFO)
+    if lines is not None:  # logging as configure_logging left it: no LogRecord needed
+        lines.write_fields(access_logger.name, logging.INFO, "request", extra)
+        return
+    # makeRecord + handle: logger.info would also walk the stack for the caller.
+    record = access_logger.makeRecord(
+        access_logger.name, logging.INFO, __file__, 0, "request", (), None, extra=extra
+    )
+    access_logger.handle(record)
+
+
 class RequestObservability:
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -140,9 +152,5 @@ class RequestObservability:
                 organisation_id = _organisation_id(scope)
                 if organisation_id is not None:
                     extra["organisation_id"] = organisation_id
-                # makeRecord + handle: logger.info would also walk the stack for the caller.
-                record = access_logger.makeRecord(
-                    access_logger.name, logging.INFO, __file__, 0, "request", (), None, extra=extra
-                )
-                access_logger.handle(record)
+                _write_access_line(extra)
             request_id.reset(token)
