@@ -1,6 +1,7 @@
 """Training jobs end to end over real HTTP: upload → train → poll → version → loss history →
 activate / roll back, cancellation, divergence, if_better."""
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from app.db.migrations import upgrade_to_head
 from app.db.models import Role
 from app.db.session import open_database
-from app.services.jobs import QueueSignal
+from app.services.jobs import JobSignal
 from tests.conftest import Tenant, make_settings, make_tenant, start_server
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -76,9 +77,13 @@ def submit(client: httpx.Client, **body: Any) -> dict[str, Any]:
 def wait_for(
     client: httpx.Client, job_id: str, statuses: set[str] = FINISHED, timeout: float = 60
 ) -> dict[str, Any]:
+    """Until the job is in one of `statuses`: with `?wait=` when that is its end (the server
+    answers as soon as it ends), else polling."""
     deadline = time.monotonic() + timeout
     while True:
-        job: dict[str, Any] = client.get(f"/jobs/{job_id}").json()
+        remaining = max(0.0, deadline - time.monotonic())
+        params = {"wait": round(min(remaining, 30.0), 3)} if statuses <= FINISHED else {}
+        job: dict[str, Any] = client.get(f"/jobs/{job_id}", params=params).json()
         if job["status"] in statuses:
             return job
         if time.monotonic() > deadline:
@@ -462,7 +467,7 @@ def test_a_job_queued_here_wakes_the_idle_workers_once_it_is_committed(tmp_path:
     url = f"sqlite:///{tmp_path / 'signal.db'}"
     upgrade_to_head(url)
     database = open_database(make_settings(url, tmp_path, workers=0))
-    signal = QueueSignal()
+    signal = JobSignal()
     woken = threading.Event()
 
     def idle_worker(seen: int) -> None:
@@ -492,6 +497,103 @@ def test_a_job_queued_here_wakes_the_idle_workers_once_it_is_committed(tmp_path:
         signal.wait(seen, timeout=60)
     finally:
         database.engine.dispose()
+
+
+def test_a_job_signal_wakes_a_request_waiting_on_the_event_loop() -> None:
+    signal = JobSignal()
+
+    async def scenario() -> None:
+        # Moved before the wait began: no wait at all.
+        seen = signal.generation
+        signal.notify()
+        await asyncio.wait_for(signal.wait_async(seen, timeout=60), 5)
+        # Notified from a worker thread while the loop waits: woken, not timed out.
+        seen = signal.generation
+        threading.Timer(0.2, signal.notify).start()
+        await asyncio.wait_for(signal.wait_async(seen, timeout=60), 10)
+        assert signal.generation == seen + 1
+        # Nothing happens: the wait ends at its timeout, and leaves no waiter behind.
+        await signal.wait_async(signal.generation, timeout=0.05)
+        assert not signal._waiters
+
+    asyncio.run(scenario())
+
+
+def test_get_job_with_wait_answers_when_the_job_ends(trainer: httpx.Client) -> None:
+    """A running job cancelled meanwhile: the waiting request answers with its end, well
+    before its own 30 s."""
+    cohort = upload_synthetic(trainer, 20_000)
+    job = submit(trainer, cohort_id=cohort["id"], model="waited", **LONG_SGD)
+    wait_for(trainer, job["id"], {"running"})
+    answers: list[dict[str, Any]] = []
+    waiter = threading.Thread(
+        target=lambda: answers.append(trainer.get(f"/jobs/{job['id']}", params={"wait": 30}).json())
+    )
+    waiter.start()
+    time.sleep(0.3)
+    assert not answers  # still waiting: the job runs
+    assert trainer.post(f"/jobs/{job['id']}/cancel").status_code == 200
+    waiter.join(25)
+    assert not waiter.is_alive(), "the wait outlived the job"
+    assert answers[0]["status"] == "cancelled"
+    # A job that has already ended is answered at once, whatever the wait.
+    assert trainer.get(f"/jobs/{job['id']}", params={"wait": 30}).json()["status"] == "cancelled"
+
+
+def test_get_job_with_wait_runs_out_holding_no_thread(tmp_path: Path) -> None:
+    """No worker: the job stays queued, each wait runs out (cut to the server's 3 s) and
+    answers it as it is. Sixty requests wait at once, more than the 40 threads of the pool
+    that runs the sync routes, and a sync route still answers while they all wait."""
+    url = f"sqlite:///{tmp_path / 'queued.db'}"
+    upgrade_to_head(url)
+    server = start_server(make_settings(url, tmp_path, workers=0, job_wait_seconds=3))
+    try:
+        tenant = make_tenant(server)
+        with tenant.client(Role.trainer) as trainer:
+            cohort = upload_example(trainer)
+            job = submit(trainer, cohort_id=cohort["id"], model="queued")
+            answers: list[str] = []
+            held: list[float] = []
+
+            def waiting() -> None:
+                with tenant.client(Role.reader) as reader:
+                    started = time.monotonic()
+                    got = reader.get(f"/jobs/{job['id']}", params={"wait": 30})
+                    held.append(time.monotonic() - started)
+                    answers.append(got.json()["status"])
+
+            waiters = [threading.Thread(target=waiting) for _ in range(60)]
+            for waiter in waiters:
+                waiter.start()
+            time.sleep(1.0)
+            listed = trainer.get("/cohorts")  # a sync route, on the thread pool
+            assert listed.status_code == 200
+            assert not answers, "a wait ended before its time"
+            for waiter in waiters:
+                waiter.join(30)
+            assert answers == ["queued"] * 60
+            assert max(held) < 20, "a wait was not cut to GRADECAST_JOB_WAIT_SECONDS"
+    finally:
+        server.stop()
+        server.database.engine.dispose()
+
+
+@pytest.mark.parametrize("wait", ["-1", "30.5", "soon", "nan", "inf"])
+def test_get_job_wait_out_of_range_is_a_422_naming_it(trainer: httpx.Client, wait: str) -> None:
+    job = submit(trainer, cohort_id=upload_example(trainer)["id"], model="ranges")
+    answer = trainer.get(f"/jobs/{job['id']}", params={"wait": wait})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["loc"] == ["query", "wait"]
+
+
+def test_get_job_with_wait_is_a_404_at_once_for_another_organisations_job(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    with tenant.client(Role.trainer) as trainer, other_tenant.client(Role.reader) as other:
+        job = submit(trainer, cohort_id=upload_example(trainer)["id"], model="private")
+        answer = other.get(f"/jobs/{job['id']}", params={"wait": 30})
+        assert answer.status_code == 404
+        assert answer.json()["errors"][0]["loc"] == ["path", "job_id"]
 
 
 def test_predict_answers_with_a_version_a_job_of_this_process_just_activated(

@@ -58,7 +58,10 @@ def test_the_api_keeps_the_promises_of_its_schema(database_url: str, tmp_path: P
     # A server of its own: no workers (queued jobs stay queued, no CPU spent training), a
     # tenant nobody else uses, and a metrics token, so that /metrics is, as its schema says,
     # behind a bearer token (a different one: schemathesis sees its 401s).
-    settings = make_settings(database_url, tmp_path, workers=0, metrics_token="metrics-secret")
+    # Its queued jobs never end: each GET /jobs/{id}?wait= would hold for its whole wait.
+    settings = make_settings(
+        database_url, tmp_path, workers=0, metrics_token="metrics-secret", job_wait_seconds=0.2
+    )
     server = start_server(settings)
     try:
         tenant = make_tenant(server)

@@ -168,6 +168,23 @@ def test_worker_survives_a_bad_job(api_only: LiveServer) -> None:
         assert worker.returncode == 0
 
 
+def test_a_wait_sees_a_job_that_a_worker_process_ran(api_only: LiveServer) -> None:
+    """The API's process runs no worker, so nothing in it signals the job's end: the waiting
+    request reads the job again until the worker process has finished it."""
+    tenant = make_tenant(api_only)
+    with tenant.client(Role.trainer) as client:
+        cohort = upload_example(client)
+        job = submit(client, cohort_id=cohort["id"], model="waited", algorithm="closed_form")
+        worker = start_worker(api_only)
+        try:
+            answer = client.get(f"/jobs/{job['id']}", params={"wait": 30})
+        finally:
+            processes.stop_process(worker)
+        assert answer.status_code == 200
+        assert answer.json()["status"] == "succeeded"
+        assert answer.json()["model_version"] == 1
+
+
 def test_cancel_a_queued_job(api_only: LiveServer) -> None:
     """No worker runs here, so the job stays queued until it is cancelled: at once."""
     tenant = make_tenant(api_only)

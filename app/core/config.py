@@ -47,6 +47,14 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="A running job whose heartbeat is older is re-queued."
     )
     job_max_attempts: int = Field(default=3, ge=1)
+    job_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=30,
+        description="The longest GET /jobs/{id}?wait= holds a request before it answers with "
+        "the job as it is (a larger wait is cut to this): below the idle timeout of the "
+        "proxies in front.",
+    )
     auth_cache_seconds: float = Field(
         default=1.0, ge=0, description="How long a verified key is trusted without a database read."
     )

@@ -7,6 +7,8 @@ renewed by its worker's heartbeat; a job whose lease ran out is re-queued (its p
 history dropped) until it has been attempted ``job_max_attempts`` times, then failed.
 """
 
+import asyncio
+import contextlib
 import math
 import threading
 import uuid
@@ -31,6 +33,8 @@ from app.services import audit
 from app.services import webhooks as webhook_service
 
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+# How often whoever waits on a JobSignal also reads the database, for other processes' jobs.
+POLL_SECONDS = 0.25
 LOSS_COLUMNS = 5  # step, epoch, train_loss, val_loss (NaN: none), grad_norm
 
 
@@ -113,14 +117,15 @@ def cancel_job(session: Session, job: Job) -> Job:
 # --- worker side -------------------------------------------------------------------
 
 
-class QueueSignal:
-    """Wakes this process's idle workers as soon as a job is queued here, so that a job
-    starts within milliseconds rather than at the next poll; workers in other processes
-    still find it by polling the queue."""
+class JobSignal:
+    """A count of events in this process (a job queued, a job ended) that worker threads and
+    requests on the event loop can wait on, so that they act within milliseconds instead of
+    at their next poll. Other processes' events are not counted: whoever waits also polls."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._generation = 0
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     @property
     def generation(self) -> int:
@@ -130,18 +135,39 @@ class QueueSignal:
         with self._changed:
             self._generation += 1
             self._changed.notify_all()
+            waiters = list(self._waiters)
+        for loop, woken in waiters:
+            # A loop closed since its request began waiting has nobody left to wake.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(woken.set)
 
     def notify_after_commit(self, session: Session) -> None:
-        """Once the session's job is committed (a worker woken earlier would not see it)."""
+        """Once the session's change is committed (a waiter woken earlier would not see it)."""
         event.listen(session, "after_commit", lambda _s: self.notify(), once=True)
 
     def wait(self, seen: int, timeout: float) -> None:
-        """Until a job was queued since generation `seen` was read, or `timeout` seconds."""
+        """In a thread: until the count moved past `seen`, or `timeout` seconds."""
         with self._changed:
             self._changed.wait_for(lambda: self._generation != seen, timeout)
 
+    async def wait_async(self, seen: int, timeout: float) -> None:
+        """On the event loop, holding no thread: the same wait as `wait`."""
+        woken = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), woken)
+        with self._changed:
+            if self._generation != seen:
+                return
+            self._waiters.add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), timeout)
+        finally:
+            with self._changed:
+                self._waiters.discard(waiter)
 
-QUEUED = QueueSignal()
+
+QUEUED = JobSignal()  # a job was queued: idle workers of this process claim it
+ENDED = JobSignal()  # a job ended (succeeded, failed, cancelled): `GET /jobs/{id}?wait=` answers
 
 
 def requeue_stale(session: Session, lease_seconds: float, max_attempts: int) -> int:

@@ -47,7 +47,6 @@ from app.worker.deliveries import DeliveryLoop
 
 logger = logging.getLogger("gradecast.worker")
 
-POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 0.4
 CHUNK_POINTS = 50_000
 
@@ -101,7 +100,7 @@ class Worker:
             try:
                 seen = job_service.QUEUED.generation
                 if not self.run_once():
-                    job_service.QUEUED.wait(seen, POLL_SECONDS)
+                    job_service.QUEUED.wait(seen, job_service.POLL_SECONDS)
             except OperationalError:
                 logger.warning(
                     "database unavailable; worker retrying", extra={"worker": self.worker_id}
@@ -134,6 +133,7 @@ class Worker:
                 session, self.settings.job_lease_seconds, self.settings.job_max_attempts
             )
         if count:
+            job_service.ENDED.notify()
             logger.warning("re-queued or failed jobs with an expired lease", extra={"jobs": count})
 
     def _housekeep(self) -> None:
@@ -169,6 +169,9 @@ class Worker:
             outcome = self._settle_failure(job_id, state, exc)
         finally:
             state.finished.set()
+            # Settled and committed (or left to another worker): requests waiting on a job
+            # (`GET /jobs/{id}?wait=`) read it again now.
+            job_service.ENDED.notify()
             if self.metrics is not None:
                 self.metrics.job_ended(outcome, started)
 
