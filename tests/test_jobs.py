@@ -4,6 +4,7 @@ activate / roll back, cancellation, divergence, if_better."""
 import asyncio
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ import pytest
 import sqlalchemy as sa
 
 from app.db.migrations import upgrade_to_head
-from app.db.models import Role
+from app.db.models import ModelVersion, Role
 from app.db.session import open_database
+from app.engine.data import split_holdout
 from app.services.jobs import JobSignal
-from tests.conftest import Tenant, make_settings, make_tenant, start_server
+from tests.conftest import LiveServer, Tenant, make_settings, make_tenant, start_server
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -461,6 +463,43 @@ def test_training_defaults_are_the_engines() -> None:
         assert getattr(api, name) == (
             list(expected) if isinstance(expected, tuple) else expected
         ), name
+
+
+def test_a_versions_feature_range_is_its_training_rows_with_or_without_a_hold_out(
+    live_server: LiveServer, tenant: Tenant
+) -> None:
+    """Taken from the cohort's column statistics when every row trains, from the rows
+    otherwise; both equal numpy's min and max of the training rows, also once the pupil
+    holding a column's extreme has been erased."""
+    rows = [line.split(";") for line in (EXAMPLES / "cohort.csv").read_text().splitlines()[1:]]
+    ids = [row[0] for row in rows]
+    table = np.array([[float(cell.replace(",", ".")) for cell in row[1:4]] for row in rows])
+
+    def stored_range(job: dict[str, Any]) -> tuple[list[float], list[float]]:
+        with live_server.database.reads() as session:
+            version = session.scalars(
+                sa.select(ModelVersion).where(ModelVersion.job_id == uuid.UUID(job["id"]))
+            ).one()
+            assert version.feature_min is not None
+            assert version.feature_max is not None
+            return list(version.feature_min), list(version.feature_max)
+
+    with tenant.client(Role.trainer) as trainer:
+        cohort = upload_example(trainer)
+        for fraction in (0.0, 0.25):
+            body = {"algorithm": "closed_form", "validation_fraction": fraction, "seed": 3}
+            job = submit(trainer, cohort_id=cohort["id"], model="range", **body)
+            assert wait_for(trainer, job["id"])["status"] == "succeeded"
+            train_idx, _ = split_holdout(len(table), fraction, 3)
+            train = table[train_idx]
+            assert stored_range(job) == (train.min(axis=0).tolist(), train.max(axis=0).tolist())
+        top = int(np.argmax(table[:, 0]))
+        assert (table[:, 0] == table[top, 0]).sum() == 1  # the one pupil with the top maths
+        assert trainer.delete(f"/students/{ids[top]}").status_code == 200
+        rest = np.delete(table, top, axis=0)
+        job = submit(trainer, cohort_id=cohort["id"], model="range", algorithm="closed_form")
+        assert wait_for(trainer, job["id"])["status"] == "succeeded"
+        assert stored_range(job) == (rest.min(axis=0).tolist(), rest.max(axis=0).tolist())
 
 
 def test_a_job_queued_here_wakes_the_idle_workers_once_it_is_committed(tmp_path: Path) -> None:

@@ -98,6 +98,24 @@ def create_job(
     return job
 
 
+def _feature_range(
+    cohort: Cohort, X: np.ndarray, train_idx: np.ndarray
+) -> tuple[list[float], list[float]]:
+    """Each feature's min and max over the training rows. Without a hold-out those are all
+    the cohort's rows, whose range its column statistics already hold (kept exact through
+    erasures): no pass over a million rows. Otherwise a column at a time, several times
+    faster than along axis 0 of the matrix."""
+    stats = cohort.stats
+    if len(train_idx) == X.shape[0] and all(name in stats for name in cohort.features):
+        return (
+            [float(stats[name]["min"]) for name in cohort.features],
+            [float(stats[name]["max"]) for name in cohort.features],
+        )
+    train = X[train_idx]
+    columns = range(train.shape[1])
+    return [float(train[:, j].min()) for j in columns], [float(train[:, j].max()) for j in columns]
+
+
 def complete_job(
     session: Session,
     job: Job,
@@ -115,10 +133,7 @@ def complete_job(
     X, y = grades[:, :-1], grades[:, -1]
     config = training_config(job.params)
     train_idx, val_idx = split_holdout(X.shape[0], config.validation_fraction, config.seed)
-    # Without a hold-out every row trains: no copy of a million rows to take their range
-    # (and a column at a time, several times faster than along axis 0 of the matrix).
-    train = X if len(train_idx) == X.shape[0] else X[train_idx]
-    columns = range(train.shape[1])
+    feature_min, feature_max = _feature_range(cohort, X, train_idx)
     version = model_service.create_version(
         session,
         job.organisation_id,
@@ -133,8 +148,8 @@ def complete_job(
             # or there is no honest interval (metrics keep the fit's σ).
             residual_std=None,
             n_train=len(train_idx),
-            feature_min=[float(train[:, j].min()) for j in columns],
-            feature_max=[float(train[:, j].max()) for j in columns],
+            feature_min=feature_min,
+            feature_max=feature_max,
             metrics=_metrics_dict(result)
             | ({} if cross_validation is None else cross_validation.to_json()),
             hyperparameters=options_used(job.params),
