@@ -84,8 +84,8 @@ def _organisation_id(scope: Scope) -> str | None:
     # ``request.state`` is a view of ``scope["state"]``; the auth dependency sets the principal.
     state: Any = scope.get("state")
     principal = state.get("principal") if isinstance(state, dict) else None
-    organisation_id = getattr(principal, "organisation_id", None)
-    return str(organisation_id) if organisation_id is not None else None
+    label: str | None = getattr(principal, "organisation_label", None)
+    return label
 
 
 def _write_access_line(extra: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 API layer reads it through `api.deps`."""
 
 import asyncio
+import functools
 import logging
 import math
 import threading
@@ -38,6 +39,12 @@ class Principal:
     key_id: uuid.UUID
     organisation_id: uuid.UUID
     role: Role
+
+    @functools.cached_property
+    def organisation_label(self) -> str:
+        """The organisation's id as text (the access line's), made once per cached key
+        rather than once per request."""
+        return str(self.organisation_id)
 
 
 @dataclass

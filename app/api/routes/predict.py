@@ -147,6 +147,9 @@ def csv_options(query: PredictQuery) -> CsvOptions:
     )
 
 
+_NO_QUERY_OPTIONS = csv_options(_NO_QUERY)  # a request without a query string: most of them
+
+
 async def predict(request: Request) -> Response:
     """`raw` is h_Θ(x) = w0 + Σ wj·xj, `prediction` is `raw` clipped into the grade range,
     `interval` a 95% prediction interval, clipped into the grade range, or null for a
@@ -161,7 +164,7 @@ async def predict(request: Request) -> Response:
     # and parameters: on a 1-pupil request those cost more than the prediction.
     principal = await principal_with_role(request, Role.reader)
     query = query_model(request, PredictQuery, _NO_QUERY)
-    options = csv_options(query)
+    options = _NO_QUERY_OPTIONS if query is _NO_QUERY else csv_options(query)
     state: AppState = request.app.state.gradecast
     media, charset = media_type(request)
     body = await request.body()
