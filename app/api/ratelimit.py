@@ -35,7 +35,8 @@ class TokenBucket:
     name: str
     capacity: float
     setting: str
-    _levels: dict[uuid.UUID, tuple[float, float]] = field(default_factory=dict)
+    # By the key's id as an int: it hashes in C, a UUID's hash is a Python call.
+    _levels: dict[int, tuple[float, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -48,16 +49,17 @@ class TokenBucket:
         A request costing more than a full bucket (a large /predict batch) goes through
         when the bucket is full and leaves it in debt, so it is never refused for ever."""
         now = time.monotonic()
+        bucket = key.int
         with self._lock:
-            level, then = self._levels.get(key, (self.capacity, now))
+            level, then = self._levels.get(bucket, (self.capacity, now))
             level = min(self.capacity, level + (now - then) * self.rate)
             needed = min(cost, self.capacity)
             if level < needed:
-                self._levels[key] = (level, now)
+                self._levels[bucket] = (level, now)
                 raise self._refusal(math.ceil((needed - level) / self.rate))
             if len(self._levels) > _MAX_KEYS:
                 self._levels.clear()
-            self._levels[key] = (level - cost, now)
+            self._levels[bucket] = (level - cost, now)
 
     def _refusal(self, retry_after: int) -> TooManyRequests:
         retry_after = max(1, retry_after)

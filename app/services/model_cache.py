@@ -44,8 +44,10 @@ class _Pointer:
 
 @dataclass
 class ModelCache:
-    _versions: dict[tuple[uuid.UUID, str, int], VersionSnapshot] = field(default_factory=dict)
-    _active: dict[tuple[uuid.UUID, str], int | None] = field(default_factory=dict)
+    # Keyed by the organisation's id as an int: it hashes in C, a UUID's hash is a Python
+    # call, and these are looked up on every /predict.
+    _versions: dict[tuple[int, str, int], VersionSnapshot] = field(default_factory=dict)
+    _active: dict[tuple[int, str], int | None] = field(default_factory=dict)
     _seen_activation: int = -1
     _seen_erasure: int = -1
     _checked_at: float = -math.inf
@@ -75,7 +77,7 @@ class ModelCache:
             await self._refresh(db, max_age)
         if version is None:
             version = await self._active_version(db, organisation_id, name, source)
-        key = (organisation_id, name, version)
+        key = (organisation_id.int, name, version)
         cached = self._versions.get(key)
         if cached is not None:
             return cached
@@ -92,7 +94,7 @@ class ModelCache:
     async def _active_version(
         self, db: Database, organisation_id: uuid.UUID, name: str, source: str
     ) -> int:
-        key = (organisation_id, name)
+        key = (organisation_id.int, name)
         if key in self._active:
             active = self._active[key]
         else:
@@ -131,7 +133,8 @@ class ModelCache:
             latest, erased, changed = await asyncio.to_thread(
                 _read_changes, db, self._seen_activation
             )
-            for key, active in changed.items():
+            for (organisation_id, name), active in changed.items():
+                key = (organisation_id.int, name)
                 if key in self._active:
                     self._active[key] = active
             if erased != self._seen_erasure:
