@@ -60,8 +60,8 @@ def main() -> None:
             start = time.perf_counter()
             fit(X, y, config, on_history=chunks.append)
             timings["train"].append(time.perf_counter() - start)
-            packed = np.concatenate([job_service.pack_history(c) for c in chunks])
-            points = packed.shape[0]
+            columns = job_service.loss_columns(chunks)
+            points = len(columns[0])
 
             with write_session(database) as session:
                 organisation = Organisation(name=f"bench-{time.monotonic_ns()}")
@@ -99,7 +99,7 @@ def main() -> None:
             with write_session(database) as session:
                 for seq, first in enumerate(range(0, points, 50_000)):
                     job_service.write_loss_chunk(
-                        session, job_id, seq, packed[first : first + 50_000]
+                        session, job_id, seq, [c[first : first + 50_000] for c in columns]
                     )
             timings["store"].append(time.perf_counter() - start)
 
@@ -107,7 +107,7 @@ def main() -> None:
             with database.reads() as session:
                 raw = job_service.read_loss(session, job_id)
             timings["read_raw"].append(time.perf_counter() - start)
-            assert raw.shape == packed.shape
+            assert raw.shape == (points, len(columns))
 
             for label, max_points in (("read_2000", 2000), ("read_all", None)):
                 start = time.perf_counter()
@@ -129,7 +129,7 @@ def main() -> None:
                 )
                 timings[label].append(time.perf_counter() - start)
                 assert len(body) > 0
-            assert np.array_equal(read, packed, equal_nan=True)
+            assert np.array_equal(read, np.column_stack(columns), equal_nan=True)
         database.engine.dispose()
 
     medians = {k: statistics.median(v) for k, v in timings.items()}

@@ -16,8 +16,10 @@ import sqlalchemy as sa
 from app.db.migrations import upgrade_to_head
 from app.db.models import ModelVersion, Role
 from app.db.session import open_database
+from app.engine import TrainingConfig, fit
 from app.engine.data import split_holdout
 from app.services.jobs import JobSignal
+from app.worker.runner import CHUNK_POINTS
 from tests.conftest import LiveServer, Tenant, make_settings, make_tenant, start_server
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -247,6 +249,44 @@ def test_loss_as_csv_and_packed_float64_columns_holds_every_point_as_json_does(
     assert len(thinned.content) == 3 * len(names) * 8
 
 
+def example_table() -> tuple[list[str], np.ndarray]:
+    """examples/cohort.csv's ids, and its grades then concours as floats."""
+    rows = [line.split(";") for line in (EXAMPLES / "cohort.csv").read_text().splitlines()[1:]]
+    grades = [[float(cell.replace(",", ".")) for cell in row[1:5]] for row in rows]
+    return [row[0] for row in rows], np.array(grades)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25])
+def test_the_stored_history_is_the_engines_point_for_point(
+    trainer: httpx.Client, fraction: float
+) -> None:
+    """60,000 to 80,000 points: several chunks from the engine and stored; every column
+    read back is what the engine recorded, bit for bit (val_loss only with a hold-out)."""
+    _, table = example_table()
+    options: dict[str, Any] = {"algorithm": "sgd", "learning_rate": 1e-5, "epochs": 400}
+    options |= {"batch_size": 1, "record_every": 1, "validation_fraction": fraction, "seed": 5}
+    job = submit(trainer, cohort_id=upload_example(trainer)["id"], model="points", **options)
+    assert wait_for(trainer, job["id"])["status"] == "succeeded"
+    packed = trainer.get(f"/jobs/{job['id']}/loss", params={"format": "f64"})
+    n = int(packed.headers["x-loss-points"])
+    names = packed.headers["x-loss-columns"].split(",")
+    columns = np.frombuffer(packed.content, dtype="<f8").reshape(len(names), n)
+    history = fit(table[:, :3], table[:, 3], TrainingConfig(**options)).history
+    expected = {
+        "step": history.step,
+        "epoch": history.epoch,
+        "train_loss": history.train_risk,
+        "val_loss": history.val_risk,
+        "grad_norm": history.grad_norm,
+    }
+    assert n == len(history) > CHUNK_POINTS  # stored in more than one chunk
+    assert names == [name for name, values in expected.items() if values is not None]
+    for name, stored in zip(names, columns, strict=True):
+        recorded = expected[name]
+        assert recorded is not None
+        assert np.array_equal(stored, recorded.astype(np.float64)), name
+
+
 def test_diverging_job_fails_with_its_message_and_no_version(trainer: httpx.Client) -> None:
     cohort = upload_example(trainer)
     job = submit(
@@ -471,9 +511,8 @@ def test_a_versions_feature_range_is_its_training_rows_with_or_without_a_hold_ou
     """Taken from the cohort's column statistics when every row trains, from the rows
     otherwise; both equal numpy's min and max of the training rows, also once the pupil
     holding a column's extreme has been erased."""
-    rows = [line.split(";") for line in (EXAMPLES / "cohort.csv").read_text().splitlines()[1:]]
-    ids = [row[0] for row in rows]
-    table = np.array([[float(cell.replace(",", ".")) for cell in row[1:4]] for row in rows])
+    ids, grades = example_table()
+    table = grades[:, :3]
 
     def stored_range(job: dict[str, Any]) -> tuple[list[float], list[float]]:
         with live_server.database.reads() as session:

@@ -12,6 +12,7 @@ import contextlib
 import math
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
@@ -369,23 +370,37 @@ def loss_table(session: Session, job_id: uuid.UUID, max_points: int | None) -> L
     )
 
 
-def pack_history(history: History) -> np.ndarray:
-    """(k, 5) float64: step, epoch, train_loss, val_loss (NaN when none), grad_norm."""
-    k = len(history)
-    val = history.val_risk if history.val_risk is not None else np.full(k, np.nan)
-    return np.column_stack(
-        [history.step, history.epoch, history.train_risk, val, history.grad_norm]
-    ).astype("<f8")
+def loss_columns(chunks: Sequence[History]) -> list[np.ndarray]:
+    """The stored columns of consecutive history chunks, each one float64 array: step, epoch,
+    train_loss, val_loss (NaN when none), grad_norm. One copy per column; the engine's
+    thetas and gradients, which are not stored, are not touched."""
+
+    def column(parts: list[np.ndarray]) -> np.ndarray:
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return joined.astype("<f8", copy=False)
+
+    vals = [np.full(len(c), np.nan) if c.val_risk is None else c.val_risk for c in chunks]
+    return [
+        column([c.step for c in chunks]),
+        column([c.epoch for c in chunks]),
+        column([c.train_risk for c in chunks]),
+        column(vals),
+        column([c.grad_norm for c in chunks]),
+    ]
 
 
-def write_loss_chunk(session: Session, job_id: uuid.UUID, seq: int, points: np.ndarray) -> None:
+def write_loss_chunk(
+    session: Session, job_id: uuid.UUID, seq: int, columns: Sequence[np.ndarray]
+) -> None:
+    """One stored chunk of points: ``columns`` (as loss_columns makes them, sliced to the
+    chunk's points) one after the other."""
     session.add(
         LossChunk(
             job_id=job_id,
             seq=seq,
-            first_step=int(points[0, 0]),
-            n_points=int(points.shape[0]),
-            data=np.ascontiguousarray(points.T).tobytes(),
+            first_step=int(columns[0][0]),
+            n_points=len(columns[0]),
+            data=b"".join(np.ascontiguousarray(c, dtype="<f8").tobytes() for c in columns),
         )
     )
 

@@ -60,14 +60,16 @@ class _RunState:
     """What the engine thread shares with the heartbeat thread."""
 
     progress: Progress | None = None
-    pending: list[np.ndarray] = field(default_factory=list)
+    # The engine's chunks as it handed them (read-only views of its history: no copy);
+    # their columns are packed when they are written.
+    pending: list[History] = field(default_factory=list)
     next_seq: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
     lease_lost: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take_pending(self) -> list[np.ndarray]:
+    def take_pending(self) -> list[History]:
         with self.lock:
             pending, self.pending = self.pending, []
         return pending
@@ -286,9 +288,8 @@ class Worker:
             state.progress = progress
 
         def on_history(chunk: History) -> None:
-            packed = job_service.pack_history(chunk)
             with state.lock:
-                state.pending.append(packed)
+                state.pending.append(chunk)
 
         return fit(
             grades[:, :-1],
@@ -360,17 +361,17 @@ class Worker:
             state.cancel.set()
 
     def _write_points(
-        self, session: Session, job_id: uuid.UUID, state: _RunState, pending: list[np.ndarray]
+        self, session: Session, job_id: uuid.UUID, state: _RunState, pending: list[History]
     ) -> None:
         if not pending:
             return
-        points = np.concatenate(pending)
-        for start in range(0, points.shape[0], CHUNK_POINTS):
+        columns = job_service.loss_columns(pending)
+        for start in range(0, len(columns[0]), CHUNK_POINTS):
             job_service.write_loss_chunk(
                 session,
                 job_id,
                 state.next_seq,
-                points[start : start + CHUNK_POINTS],
+                [column[start : start + CHUNK_POINTS] for column in columns],
             )
             state.next_seq += 1
 
