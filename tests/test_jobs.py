@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -19,6 +20,7 @@ from app.db.session import open_database
 from app.engine import TrainingConfig, fit
 from app.engine.data import split_holdout
 from app.services.jobs import JobSignal
+from app.tables import write_csv
 from app.worker.runner import CHUNK_POINTS
 from tests.conftest import LiveServer, Tenant, make_settings, make_tenant, start_server
 
@@ -285,6 +287,30 @@ def test_the_stored_history_is_the_engines_point_for_point(
         recorded = expected[name]
         assert recorded is not None
         assert np.array_equal(stored, recorded.astype(np.float64)), name
+    # JSON and CSV, streamed a piece at a time at this length: the very text of the whole
+    # written at once.
+    typed = [
+        c.astype(np.int64) if name in ("step", "epoch") else c
+        for name, c in zip(names, columns, strict=True)
+    ]
+    by_name = dict(zip(names, (c.tolist() for c in typed), strict=True))
+    points = [
+        {
+            "step": by_name["step"][i],
+            "epoch": by_name["epoch"][i],
+            "train_loss": by_name["train_loss"][i],
+            "val_loss": by_name["val_loss"][i] if "val_loss" in by_name else None,
+            "grad_norm": by_name["grad_norm"][i],
+        }
+        for i in range(n)
+    ]
+    as_json = trainer.get(f"/jobs/{job['id']}/loss")
+    assert as_json.content == orjson.dumps(
+        {"job_id": job["id"], "total_points": n, "points": points}
+    )
+    as_csv = trainer.get(f"/jobs/{job['id']}/loss", params={"format": "csv"})
+    assert as_csv.headers["content-type"] == "text/csv; charset=utf-8"
+    assert as_csv.content == write_csv(names, list(typed))
 
 
 def test_diverging_job_fails_with_its_message_and_no_version(trainer: httpx.Client) -> None:

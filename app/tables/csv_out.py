@@ -23,11 +23,13 @@ def write_csv(
     delimiter: str = ",",
     decimal_comma: bool = False,
     bom: bool = False,
+    header_row: bool = True,
 ) -> bytes:
     """UTF-8 CSV with CRLF line ends; `;` + decimal_comma is what French Excel opens as is.
 
     Floats are written in their shortest round-trip form, None and NaN as empty cells.
-    Set `bom` for Excel, which otherwise reads UTF-8 as windows-1252.
+    Set `bom` for Excel, which otherwise reads UTF-8 as windows-1252. Without `header_row`,
+    the rows only: the pieces after the first of a table written a piece at a time.
     """
     if delimiter not in DELIMITERS:
         raise ValueError(f"delimiter must be one of {DELIMITERS!r}, got {delimiter!r}")
@@ -39,7 +41,8 @@ def write_csv(
     cells = [_format_column(column, decimal_comma) for column in columns]
     out = io.StringIO()
     writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
-    writer.writerow([spreadsheet_safe(name) for name in header])
+    if header_row:
+        writer.writerow([spreadsheet_safe(name) for name in header])
     numeric = all(isinstance(c, np.ndarray) and c.dtype.kind in "iuf" for c in columns)
     if numeric and not (decimal_comma and delimiter == ","):
         # Numbers never need quoting here: the rows are joined as they are (a history of
