@@ -997,3 +997,65 @@ def test_ids_read_in_bulk_are_those_read_one_by_one(raws: list[str | int]) -> No
         assert caught.value.errors[0]["loc"] == ["body", "ids", problems[0]]
     else:
         assert columns_to_matrix(grades, list(raws), ["maths"]).ids == one_by_one
+
+
+_CELLS = st.one_of(
+    st.integers(-(10**400), 10**400),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["12", "Abs", "", "12,5"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    student=st.one_of(
+        st.fixed_dictionaries(
+            {"maths": _CELLS, "info": _CELLS}, optional={"id": st.one_of(_RAW_IDS, _CELLS)}
+        ),
+        st.dictionaries(
+            st.sampled_from(["maths", "info", "id", "art"]),
+            st.one_of(_CELLS, _RAW_IDS),
+            max_size=4,
+        ),
+        st.lists(_CELLS, max_size=2),
+        _CELLS,
+    ),
+    collect=st.booleans(),
+)
+def test_a_lone_pupil_read_in_a_few_calls_is_the_general_readers(
+    student: object, collect: bool
+) -> None:
+    """The lone pupil's shortcut (`_one_pupil`, most /predict requests) gives the general
+    reader's very table, or leaves the pupil to it."""
+    from app.tables import json as json_tables
+
+    columns = ["maths", "info"]
+    with patch.object(json_tables, "_one_pupil", return_value=None):
+        try:
+            general = json_tables.students_to_matrix(
+                [student], columns, field="students", accept_marks=True, collect_problems=collect
+            )
+        except InvalidInput:
+            general = None
+    quick = json_tables._one_pupil(student, columns)
+    if quick is None:
+        return
+    assert general is not None
+    assert quick.ids == general.ids
+    assert quick.values.dtype == general.values.dtype
+    assert np.array_equal(quick.values, general.values, equal_nan=True)
+    assert (quick.groups, quick.marks, quick.problems) == (None, [], [])
+    assert (general.groups, general.marks, general.problems) == (None, [], [])
+
+
+def test_the_usual_lone_pupil_takes_the_shortcut() -> None:
+    from app.tables.json import _one_pupil
+
+    table = _one_pupil({"id": " n1", "maths": 13, "info": 14.5}, ["maths", "info"])
+    assert table is not None
+    assert table.ids == ["n1"]
+    assert table.values.tolist() == [[13.0, 14.5]]
+    assert _one_pupil({"maths": 13, "info": True}, ["maths", "info"]) is None
+    assert _one_pupil({"id": 1, "maths": 13}, ["id", "maths"]) is None

@@ -76,6 +76,10 @@ def students_to_matrix(
 ) -> PupilTable:
     """JSON pupils → ids and a float64 matrix in ``columns`` order; a 422 naming pupil and
     column for the first problem, or with `collect_problems` every problem of every pupil."""
+    if len(students) == 1 and group_key is None:
+        one = _one_pupil(students[0], columns)
+        if one is not None:
+            return one
     problems: list[CellProblem] = []
     has_ids = _check_keys(students, columns, field, group_key, problems, collect_problems)
     n = len(students)
@@ -255,6 +259,34 @@ def _numbers_only(students: list[Any], columns: Sequence[str]) -> np.ndarray | N
         return np.array(rows, dtype=np.float64).reshape(len(rows), len(columns))
     except OverflowError:
         return None
+
+
+def _one_pupil(student: Any, columns: Sequence[str]) -> PupilTable | None:
+    """A lone pupil (most /predict requests) that is exactly ``columns`` as JSON numbers, with
+    or without a valid id, read in a few calls; None for anything else, which the general
+    reader then reads, says what is wrong with, or collects. The same table as that reader's
+    (a hypothesis property in tests/test_tables.py compares them)."""
+    if type(student) is not dict or ID_NAME in columns:
+        return None
+    has_id = ID_NAME in student
+    if len(student) != len(columns) + has_id:
+        return None
+    try:
+        cells = [student[column] for column in columns]
+    except KeyError:
+        return None
+    if not set(map(type, cells)) <= _NUMBER_TYPES:
+        return None
+    ids = None
+    if has_id:
+        ids = _valid_ids([student[ID_NAME]])
+        if ids is None:
+            return None
+    try:
+        values = np.array([cells], dtype=np.float64)
+    except OverflowError:
+        return None
+    return PupilTable(ids, values)
 
 
 def _fill(values: np.ndarray, j: int, cells: list[Any]) -> bool:
