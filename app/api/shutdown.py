@@ -30,15 +30,18 @@ class Drain:
     def install(self, seconds: float) -> None:
         """Put the drain in front of the SIGTERM handler that uvicorn installed (it restores
         the previous handlers itself when it stops). Only in the main thread, where signals
-        are handled: a server run in a thread (the tests' live servers) has no drain."""
-        if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        are handled: a server run in a thread (the tests' live servers) has no drain. With
+        no drain (0 s) SIGTERM still marks the process as stopping, at once: requests that
+        wait (`GET /jobs/{id}?wait=`) answer then, rather than hold uvicorn's shutdown."""
+        if threading.current_thread() is not threading.main_thread():
             return
         uvicorn_handler = signal.getsignal(signal.SIGTERM)
         if not callable(uvicorn_handler):
             return
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            if self.started.is_set():  # a second SIGTERM: stop now
+            if self.started.is_set() or seconds <= 0:  # no drain, or a second SIGTERM
+                self.started.set()
                 uvicorn_handler(signum, frame)
                 return
             self.started.set()
