@@ -537,3 +537,17 @@ def test_a_failed_job_is_told_without_its_error_text(
     assert event["data"]["job_id"] == job["id"]
     assert event["data"]["model_version"] is None
     assert "diverged" not in request.body.decode()
+
+
+def test_the_backoff_jitter_leaves_the_random_module_alone() -> None:
+    """The delivery thread's jitter has a generator of its own: the shared one's state (a
+    test's seed, Hypothesis's draws) does not move under it."""
+    import random
+
+    from app.services.webhooks import backoff_seconds
+
+    before = random.getstate()
+    delays = [backoff_seconds(3, 1.0) for _ in range(100)]
+    assert random.getstate() == before
+    assert all(2.0 <= delay < 4.0 for delay in delays)
+    assert len(set(delays)) > 1

@@ -267,11 +267,16 @@ def signed_headers(delivery: Claimed, now: datetime) -> dict[str, str]:
     }
 
 
+# The jitter's own generator: drawing from the random module's shared one, in the
+# delivery thread, moved its state under whoever else uses it (Hypothesis noticed, in tests).
+_JITTER = random.Random()
+
+
 def backoff_seconds(attempts: int, base: float) -> float:
     """Exponential backoff with jitter: base·2^(attempts−1), capped at an hour, times a
     random factor in [0.5, 1)."""
     delay: float = min(base * 2.0 ** min(attempts - 1, 30), MAX_BACKOFF_SECONDS)
-    return delay * (0.5 + random.random() / 2)
+    return delay * (0.5 + _JITTER.random() / 2)
 
 
 @dataclass(frozen=True)
