@@ -1,6 +1,7 @@
 """Shared fixtures: real databases (a SQLite file, the PostgreSQL server), migrated with
 Alembic, and the app served by uvicorn on a loopback port, reached over real HTTP."""
 
+import contextlib
 import os
 import socket
 import threading
@@ -120,6 +121,20 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: object) -> Set
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def fresh_server(tmp_path: Path, name: str, **overrides: object) -> Iterator[LiveServer]:
+    """A server of its own on a new SQLite file, migrated, for a test that needs settings
+    the shared one does not have; stopped, and its database closed, afterwards."""
+    url = f"sqlite:///{tmp_path / f'{name}.db'}"
+    upgrade_to_head(url)
+    server = start_server(make_settings(url, tmp_path, **overrides))
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.database.engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from app.engine.data import split_holdout
 from app.services.jobs import JobSignal
 from app.tables import write_csv
 from app.worker.runner import CHUNK_POINTS
-from tests.conftest import LiveServer, Tenant, make_settings, make_tenant, start_server
+from tests.conftest import LiveServer, Tenant, fresh_server, make_settings, make_tenant
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -648,10 +648,7 @@ def test_get_job_with_wait_runs_out_holding_no_thread(tmp_path: Path) -> None:
     """No worker: the job stays queued, each wait runs out (cut to the server's 3 s) and
     answers it as it is. Sixty requests wait at once, more than the 40 threads of the pool
     that runs the sync routes, and a sync route still answers while they all wait."""
-    url = f"sqlite:///{tmp_path / 'queued.db'}"
-    upgrade_to_head(url)
-    server = start_server(make_settings(url, tmp_path, workers=0, job_wait_seconds=3))
-    try:
+    with fresh_server(tmp_path, "queued", workers=0, job_wait_seconds=3) as server:
         tenant = make_tenant(server)
         with tenant.client(Role.trainer) as trainer:
             cohort = upload_example(trainer)
@@ -677,9 +674,6 @@ def test_get_job_with_wait_runs_out_holding_no_thread(tmp_path: Path) -> None:
                 waiter.join(30)
             assert answers == ["queued"] * 60
             assert max(held) < 20, "a wait was not cut to GRADECAST_JOB_WAIT_SECONDS"
-    finally:
-        server.stop()
-        server.database.engine.dispose()
 
 
 @pytest.mark.parametrize("wait", ["-1", "30.5", "soon", "nan", "inf"])
@@ -705,10 +699,7 @@ def test_predict_answers_with_a_version_a_job_of_this_process_just_activated(
 ) -> None:
     """Jobs take milliseconds: /predict must not wait for its cache's periodic check (an hour
     here) to see the version that a job in this process activated."""
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    upgrade_to_head(url)
-    server = start_server(make_settings(url, tmp_path, workers=1, model_cache_seconds=3600))
-    try:
+    with fresh_server(tmp_path, "fresh", workers=1, model_cache_seconds=3600) as server:
         tenant = make_tenant(server)
         with tenant.client(Role.trainer) as trainer:
             cohort = upload_example(trainer)
@@ -719,6 +710,3 @@ def test_predict_answers_with_a_version_a_job_of_this_process_just_activated(
                 answer = trainer.post("/predict", json={"model": "fresh", "students": [pupil]})
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["version"] == version
-    finally:
-        server.stop()
-        server.database.engine.dispose()
