@@ -26,12 +26,19 @@ RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); 
 
 # ---------------------------------------------------------------------------
 # Stage 2: build the wheel. It carries the migrations (alembic/, reached by the
-# package as app/migrations), so the installed copy needs no source tree.
+# package as app/migrations), so the installed copy needs no source tree, and its one
+# compiled module (app/tables/_pupiljson.c): a C compiler and the Python headers are
+# installed here, in this stage only (python:3.x-slim has the headers; Debian's python3
+# takes python3-dev), never in the runtime image.
 FROM ${BASE_IMAGE} AS wheel
 ARG PIP_CERT=
 ARG PIP_INDEX_URL=
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN headers=$(python3 -c "import os, sysconfig; print('' if os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')) else 'python3-dev')") \
+ && apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc libc6-dev $headers \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=requirements /src/build-requirements.txt /tmp/
 RUN if [ -n "${PIP_CERT:-}" ]; then export PIP_CERT; else unset PIP_CERT; fi \
  && if [ -n "${PIP_INDEX_URL:-}" ]; then export PIP_INDEX_URL; else unset PIP_INDEX_URL; fi \

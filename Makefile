@@ -13,11 +13,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# The one C module (app/tables/_pupiljson.c) is compiled by the install: again when it changes.
+NATIVE := app/tables/_pupiljson.c
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(NATIVE)
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml $(NATIVE)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@ $(VENV)/.installed
 
@@ -31,6 +34,8 @@ migrate: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check app tests bench alembic scripts
 	$(BIN)/ruff format --check app tests bench alembic scripts
+	$${CC:-cc} -fsyntax-only -std=c11 -Wall -Wextra -Werror \
+		-I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" $(NATIVE)
 
 # Biome, pinned in package-lock.json, installed again whenever package.json or the lock changes.
 node_modules/.installed: package.json package-lock.json

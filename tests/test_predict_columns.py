@@ -1,5 +1,6 @@
 """/predict's columnar body, fields=prediction, and the one-pupil answer without numpy."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from app.engine import TrainingConfig, fit
 from app.services.answers import render_json, render_one_json
 from app.services.batches import Batch, PupilError
 from app.services.predict import Predictions, VersionSnapshot, predict, predict_one
+from app.tables.ids import PackedIds
 from tests.test_predict import NEW_PUPIL, post_csv, register
 
 PUPILS = [NEW_PUPIL, {"id": "n2", "maths": 12.5, "info": 9, "francais": 15}]
@@ -230,7 +232,11 @@ def test_the_bulk_answer_is_what_a_dict_per_pupil_gives(
             st.lists(st.lists(grade, min_size=key[0], max_size=key[0]), min_size=n, max_size=n)
         )
     )
-    ids = data.draw(st.lists(_IDS, min_size=n, max_size=n)) if with_ids else None
+    ids: Sequence[str] | None = None
+    if with_ids:
+        ids = data.draw(st.lists(_IDS, min_size=n, max_size=n))
+        if data.draw(st.booleans()):  # as the C reader gives them (tables.typed_students)
+            ids = PackedIds.join([ids])
     rows = data.draw(st.sets(st.integers(0, n - 1))) if skip else set()
     errors = {
         row: PupilError("out_of_range", ["students", row, "f0"], 'the "grade", é') for row in rows

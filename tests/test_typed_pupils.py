@@ -1,4 +1,4 @@
-"""Big /predict bodies' pupils are read by msgspec into typed objects when they have the
+"""Big /predict bodies' pupils are read in C (tables.typed_students) when they have the
 usual shape (tables.typed_students), else as always. Whatever the body, both readings give
 the same answer, byte for byte, or the same error; over HTTP, a big body's errors are those
 of a small one."""
@@ -102,7 +102,7 @@ def test_typed_and_untyped_readings_give_the_same_answer_or_error(
 
 
 def test_the_usual_shape_is_read_typed() -> None:
-    """Not only the fallback: the usual body is read by msgspec, with ids and without."""
+    """Not only the fallback: the usual body is read in C, with ids and without."""
     snapshot = SNAPSHOTS[(3, "ols")]
     for ids in (True, False):
         pupils = [

@@ -1,6 +1,7 @@
 """The answer of /predict, in JSON or in the CSV dialect of the request."""
 
 import functools
+from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
@@ -18,7 +19,6 @@ from app.services.batches import (
 )
 from app.services.predict import (
     DECIMALS,
-    Array,
     OnePrediction,
     Predictions,
     VersionSnapshot,
@@ -26,6 +26,8 @@ from app.services.predict import (
     predict_one,
 )
 from app.tables import Verbatim, spreadsheet_safe, write_csv
+from app.tables._pupiljson import write_pupils
+from app.tables.ids import PackedIds
 
 
 def answer_json(
@@ -53,22 +55,6 @@ def answer_csv(
     batch = csv_batch(snapshot, request)
     result = predict(snapshot, batch.values, full=full)
     return render_csv(snapshot, request, batch, result, full=full), batch
-
-
-def _json_cells(values: Array) -> list[bytes]:
-    """Each number of a 1-d array as JSON text, written by orjson in one call."""
-    return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
-
-
-def _json_ids(ids: list[str]) -> list[bytes]:
-    """Each id as a JSON string. orjson writes them all in one call (a call per id costs
-    more than the whole list), split at the commas between them: when the quotes and the
-    commas are only those around and between the ids, no id holds either. Else one call
-    per id."""
-    written = orjson.dumps(ids)
-    if written.count(b'"') == 2 * len(ids) and written.count(b",") == len(ids) - 1:
-        return written[1:-1].split(b",")
-    return list(map(orjson.dumps, ids))
 
 
 def _json_error(error: PupilError) -> bytes:
@@ -170,74 +156,58 @@ def render_one_json(
 def render_json(
     snapshot: VersionSnapshot, batch: Batch, result: Predictions, *, full: bool = True
 ) -> bytes:
-    """The response, built column by column: numbers are written to JSON text by orjson a
-    whole column at a time and each pupil is its template's text joined with its figures,
-    in C calls over all pupils (no dict, no Python line per pupil). With on_error=skip every
-    pupil also has an `error`: null, or what kept it from a prediction. Without `full`, the
-    interval and the contributions are left out."""
+    """The response, written in C (_pupiljson.write_pupils): each pupil is its template's
+    text with its figures, taken from the columns of the result, numbers as orjson writes
+    them (no dict, no Python object per pupil). With on_error=skip every pupil also has an
+    `error`: null, or what kept it from a prediction. Without `full`, the interval and the
+    contributions are left out."""
     n = batch.values.shape[0]
-    ids = _json_ids(batch.ids) if batch.ids is not None else [b"null"] * n
-    interval: list[list[bytes]] = []
-    contributions: list[list[bytes]] = []
+    interval: list[object] = []
+    contributions: list[object] = []
     has_interval = result.interval_low is not None and result.interval_high is not None
     if full:
         if result.interval_low is None or result.interval_high is None:
-            interval = [[b"null"] * n]
+            interval = [b"null"]
         else:
-            interval = [_json_cells(result.interval_low), _json_cells(result.interval_high)]
+            interval = [result.interval_low, result.interval_high]
         assert result.contributions is not None
         contributions = [
-            _json_cells(np.ascontiguousarray(result.contributions[:, j]))
+            np.ascontiguousarray(result.contributions[:, j])
             for j in range(result.contributions.shape[1])
         ]
-    extrapolated = [b"false"] * n  # the usual case: set the few that are true
-    for row in np.flatnonzero(result.extrapolated).tolist():
-        extrapolated[row] = b"true"
     template = _pupil_template(snapshot, interval=has_interval, full=full, skip=batch.skip)
-    figures = [
-        ids,
-        _json_cells(result.prediction),
-        _json_cells(result.raw),
+    figures = (
+        _id_figure(batch.ids),
+        np.ascontiguousarray(result.prediction, dtype=np.float64),
+        np.ascontiguousarray(result.raw, dtype=np.float64),
         *interval,
         *contributions,
-        extrapolated,
-    ]
-    return _joined(_head(snapshot), template, figures, n, batch, full=full, ids=ids)
+        np.ascontiguousarray(result.extrapolated, dtype=bool),
+    )
+    replaced = {
+        row: _failed_pupil(batch, row, error, full=full) for row, error in batch.errors.items()
+    }
+    return write_pupils(_head(snapshot), template, figures, n, replaced, b"]}", orjson.dumps)
 
 
-def _joined(
-    head: bytes,
-    template: tuple[bytes, ...],
-    figures: list[list[bytes]],
-    n: int,
-    batch: Batch,
-    *,
-    full: bool,
-    ids: list[bytes],
-) -> bytes:
-    """The answer as one join over a flat list: each pupil's template texts and figures in
-    turn, placed by strided slice assignments (C loops; no tuple or bytes per pupil), the
-    comma between two pupils with the text that closes the first."""
-    stride = 2 * len(figures) + 1
-    flat: list[bytes] = [b""] * (n * stride + 2)
-    flat[0] = head
-    end = n * stride
-    for k, (text, column) in enumerate(zip(template[:-1], figures, strict=True)):
-        flat[1 + 2 * k : end : stride] = [text] * n
-        flat[2 + 2 * k : end + 1 : stride] = column
-    closing = template[-1]
-    flat[stride::stride] = [closing + b","] * (n - 1) + [closing]
-    flat[-1] = b"]}"
-    for row, error in batch.errors.items():
-        nothing = b'"interval":null,"contributions":null,' if full else b""
-        start = 1 + row * stride
-        flat[start : start + stride] = [
-            b'{"id":%b,"prediction":null,"raw":null,%b"extrapolated":null,"error":%b}'
-            % (ids[row], nothing, _json_error(error)),
-            *([b""] * (stride - 2)),
-            b"," if row < n - 1 else b"",
-        ]
-    return b"".join(flat)
+def _id_figure(ids: Sequence[str] | None) -> object:
+    """The ids as write_pupils takes them: packed ids as their text and starts, without a
+    str object per id."""
+    if ids is None:
+        return b"null"
+    if isinstance(ids, PackedIds):
+        return (ids.text, np.ascontiguousarray(ids.starts, dtype=np.int64))
+    return list(ids)
+
+
+def _failed_pupil(batch: Batch, row: int, error: PupilError, *, full: bool) -> bytes:
+    ident = orjson.dumps(batch.ids[row]) if batch.ids is not None else b"null"
+    nothing = b'"interval":null,"contributions":null,' if full else b""
+    return b'{"id":%b,"prediction":null,"raw":null,%b"extrapolated":null,"error":%b}' % (
+        ident,
+        nothing,
+        _json_error(error),
+    )
 
 
 def render_csv(

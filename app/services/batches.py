@@ -6,6 +6,7 @@ code from a small set, and the others their predictions (a class list where one 
 absent still gets its 29 predictions). Errors never quote a cell: it may be a name.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,7 +54,7 @@ class Batch:
     """Pupils to predict: optional ids and one row of grades in the version's feature order;
     with on_error=skip, the rows in `errors` are not predicted (their values are 0)."""
 
-    ids: list[str] | None
+    ids: Sequence[str] | None
     values: np.ndarray
     errors: dict[int, PupilError] = field(default_factory=dict)
     skip: bool = False
@@ -411,7 +412,7 @@ def checked_values(snapshot: VersionSnapshot, values: np.ndarray, *, field: str)
 
 def _checked(
     snapshot: VersionSnapshot,
-    ids: list[str] | None,
+    ids: Sequence[str] | None,
     values: np.ndarray,
     marks: list[Mark],
     problems: list[CellProblem],

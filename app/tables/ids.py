@@ -49,6 +49,19 @@ def first_bad_id(ids: Sequence[str], *, joined: str | None = None) -> tuple[int,
 SEPARATOR = "\n"
 
 
+def packed_ids_valid(ids: "PackedIds") -> bool:
+    """Whether every id is valid (id_problem) and as stripped, in a few calls over the text:
+    the usual case. False says nothing more: the ids are then checked one by one."""
+    lengths = np.diff(ids.starts) - 1
+    if lengths.size == 0:
+        return True
+    if int(lengths.min()) < 1 or int(lengths.max()) > MAX_ID_LENGTH:
+        return False
+    # Printable: no control character, no line break, no space but " " (str.isprintable).
+    inner = ids.text.replace(SEPARATOR, "")
+    return inner.isprintable() and " " not in inner
+
+
 class PackedIds(Sequence[str]):
     """Pupils' ids as a few long texts, each SEPARATOR-joined, and where each id starts: a
     million ids are about 14 MB and a 4-MB array, not a million str objects (about 70 MB).
@@ -92,6 +105,12 @@ class PackedIds(Sequence[str]):
         starts = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)) + 1, out=starts[1:])
         return cls([SEPARATOR.join(ids)], starts, [0])
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Where each id begins in `text`, and one more entry, one past the end of the last
+        id (for a slice of one part, no copy)."""
+        return self._starts
 
     @property
     def text(self) -> str:

@@ -6,13 +6,12 @@ A grade is a JSON number; a mark (see marks.py) is its code as a string (`"Abs"`
 `"15/20"`) or null, when the caller accepts marks.
 """
 
-import functools
 import re
 from collections import deque
 from collections.abc import KeysView, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import msgspec
@@ -21,8 +20,16 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from app.core.errors import InvalidInput, input_errors
+from app.tables._pupiljson import read_pupils
 from app.tables.csv import CellProblem
-from app.tables.ids import first_bad_id, group_label_problem, id_problem
+from app.tables.ids import (
+    SEPARATOR,
+    PackedIds,
+    first_bad_id,
+    group_label_problem,
+    id_problem,
+    packed_ids_valid,
+)
 from app.tables.marks import Mark, MarkError, read_mark
 from app.tables.names import ID_NAME, unknown_name_message
 
@@ -58,7 +65,7 @@ class PupilTable:
     """JSON pupils as columns: `values[i, j]` is pupil i's `columns[j]`, NaN where `marks`
     or `problems` say what the cell holds instead."""
 
-    ids: list[str] | None
+    ids: Sequence[str] | None
     values: np.ndarray
     groups: list[str | None] | None = None
     marks: list[Mark] = field(default_factory=list)
@@ -121,56 +128,24 @@ def students_to_matrix(
     return PupilTable(ids, values, groups, marks, problems)
 
 
-@functools.lru_cache(maxsize=256)
-def _pupil_decoders(features: tuple[str, ...]) -> tuple[msgspec.json.Decoder[Any], ...]:
-    """Decoders of a JSON list of pupils that are exactly ``features`` as JSON numbers, with
-    an id (a string or an integer) and without; made once per list of features."""
-    names = [f"f{j}" for j in range(len(features))]
-    grades = [(name, float) for name in names]
-    rename = dict(zip(names, features, strict=True))
-    options: dict[str, Any] = {"forbid_unknown_fields": True, "gc": False}
-    with_id: Any = msgspec.defstruct(
-        "Pupil",
-        [("pupil_id", str | int), *grades],
-        rename={"pupil_id": ID_NAME, **rename},
-        **options,
-    )
-    without_id: Any = msgspec.defstruct("PupilWithoutId", grades, rename=rename, **options)
-    return msgspec.json.Decoder(list[with_id]), msgspec.json.Decoder(list[without_id])
-
-
-def _decoded(decoder: msgspec.json.Decoder[Any], raw: bytes) -> list[Any] | None:
-    try:
-        pupils: list[Any] = decoder.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
-    return pupils
-
-
-def typed_students(raw: bytes, columns: Sequence[str]) -> PupilTable | None:
+def typed_students(raw: bytes | msgspec.Raw, columns: Sequence[str]) -> PupilTable | None:
     """A JSON list of pupils in the usual shape, every one an object of exactly ``columns``
-    as finite JSON numbers, with a valid id for all or none, read in one pass by msgspec
-    into typed objects (no dict per pupil): about half of orjson's objects and the checks of
-    students_to_matrix, for 10,000 pupils. None for anything else (a mark, a missing or
-    unknown key, an invalid id, not a list…): students_to_matrix then reads the pupils and
-    says what is wrong, as always."""
-    with_id, without_id = _pupil_decoders(tuple(columns))
-    pupils = _decoded(with_id, raw)
-    has_ids = pupils is not None
-    if pupils is None:
-        pupils = _decoded(without_id, raw)
-    if not pupils:
+    as finite JSON numbers, with a valid id for all or none, read in one pass in C
+    (_pupiljson.read_pupils, without the GIL): no Python object per pupil, the ids packed.
+    None for anything else (a mark, a missing or unknown key, an invalid id, not a list…):
+    students_to_matrix then reads the pupils and says what is wrong, as always."""
+    read = read_pupils(raw, tuple(columns), ID_NAME, SEPARATOR.encode())
+    if read is None:
         return None
-    n = len(pupils)
-    values = np.empty((n, len(columns)))
-    for j in range(len(columns)):
-        values[:, j] = np.fromiter(map(attrgetter(f"f{j}"), pupils), np.float64, n)
-    if not np.isfinite(values).all():
-        return None
-    ids = _valid_ids(list(map(attrgetter("pupil_id"), pupils))) if has_ids else None
-    if has_ids and ids is None:
-        return None
-    return PupilTable(ids, values)
+    n, cells, text, starts = read
+    values = np.frombuffer(cells, dtype=np.float64).reshape(n, len(columns))
+    if text is None or starts is None:
+        return PupilTable(None, values)
+    packed = PackedIds([text], np.frombuffer(starts, dtype=np.int64), [0])
+    if packed_ids_valid(packed):
+        return PupilTable(packed, values)
+    ids = _valid_ids(list(packed))  # ids to strip, or one that is not valid
+    return None if ids is None else PupilTable(ids, values)
 
 
 def columns_to_matrix(

@@ -1,0 +1,720 @@
+/* Pupils in JSON, read and written in C: the two steps of a big /predict batch that are a
+ * Python line per pupil otherwise (see pupiljson.py, which is what the rest of the service
+ * calls, and tests/test_pupiljson.py, which checks both against orjson).
+ *
+ * read_pupils: a JSON list of pupils in the usual shape only, objects of exactly the
+ *   features as JSON numbers, with an id for every pupil or none, into a float64 matrix and
+ *   the ids. Anything else (a mark, an escape, a missing or unknown or repeated key, a
+ *   number out of float range...) gives None, and the service reads the body with its
+ *   general reader, which says what is wrong. The text is scanned without the GIL.
+ *
+ * write_pupils: the answer's pupils, each a template's texts with its figures between
+ *   them. Numbers are written as orjson writes them: a number rounded to six decimals, in
+ *   orjson's plain range, directly; any other one by the `dumps` given (orjson's).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- growable buffers */
+
+typedef struct {
+    char *data;
+    size_t size, capacity;
+} Buffer;
+
+static int buffer_reserve(Buffer *b, size_t more) {
+    if (b->size + more <= b->capacity) return 0;
+    size_t capacity = b->capacity ? b->capacity : 4096;
+    while (capacity < b->size + more) capacity *= 2;
+    char *data = PyMem_RawRealloc(b->data, capacity);
+    if (data == NULL) return -1;
+    b->data = data;
+    b->capacity = capacity;
+    return 0;
+}
+
+static int buffer_add(Buffer *b, const void *data, size_t size) {
+    if (size == 0) return 0; /* memcpy wants a buffer, even for nothing */
+    if (buffer_reserve(b, size) < 0) return -1;
+    memcpy(b->data + b->size, data, size);
+    b->size += size;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- reading */
+
+#define MAX_FEATURES 64
+
+typedef struct {
+    const char *text;
+    Py_ssize_t length;
+} Name;
+
+/* Where an id or a number that needs Python lies in the body. */
+typedef struct {
+    Py_ssize_t start, length;
+    int kind; /* ID_TEXT, ID_INTEGER, or SLOW_NUMBER */
+    Py_ssize_t cell; /* SLOW_NUMBER: index in values */
+} Span;
+
+enum { ID_TEXT, ID_INTEGER, SLOW_NUMBER };
+
+typedef struct {
+    const char *p, *end;
+} Cursor;
+
+static inline void skip_space(Cursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
+}
+
+static const double POWERS[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+typedef enum { NUMBER_BAD, NUMBER_DONE, NUMBER_SLOW } NumberResult;
+
+/* A JSON number (RFC 8259's grammar, exactly). NUMBER_DONE: *value holds it, correctly
+ * rounded (an exact mantissa and power of ten, one IEEE operation). NUMBER_SLOW: valid
+ * but for Python's correctly rounded conversion. *integer: no fraction, no exponent. */
+static NumberResult read_number(Cursor *c, double *value, int *integer) {
+    const char *p = c->p, *end = c->end;
+    int negative = 0, exact = 1;
+    uint64_t mantissa = 0;
+    int scale = 0; /* value = mantissa * 10^scale when exact */
+    if (p < end && *p == '-') {
+        negative = 1;
+        p++;
+    }
+    if (p >= end) return NUMBER_BAD;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (mantissa < 100000000000000000ULL)
+                mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+            else
+                exact = 0;
+            p++;
+        }
+    } else {
+        return NUMBER_BAD;
+    }
+    *integer = 1;
+    if (p < end && *p == '.') {
+        *integer = 0;
+        p++;
+        if (p >= end || *p < '0' || *p > '9') return NUMBER_BAD;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (mantissa < 100000000000000000ULL) {
+                mantissa = mantissa * 10 + (uint64_t)(*p - '0');
+                scale--;
+            } else {
+                exact = 0;
+            }
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        *integer = 0;
+        p++;
+        int exponent_negative = 0;
+        long exponent = 0;
+        if (p < end && (*p == '+' || *p == '-')) {
+            exponent_negative = *p == '-';
+            p++;
+        }
+        if (p >= end || *p < '0' || *p > '9') return NUMBER_BAD;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (exponent < 100000) exponent = exponent * 10 + (*p - '0');
+            p++;
+        }
+        if (exponent >= 100000) exact = 0;
+        scale += (int)(exponent_negative ? -exponent : exponent);
+    }
+    c->p = p;
+    if (mantissa == 0 && exact) {
+        /* "-0" is the integer 0 to the other readers (orjson, msgspec): 0.0, not -0.0. */
+        *value = (negative && !*integer) ? -0.0 : 0.0;
+        return NUMBER_DONE;
+    }
+    if (!exact || mantissa > (1ULL << 53) || scale < -22 || scale > 22) return NUMBER_SLOW;
+    double number = (double)mantissa;
+    number = scale < 0 ? number / POWERS[-scale] : number * POWERS[scale];
+    *value = negative ? -number : number;
+    return NUMBER_DONE;
+}
+
+/* A JSON string without escapes or control characters; 0 when it is anything else. */
+static int read_plain_string(Cursor *c, const char **text, Py_ssize_t *length) {
+    if (c->p >= c->end || *c->p != '"') return 0;
+    const char *start = ++c->p;
+    const char *quote = memchr(start, '"', (size_t)(c->end - start));
+    if (quote == NULL) return 0;
+    for (const char *q = start; q < quote; q++) {
+        if (*q == '\\' || (unsigned char)*q < 0x20) return 0;
+    }
+    *text = start;
+    *length = quote - start;
+    c->p = quote + 1;
+    return 1;
+}
+
+typedef struct {
+    Buffer values; /* doubles */
+    Buffer spans;  /* Span */
+    Py_ssize_t pupils;
+    int has_ids;
+} Table;
+
+/* The whole list; 0 when it is not in the usual shape. No Python object is touched. */
+static int scan_pupils(const char *text, Py_ssize_t size, const Name *features, int count,
+                       Name id_name, Table *table) {
+    Cursor c = {text, text + size};
+    double row[MAX_FEATURES];
+    skip_space(&c);
+    if (c.p >= c.end || *c.p != '[') return 0;
+    c.p++;
+    skip_space(&c);
+    if (c.p < c.end && *c.p == ']') return 0; /* no pupil */
+    uint64_t all = count == 64 ? ~0ULL : ((1ULL << count) - 1);
+    for (;;) {
+        skip_space(&c);
+        if (c.p >= c.end || *c.p != '{') return 0;
+        c.p++;
+        uint64_t seen = 0;
+        int has_id = 0, next = 0;
+        Span id = {0, 0, ID_TEXT, 0};
+        Span slow[MAX_FEATURES];
+        int slow_count = 0;
+        skip_space(&c);
+        if (c.p < c.end && *c.p == '}') return 0;
+        for (;;) {
+            const char *key;
+            Py_ssize_t key_length;
+            skip_space(&c);
+            if (!read_plain_string(&c, &key, &key_length)) return 0;
+            skip_space(&c);
+            if (c.p >= c.end || *c.p != ':') return 0;
+            c.p++;
+            skip_space(&c);
+            if (key_length == id_name.length && memcmp(key, id_name.text, (size_t)key_length) == 0) {
+                if (has_id) return 0;
+                has_id = 1;
+                const char *start = c.p;
+                if (c.p < c.end && *c.p == '"') {
+                    const char *value;
+                    Py_ssize_t length;
+                    if (!read_plain_string(&c, &value, &length)) return 0;
+                    id = (Span){value - text, length, ID_TEXT, 0};
+                } else {
+                    double ignored;
+                    int integer;
+                    if (read_number(&c, &ignored, &integer) == NUMBER_BAD || !integer) return 0;
+                    id = (Span){start - text, c.p - start, ID_INTEGER, 0};
+                }
+            } else {
+                /* The features usually come in their order: try the next one first. */
+                int j = -1;
+                for (int k = 0; k < count; k++) {
+                    int candidate = (next + k) % count;
+                    if (features[candidate].length == key_length &&
+                        memcmp(features[candidate].text, key, (size_t)key_length) == 0) {
+                        j = candidate;
+                        break;
+                    }
+                }
+                if (j < 0 || (seen >> j) & 1) return 0;
+                seen |= 1ULL << j;
+                next = (j + 1) % count;
+                const char *start = c.p;
+                int integer;
+                NumberResult result = read_number(&c, &row[j], &integer);
+                if (result == NUMBER_BAD) return 0;
+                if (result == NUMBER_SLOW) {
+                    Py_ssize_t cell = table->pupils * count + j;
+                    slow[slow_count++] = (Span){start - text, c.p - start, SLOW_NUMBER, cell};
+                    row[j] = 0.0;
+                }
+            }
+            skip_space(&c);
+            if (c.p < c.end && *c.p == ',') {
+                c.p++;
+                continue;
+            }
+            if (c.p < c.end && *c.p == '}') {
+                c.p++;
+                break;
+            }
+            return 0;
+        }
+        if (seen != all) return 0;
+        if (table->pupils == 0)
+            table->has_ids = has_id;
+        else if (has_id != table->has_ids)
+            return 0;
+        if (buffer_add(&table->values, row, sizeof(double) * (size_t)count) < 0) return -1;
+        if (has_id && buffer_add(&table->spans, &id, sizeof(Span)) < 0) return -1;
+        if (slow_count && buffer_add(&table->spans, slow, sizeof(Span) * (size_t)slow_count) < 0)
+            return -1;
+        table->pupils++;
+        skip_space(&c);
+        if (c.p < c.end && *c.p == ',') {
+            c.p++;
+            continue;
+        }
+        if (c.p < c.end && *c.p == ']') {
+            c.p++;
+            break;
+        }
+        return 0;
+    }
+    skip_space(&c);
+    return c.p == c.end;
+}
+
+/* Python's correctly rounded conversion of a number's text; 0 if not finite. */
+static int slow_number(const char *text, Py_ssize_t length, double *value) {
+    char small[128];
+    char *copy = length < (Py_ssize_t)sizeof(small) ? small : PyMem_Malloc((size_t)length + 1);
+    if (copy == NULL) return -1;
+    memcpy(copy, text, (size_t)length);
+    copy[length] = '\0';
+    char *stop;
+    double number = PyOS_string_to_double(copy, &stop, NULL);
+    int ok = !(number == -1.0 && PyErr_Occurred()) && stop == copy + length && isfinite(number);
+    PyErr_Clear();
+    if (copy != small) PyMem_Free(copy);
+    *value = number;
+    return ok;
+}
+
+static PyObject *read_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
+    Py_buffer body;
+    PyObject *names;
+    Name id_name;
+    char separator;
+    if (!PyArg_ParseTuple(args, "y*O!s#c:read_pupils", &body, &PyTuple_Type, &names,
+                          &id_name.text, &id_name.length, &separator))
+        return NULL;
+    PyObject *result = NULL, *values = NULL, *ids = NULL, *id_starts = NULL;
+    Buffer joined = {0}, starts = {0};
+    Table table = {{0}, {0}, 0, 0};
+    Name features[MAX_FEATURES];
+    int count = (int)PyTuple_GET_SIZE(names);
+    if (count < 1 || count > MAX_FEATURES) goto unusual;
+    for (int j = 0; j < count; j++) {
+        PyObject *name = PyTuple_GET_ITEM(names, j);
+        if (!PyUnicode_Check(name)) {
+            PyErr_SetString(PyExc_TypeError, "features must be str");
+            goto done;
+        }
+        features[j].text = PyUnicode_AsUTF8AndSize(name, &features[j].length);
+        if (features[j].text == NULL) goto done;
+        if (features[j].length == id_name.length &&
+            memcmp(features[j].text, id_name.text, (size_t)id_name.length) == 0)
+            goto unusual;
+    }
+    int scanned;
+    Py_BEGIN_ALLOW_THREADS;
+    scanned = scan_pupils(body.buf, body.len, features, count, id_name, &table);
+    Py_END_ALLOW_THREADS;
+    if (scanned < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (scanned == 0) goto unusual;
+    double *cells = (double *)table.values.data;
+    const Span *spans = (const Span *)table.spans.data;
+    Py_ssize_t span_count = (Py_ssize_t)(table.spans.size / sizeof(Span));
+    int64_t position = 0; /* in characters, as PackedIds counts */
+    int ascii = 1;
+    if (table.has_ids && buffer_add(&starts, &position, sizeof(position)) < 0) goto nomemory;
+    for (Py_ssize_t s = 0; s < span_count; s++) {
+        const Span *span = &spans[s];
+        const char *text = (const char *)body.buf + span->start;
+        if (span->kind == SLOW_NUMBER) {
+            int ok = slow_number(text, span->length, &cells[span->cell]);
+            if (ok < 0) goto nomemory;
+            if (!ok) goto unusual;
+            continue;
+        }
+        /* An integer id is its digits, as str() writes the int ("-0" is 0). */
+        if (span->kind == ID_INTEGER && span->length == 2 && text[0] == '-' && text[1] == '0') {
+            text++;
+            if (buffer_add(&joined, text, 1) < 0) goto nomemory;
+            position += 1;
+        } else {
+            if (buffer_add(&joined, text, (size_t)span->length) < 0) goto nomemory;
+            for (Py_ssize_t i = 0; i < span->length; i++) {
+                unsigned char byte = (unsigned char)text[i];
+                if (byte >= 0x80) ascii = 0;
+                position += (byte & 0xC0) != 0x80; /* not a UTF-8 continuation byte */
+            }
+        }
+        if (buffer_add(&joined, &separator, 1) < 0) goto nomemory;
+        position += 1;
+        if (buffer_add(&starts, &position, sizeof(position)) < 0) goto nomemory;
+    }
+    if (table.has_ids) {
+        Py_ssize_t length = (Py_ssize_t)joined.size - 1; /* no separator after the last */
+        if (ascii) {
+            ids = PyUnicode_New(length, 127);
+            if (ids != NULL) memcpy(PyUnicode_DATA(ids), joined.data, (size_t)length);
+        } else {
+            ids = PyUnicode_DecodeUTF8(joined.data, length, "strict");
+            if (ids == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                goto unusual;
+            }
+        }
+        if (ids == NULL) goto done;
+        id_starts = PyBytes_FromStringAndSize(starts.data, (Py_ssize_t)starts.size);
+        if (id_starts == NULL) goto done;
+    }
+    values = PyByteArray_FromStringAndSize(table.values.data, (Py_ssize_t)table.values.size);
+    if (values == NULL) goto done;
+    result = Py_BuildValue("(nOOO)", table.pupils, values, ids ? ids : Py_None,
+                           id_starts ? id_starts : Py_None);
+    goto done;
+nomemory:
+    PyErr_NoMemory();
+    goto done;
+unusual:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(values);
+    Py_XDECREF(ids);
+    Py_XDECREF(id_starts);
+    PyMem_RawFree(joined.data);
+    PyMem_RawFree(starts.data);
+    PyMem_RawFree(table.values.data);
+    PyMem_RawFree(table.spans.data);
+    PyBuffer_Release(&body);
+    return result;
+}
+
+/* ---------------------------------------------------------------------- writing */
+
+/* A number rounded to six decimals, as orjson writes it, in orjson's plain range: 0 when
+ * it is not such a number (then `dumps` writes it). Such a number is the double nearest
+ * to k/10^6 for an integer k; below 10^9 two of them are further apart than its rounding
+ * interval is wide, so k/10^6, trailing zeros dropped, is its shortest decimal: the one
+ * orjson writes. */
+static int plain_number(double value, char *out) {
+    if (!isfinite(value)) return 0;
+    double magnitude = fabs(value);
+    if (magnitude >= 1e9 || (magnitude != 0.0 && magnitude < 1e-5)) return 0;
+    long long k = llrint(value * 1e6);
+    if ((double)k / 1e6 != value) return 0;
+    char *p = out;
+    if (signbit(value)) *p++ = '-';
+    unsigned long long u = (unsigned long long)(k < 0 ? -k : k);
+    unsigned long long whole = u / 1000000, fraction = u % 1000000;
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    while (n) *p++ = digits[--n];
+    *p++ = '.';
+    if (fraction == 0) {
+        *p++ = '0';
+    } else {
+        char six[6];
+        for (int i = 5; i >= 0; i--) {
+            six[i] = (char)('0' + fraction % 10);
+            fraction /= 10;
+        }
+        int last = 5;
+        while (six[last] == '0') last--;
+        memcpy(p, six, (size_t)last + 1);
+        p += last + 1;
+    }
+    return (int)(p - out);
+}
+
+typedef enum { FIGURE_TEXT, FIGURE_IDS, FIGURE_PACKED, FIGURE_NUMBERS, FIGURE_FLAGS } FigureKind;
+
+typedef struct {
+    FigureKind kind;
+    PyObject *object; /* borrowed; FIGURE_PACKED: the ids' text */
+    Py_buffer view;   /* FIGURE_NUMBERS, FIGURE_FLAGS; FIGURE_PACKED: where ids start */
+    int has_view;
+    int plain; /* FIGURE_PACKED: ASCII; an id without what JSON escapes is copied as it is */
+} Figure;
+
+static int write_dumped(Buffer *out, PyObject *dumps, PyObject *value) {
+    PyObject *text = PyObject_CallOneArg(dumps, value);
+    if (text == NULL) return -1;
+    if (!PyBytes_Check(text)) {
+        Py_DECREF(text);
+        PyErr_SetString(PyExc_TypeError, "dumps must return bytes");
+        return -1;
+    }
+    int status = buffer_add(out, PyBytes_AS_STRING(text), (size_t)PyBytes_GET_SIZE(text));
+    Py_DECREF(text);
+    return status;
+}
+
+static int write_id(Buffer *out, PyObject *dumps, PyObject *id) {
+    if (PyUnicode_Check(id) && PyUnicode_IS_ASCII(id)) {
+        const char *text = (const char *)PyUnicode_DATA(id);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(id);
+        int plain = 1;
+        for (Py_ssize_t i = 0; i < length; i++) {
+            unsigned char ch = (unsigned char)text[i];
+            if (ch < 0x20 || ch == '"' || ch == '\\') {
+                plain = 0;
+                break;
+            }
+        }
+        if (plain) {
+            if (buffer_reserve(out, (size_t)length + 2) < 0) return -1;
+            out->data[out->size++] = '"';
+            memcpy(out->data + out->size, text, (size_t)length);
+            out->size += (size_t)length;
+            out->data[out->size++] = '"';
+            return 0;
+        }
+    }
+    return write_dumped(out, dumps, id);
+}
+
+static int write_figure(Buffer *out, PyObject *dumps, Figure *figure, Py_ssize_t row) {
+    switch (figure->kind) {
+    case FIGURE_TEXT:
+        return buffer_add(out, PyBytes_AS_STRING(figure->object),
+                          (size_t)PyBytes_GET_SIZE(figure->object));
+    case FIGURE_IDS: {
+        if (row >= PyList_GET_SIZE(figure->object)) { /* dumps, called back, changed the list */
+            PyErr_SetString(PyExc_RuntimeError, "the ids changed while written");
+            return -1;
+        }
+        PyObject *id = Py_NewRef(PyList_GET_ITEM(figure->object, row));
+        int status = write_id(out, dumps, id);
+        Py_DECREF(id);
+        return status;
+    }
+    case FIGURE_PACKED: {
+        const int64_t *starts = (const int64_t *)figure->view.buf;
+        Py_ssize_t begin = (Py_ssize_t)starts[row], end = (Py_ssize_t)starts[row + 1] - 1;
+        const char *text = figure->plain ? (const char *)PyUnicode_DATA(figure->object) : NULL;
+        for (Py_ssize_t i = begin; text != NULL && i < end; i++) {
+            unsigned char ch = (unsigned char)text[i];
+            if (ch < 0x20 || ch == '"' || ch == '\\') text = NULL; /* JSON escapes it */
+        }
+        if (text != NULL) {
+            if (buffer_reserve(out, (size_t)(end - begin) + 2) < 0) return -1;
+            out->data[out->size++] = '"';
+            memcpy(out->data + out->size, text + begin, (size_t)(end - begin));
+            out->size += (size_t)(end - begin);
+            out->data[out->size++] = '"';
+            return 0;
+        }
+        PyObject *id = PyUnicode_Substring(figure->object, begin, end);
+        if (id == NULL) return -1;
+        int status = write_id(out, dumps, id);
+        Py_DECREF(id);
+        return status;
+    }
+    case FIGURE_FLAGS:
+        if (((const unsigned char *)figure->view.buf)[row])
+            return buffer_add(out, "true", 4);
+        return buffer_add(out, "false", 5);
+    case FIGURE_NUMBERS: {
+        double value = ((const double *)figure->view.buf)[row];
+        if (buffer_reserve(out, 32) < 0) return -1;
+        int length = plain_number(value, out->data + out->size);
+        if (length) {
+            out->size += (size_t)length;
+            return 0;
+        }
+        PyObject *number = PyFloat_FromDouble(value);
+        if (number == NULL) return -1;
+        int status = write_dumped(out, dumps, number);
+        Py_DECREF(number);
+        return status;
+    }
+    }
+    return -1;
+}
+
+/* Ids as PackedIds hold them, (text, starts): each id is text[starts[i]:starts[i+1]-1]. */
+static int packed_figure(Figure *figure, PyObject *pair, Py_ssize_t n) {
+    PyObject *text;
+    if (PyTuple_GET_SIZE(pair) != 2 || !PyUnicode_Check(text = PyTuple_GET_ITEM(pair, 0))) {
+        PyErr_SetString(PyExc_TypeError, "packed ids are (text, starts)");
+        return -1;
+    }
+    figure->kind = FIGURE_PACKED;
+    figure->object = text;
+    if (PyObject_GetBuffer(PyTuple_GET_ITEM(pair, 1), &figure->view,
+                           PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    figure->has_view = 1;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    const int64_t *starts = (const int64_t *)figure->view.buf;
+    if (figure->view.itemsize != 8 || figure->view.len / 8 != n + 1 || starts[0] != 0 ||
+        starts[n] != length + 1) {
+        PyErr_SetString(PyExc_ValueError, "packed ids: n + 1 int64 starts over the text");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (starts[i + 1] <= starts[i]) {
+            PyErr_SetString(PyExc_ValueError, "packed ids: starts must increase");
+            return -1;
+        }
+    }
+    figure->plain = PyUnicode_IS_ASCII(text);
+    return 0;
+}
+
+static PyObject *write_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *head, *template, *figure_list, *replaced, *tail, *dumps;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "O!O!O!nO!O!O:write_pupils", &PyBytes_Type, &head,
+                          &PyTuple_Type, &template, &PyTuple_Type, &figure_list, &n,
+                          &PyDict_Type, &replaced, &PyBytes_Type, &tail, &dumps))
+        return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(figure_list);
+    if (PyTuple_GET_SIZE(template) != count + 1) {
+        PyErr_SetString(PyExc_ValueError, "a template has one text more than figures");
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k <= count; k++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(template, k))) {
+            PyErr_SetString(PyExc_TypeError, "a template is texts (bytes)");
+            return NULL;
+        }
+    }
+    PyObject *result = NULL;
+    Buffer out = {0};
+    Figure *figures = PyMem_Calloc((size_t)count + 1, sizeof(Figure));
+    if (figures == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t k = 0; k < count; k++) {
+        Figure *figure = &figures[k];
+        PyObject *object = PyTuple_GET_ITEM(figure_list, k);
+        figure->object = object;
+        if (PyBytes_Check(object)) {
+            figure->kind = FIGURE_TEXT;
+            continue;
+        }
+        if (PyTuple_Check(object)) {
+            if (packed_figure(figure, object, n) < 0) goto done;
+            continue;
+        }
+        if (PyList_Check(object)) {
+            figure->kind = FIGURE_IDS;
+            if (PyList_GET_SIZE(object) != n) {
+                PyErr_SetString(PyExc_ValueError, "one id per pupil");
+                goto done;
+            }
+            continue;
+        }
+        if (PyObject_GetBuffer(object, &figure->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            goto done;
+        figure->has_view = 1;
+        const char *format = figure->view.format ? figure->view.format : "B";
+        if (*format == '<' || *format == '=' || *format == '@') format++;
+        if (strcmp(format, "d") == 0 && figure->view.itemsize == 8) {
+            figure->kind = FIGURE_NUMBERS;
+        } else if (strcmp(format, "?") == 0 && figure->view.itemsize == 1) {
+            figure->kind = FIGURE_FLAGS;
+        } else {
+            PyErr_SetString(PyExc_TypeError, "a column of figures is float64 or bool");
+            goto done;
+        }
+        if (figure->view.len / figure->view.itemsize != n) {
+            PyErr_SetString(PyExc_ValueError, "one figure per pupil");
+            goto done;
+        }
+    }
+    /* Most answers are a little over 100 bytes a pupil: start near the right size. */
+    if (buffer_reserve(&out, (size_t)PyBytes_GET_SIZE(head) + (size_t)n * 128 + 64) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (buffer_add(&out, PyBytes_AS_STRING(head), (size_t)PyBytes_GET_SIZE(head)) < 0) goto nomemory;
+    int any_replaced = PyDict_GET_SIZE(replaced) > 0;
+    for (Py_ssize_t row = 0; row < n; row++) {
+        if (row && buffer_add(&out, ",", 1) < 0) goto nomemory;
+        if (any_replaced) {
+            PyObject *key = PyLong_FromSsize_t(row);
+            if (key == NULL) goto done;
+            PyObject *text = PyDict_GetItemWithError(replaced, key);
+            Py_DECREF(key);
+            if (text == NULL && PyErr_Occurred()) goto done;
+            if (text != NULL) {
+                if (!PyBytes_Check(text)) {
+                    PyErr_SetString(PyExc_TypeError, "a replaced pupil is a text (bytes)");
+                    goto done;
+                }
+                if (buffer_add(&out, PyBytes_AS_STRING(text), (size_t)PyBytes_GET_SIZE(text)) < 0)
+                    goto nomemory;
+                continue;
+            }
+        }
+        for (Py_ssize_t k = 0; k < count; k++) {
+            PyObject *piece = PyTuple_GET_ITEM(template, k);
+            if (buffer_add(&out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece)) < 0)
+                goto nomemory;
+            if (write_figure(&out, dumps, &figures[k], row) < 0) {
+                if (!PyErr_Occurred()) PyErr_NoMemory();
+                goto done;
+            }
+        }
+        PyObject *last = PyTuple_GET_ITEM(template, count);
+        if (buffer_add(&out, PyBytes_AS_STRING(last), (size_t)PyBytes_GET_SIZE(last)) < 0)
+            goto nomemory;
+    }
+    if (buffer_add(&out, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail)) < 0) goto nomemory;
+    result = PyBytes_FromStringAndSize(out.data, (Py_ssize_t)out.size);
+    goto done;
+nomemory:
+    PyErr_NoMemory();
+done:
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (figures[k].has_view) PyBuffer_Release(&figures[k].view);
+    }
+    PyMem_Free(figures);
+    PyMem_RawFree(out.data);
+    return result;
+}
+
+/* ----------------------------------------------------------------------- module */
+
+static PyMethodDef methods[] = {
+    {"read_pupils", read_pupils, METH_VARARGS,
+     "read_pupils(body, features, id_name, separator) -> (n, values, ids, starts) | None: a "
+     "JSON list of pupils in the usual shape (objects of exactly the features and, for every pupil or "
+     "none, id_name) as n rows of float64 values (row-major, in features' order), and "
+     "their ids as PackedIds hold them: one text, the ids separated by separator (a byte "
+     "no id in the body holds: the readers refuse a control character in a string), and "
+     "the int64 positions where each starts, one more past the end (both None without "
+     "ids); None for any other text."},
+    {"write_pupils", write_pupils, METH_VARARGS,
+     "write_pupils(head, template, figures, n, replaced, tail, dumps) -> bytes: head, the n "
+     "pupils comma-separated, tail. Pupil i is template's texts with figure i of each "
+     "figure between them (a bytes: that text for all; a list: ids as JSON strings; a "
+     "(text, starts) tuple: PackedIds' ids as JSON strings; a "
+     "float64 buffer: numbers as orjson writes them; a bool buffer: true/false), or "
+     "replaced[i] in full. dumps writes what is not written here (orjson.dumps)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_pupiljson",
+    .m_doc = "Pupils in JSON, read and written in C.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__pupiljson(void) { return PyModule_Create(&module); }

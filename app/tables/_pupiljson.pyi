@@ -1,0 +1,18 @@
+"""Pupils in JSON, read and written in C (_pupiljson.c says how)."""
+
+from collections.abc import Callable
+from typing import Any
+
+def read_pupils(
+    body: Any, features: tuple[str, ...], id_name: str, separator: bytes, /
+) -> tuple[int, bytearray, str | None, bytes | None] | None: ...
+def write_pupils(
+    head: bytes,
+    template: tuple[bytes, ...],
+    figures: tuple[object, ...],
+    n: int,
+    replaced: dict[int, bytes],
+    tail: bytes,
+    dumps: Callable[[Any], bytes],
+    /,
+) -> bytes: ...
