@@ -7,7 +7,8 @@ SQLite in a temporary directory, one in-process worker) each round does:
   naive    the course's SGD written the obvious way in numpy (bench/train.py's loop_sgd:
            batch 10, 5 epochs, no shuffle, λ = 1e-4) on the same grades, in this process;
   upload   POST /cohorts with the CSV (text/csv), the wall time of the request, and the
-           server's peak RSS during it (VmHWM, reset before the upload when allowed);
+           server's peak RSS during it (VmHWM, reset before the upload when allowed) and
+           what the upload added to the RSS it found (the target: at most 4x the file);
   jobs     POST /jobs, then GET /jobs/{id}?wait=30, answered as soon as the job ends: the
            wall time from the POST to the answer that says ``succeeded`` ("202 → succeeded"), for
            closed_form, the course's SGD (record_every 1000, and 1: 500,001 points) and
@@ -81,8 +82,11 @@ def naive_seconds(X: np.ndarray, y: np.ndarray) -> float:
     return time.perf_counter() - started
 
 
-def upload(client: httpx.Client, data: bytes, name: str, pid: int) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MB during the upload, cohort id)."""
+def upload(
+    client: httpx.Client, data: bytes, name: str, pid: int
+) -> tuple[float, float, float, str]:
+    """(seconds, peak RSS in MB during the upload, RSS just before it, cohort id)."""
+    before = rss_mb(pid)
     resettable = reset_hwm(pid)
     started = time.perf_counter()
     response = client.post(
@@ -95,7 +99,7 @@ def upload(client: httpx.Client, data: bytes, name: str, pid: int) -> tuple[floa
     if response.status_code != 201:
         raise RuntimeError(f"upload failed: {response.status_code} {response.text[:300]}")
     peak = vm_hwm_mb(pid) if resettable else float("nan")
-    return elapsed, peak, str(response.json()["id"])
+    return elapsed, peak, before, str(response.json()["id"])
 
 
 def server_split(job: dict[str, Any]) -> tuple[float, float]:
@@ -156,7 +160,13 @@ def run(rows: int, rounds: int) -> dict[str, Any]:
     data = make_csv(rows)
     X, y = grades_of(data)
     print(f"CSV: {rows} pupils, {len(data) / MIB:.1f} MiB")
-    times: dict[str, list[float]] = {"naive_sgd": [], "upload": [], "upload_peak_rss_mb": []}
+    times: dict[str, list[float]] = {
+        "naive_sgd": [],
+        "upload": [],
+        "upload_peak_rss_mb": [],
+        "upload_rss_before_mb": [],
+        "upload_rss_growth_mb": [],
+    }
     for label in (*JOBS, "history_csv", "history_f64", "history_json", "history_json_2000"):
         times[label] = []
     sizes: dict[str, int] = {}
@@ -172,13 +182,15 @@ def run(rows: int, rounds: int) -> dict[str, Any]:
             with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
                 client.get("/cohorts").raise_for_status()
                 idle = rss_mb(pid)
-                _, _, warm = upload(client, data, "warm-up", pid)
+                _, _, _, warm = upload(client, data, "warm-up", pid)
                 run_job(client, warm, JOBS["closed_form"])
                 for i in range(rounds):
                     times["naive_sgd"].append(naive_seconds(X, y))
-                    seconds, peak, cohort_id = upload(client, data, f"national-{i}", pid)
+                    seconds, peak, before, cohort_id = upload(client, data, f"national-{i}", pid)
                     times["upload"].append(seconds)
                     times["upload_peak_rss_mb"].append(peak)
+                    times["upload_rss_before_mb"].append(before)
+                    times["upload_rss_growth_mb"].append(peak - before)
                     history_job = ""
                     for label, options in JOBS.items():
                         seconds, job_id = run_job(client, cohort_id, options)
@@ -220,6 +232,8 @@ def run(rows: int, rounds: int) -> dict[str, Any]:
         "naive_over_gd_job": over_naive("gd"),
         "naive_over_closed_form_job": over_naive("closed_form"),
         "upload_over_3s": round(result["upload_seconds"] / 3.0, 3),
+        # The target: what an upload adds to the server's RSS, at most 4x the file.
+        "upload_rss_growth_over_file": round(result["upload_rss_growth_mb"] / result["csv_mb"], 2),
         "upload_peak_rss_over_file": round(result["upload_peak_rss_mb"] / result["csv_mb"], 2),
         "closed_form_over_0_3s": round(result["closed_form_seconds"] / 0.3, 3),
         "history_csv_over_0_3s": round(result["history_csv_seconds"] / 0.3, 3),
@@ -240,6 +254,8 @@ def main() -> None:
         if key.endswith("_seconds"):
             print(f"  {key[: -len('_seconds')]:20s} {value:8.3f} s")
     print(f"  upload peak RSS      {result['upload_peak_rss_mb']:8.1f} MB")
+    print(f"  RSS before upload    {result['upload_rss_before_mb']:8.1f} MB")
+    print(f"  upload RSS growth    {result['upload_rss_growth_mb']:8.1f} MB")
     for key, value in result["ratios"].items():
         print(f"  {key:32s} {value}")
     print(json.dumps(result, ensure_ascii=False))

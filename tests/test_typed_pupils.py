@@ -1,4 +1,4 @@
-"""Big /predict bodies' pupils are read in C (tables.typed_students) when they have the
+"""Big /predict bodies' pupils are read in C when they have the
 usual shape (tables.typed_students), else as always. Whatever the body, both readings give
 the same answer, byte for byte, or the same error; over HTTP, a big body's errors are those
 of a small one."""
