@@ -57,7 +57,7 @@ def steps(body: bytes, *, full: bool, typed: bool = True) -> dict[str, float]:
     batch = timed(
         "batch",
         lambda: (
-            (typed_json_batch(SNAPSHOT, request, MAX_ROWS) if request.raw_students else None)
+            (typed_json_batch(SNAPSHOT, request, MAX_ROWS) if request.unread else None)
             or json_batch(SNAPSHOT, request)
         ),
     )

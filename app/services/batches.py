@@ -7,7 +7,7 @@ absent still gets its 29 predictions). Errors never quote a cell: it may be a na
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import msgspec
@@ -31,6 +31,7 @@ from app.tables import (
     parse_envelope,
     read_grade_csv,
     students_to_matrix,
+    typed_columns,
     typed_students,
 )
 
@@ -77,8 +78,15 @@ class JsonRequest:
     columns: dict[str, list[Any]] | None = None
     ids: list[Any] | None = None
     # A big body's pupils as JSON text, not yet read (typed_json_batch reads them once the
-    # version is known; students is then empty).
+    # version is known; students is then empty): as objects, or as columns and their ids.
     raw_students: msgspec.Raw | None = None
+    raw_columns: dict[str, msgspec.Raw] | None = None
+    raw_ids: msgspec.Raw | None = None
+
+    @property
+    def unread(self) -> bool:
+        """The pupils are still text (a big body): typed_json_batch reads them."""
+        return self.raw_students is not None or self.raw_columns is not None
 
     @property
     def pupils(self) -> int:
@@ -134,6 +142,20 @@ class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
+class _ColumnsEnvelope(msgspec.Struct, forbid_unknown_fields=True):
+    """A /predict body of pupils as columns, each list and the ids left as JSON text."""
+
+    columns: dict[str, msgspec.Raw]
+    ids: msgspec.Raw = msgspec.Raw(b"null")
+    model: Any = msgspec.UNSET
+    version: Any = msgspec.UNSET
+    on_error: Any = msgspec.UNSET
+    special_marks: Any = msgspec.UNSET
+
+
+_COLUMNS_ENVELOPE = msgspec.json.Decoder(_ColumnsEnvelope)
+
+
 def parse_json_request(
     body: bytes, max_rows: int, on_error: OnError = "refuse", *, typed: bool = False
 ) -> JsonRequest:
@@ -143,14 +165,9 @@ def parse_json_request(
     bodies), pupils as objects are left unread in ``raw_students`` for typed_json_batch;
     the schema then sees the envelope with one empty pupil."""
     if typed:
-        try:
-            typed_envelope = _ENVELOPE.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            pass
-        else:
-            request = _typed_request(typed_envelope, on_error)
-            if request is not None:
-                return request
+        request = _typed_request(body, on_error)
+        if request is not None:
+            return request
     document = load_json_object(body)
     if "columns" in document:
         return _parse_columns_request(document, max_rows, on_error)
@@ -172,39 +189,64 @@ def parse_json_request(
     )
 
 
-def _typed_request(envelope: _Envelope, on_error: OnError) -> JsonRequest | None:
-    """None when the envelope is not valid: read as always, its errors are said in full."""
+def _typed_request(body: bytes, on_error: OnError) -> JsonRequest | None:
+    """The envelope of a body of pupils as objects or as columns, the pupils left as text;
+    None when it is neither or not valid: read as always, its errors are said in full."""
+    envelope: _Envelope | _ColumnsEnvelope
+    try:
+        envelope = _ENVELOPE.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        try:
+            envelope = _COLUMNS_ENVELOPE.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
     fields = {
         name: value
         for name in ("model", "version", "on_error", "special_marks")
         if (value := getattr(envelope, name)) is not msgspec.UNSET
     }
+    # The schema sees one pupil, as for a body read as always.
     try:
-        spec = parse_envelope(PredictRequest, {**fields, "students": [{}]})
+        if isinstance(envelope, _Envelope):
+            spec: PredictRequest | PredictColumnsRequest = parse_envelope(
+                PredictRequest, {**fields, "students": [{}]}
+            )
+        else:
+            columns = {name: [0] for name in envelope.columns}
+            spec = parse_envelope(PredictColumnsRequest, {**fields, "columns": columns})
     except InvalidInput:
         return None
-    return JsonRequest(
+    request = JsonRequest(
         spec.model,
         spec.version,
         [],
         spec.on_error if "on_error" in spec.model_fields_set else on_error,
         spec.special_marks,
-        raw_students=envelope.students,
     )
+    if isinstance(envelope, _Envelope):
+        return replace(request, raw_students=envelope.students)
+    ids = None if bytes(envelope.ids) == b"null" else envelope.ids
+    return replace(request, raw_columns=envelope.columns, raw_ids=ids)
 
 
 def typed_json_batch(
     snapshot: VersionSnapshot, request: JsonRequest, max_rows: int
 ) -> Batch | None:
-    """json_batch of a typed request's pupils, read by msgspec when they have the usual
+    """json_batch of a typed request's pupils, read in C when they have the usual
     shape (tables.typed_students); None when they have not: the body is then read as
     always (parse_json_request without ``typed``), which says what is wrong."""
-    assert request.raw_students is not None
-    table = typed_students(request.raw_students, snapshot.features)
+    if request.raw_columns is not None:
+        table = typed_columns(request.raw_columns, request.raw_ids, snapshot.features)
+        field = "columns"
+        loc: list[str | int] = ["body", "columns", next(iter(request.raw_columns))]
+    else:
+        assert request.raw_students is not None
+        table = typed_students(request.raw_students, snapshot.features)
+        field, loc = "students", ["body", "students"]
     if table is None:
         return None
     if table.values.shape[0] > max_rows:
-        raise _too_many(table.values.shape[0], max_rows, ["body", "students"])
+        raise _too_many(table.values.shape[0], max_rows, loc)
     return _checked(
         snapshot,
         table.ids,
@@ -212,10 +254,11 @@ def typed_json_batch(
         [],
         [],
         labels=list(snapshot.features),
-        field="students",
+        field=field,
         one_based_rows=False,
         special_marks=request.special_marks,
         skip=request.on_error == "skip",
+        column_major=field == "columns",
     )
 
 

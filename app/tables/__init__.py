@@ -40,6 +40,7 @@ from app.tables.json import (
     load_json_object,
     parse_envelope,
     students_to_matrix,
+    typed_columns,
     typed_students,
 )
 from app.tables.marks import SPECIAL_MARKS, Mark, ResolvedMarks, SpecialMarks, resolve_marks
@@ -93,6 +94,7 @@ __all__ = [
     "resolve_marks",
     "spreadsheet_safe",
     "students_to_matrix",
+    "typed_columns",
     "typed_students",
     "unknown_name_message",
     "write_csv",

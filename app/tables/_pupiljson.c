@@ -150,6 +150,12 @@ static NumberResult read_number(Cursor *c, double *value, int *integer) {
     return NUMBER_DONE;
 }
 
+/* An integer id of at most 18 digits: one that every reader takes for an int (orjson
+ * reads one beyond 64 bits as a float, which is no id); a longer one is left to them. */
+static int small_integer(const char *start, const char *end) {
+    return end - start - (*start == '-') <= 18;
+}
+
 /* A JSON string without escapes or control characters; 0 when it is anything else. */
 static int read_plain_string(Cursor *c, const char **text, Py_ssize_t *length) {
     if (c->p >= c->end || *c->p != '"') return 0;
@@ -216,6 +222,7 @@ static int scan_pupils(const char *text, Py_ssize_t size, const Name *features, 
                     double ignored;
                     int integer;
                     if (read_number(&c, &ignored, &integer) == NUMBER_BAD || !integer) return 0;
+                    if (!small_integer(start, c.p)) return 0;
                     id = (Span){start - text, c.p - start, ID_INTEGER, 0};
                 }
             } else {
@@ -294,6 +301,74 @@ static int slow_number(const char *text, Py_ssize_t length, double *value) {
     return ok;
 }
 
+/* What the scan left to Python, done with the GIL: the numbers of slow spans converted, the
+ * ids joined by `separator` into one str and the int64 positions (in characters, as
+ * PackedIds counts) where each starts. 1 done, 0 unusual, -1 an exception is set. */
+static int settle(const char *body, Table *table, char separator, PyObject **ids,
+                  PyObject **id_starts) {
+    double *cells = (double *)table->values.data;
+    const Span *spans = (const Span *)table->spans.data;
+    Py_ssize_t span_count = (Py_ssize_t)(table->spans.size / sizeof(Span));
+    Buffer joined = {0}, starts = {0};
+    int64_t position = 0;
+    int ascii = 1, status = -1;
+    if (table->has_ids && buffer_add(&starts, &position, sizeof(position)) < 0) goto nomemory;
+    for (Py_ssize_t s = 0; s < span_count; s++) {
+        const Span *span = &spans[s];
+        const char *text = body + span->start;
+        if (span->kind == SLOW_NUMBER) {
+            int ok = slow_number(text, span->length, &cells[span->cell]);
+            if (ok < 0) goto nomemory;
+            if (!ok) {
+                status = 0;
+                goto done;
+            }
+            continue;
+        }
+        /* An integer id is its digits, as str() writes the int ("-0" is 0). */
+        if (span->kind == ID_INTEGER && span->length == 2 && text[0] == '-' && text[1] == '0') {
+            text++;
+            if (buffer_add(&joined, text, 1) < 0) goto nomemory;
+            position += 1;
+        } else {
+            if (buffer_add(&joined, text, (size_t)span->length) < 0) goto nomemory;
+            for (Py_ssize_t i = 0; i < span->length; i++) {
+                unsigned char byte = (unsigned char)text[i];
+                if (byte >= 0x80) ascii = 0;
+                position += (byte & 0xC0) != 0x80; /* not a UTF-8 continuation byte */
+            }
+        }
+        if (buffer_add(&joined, &separator, 1) < 0) goto nomemory;
+        position += 1;
+        if (buffer_add(&starts, &position, sizeof(position)) < 0) goto nomemory;
+    }
+    if (table->has_ids) {
+        Py_ssize_t length = (Py_ssize_t)joined.size - 1; /* no separator after the last */
+        if (ascii) {
+            *ids = PyUnicode_New(length, 127);
+            if (*ids != NULL) memcpy(PyUnicode_DATA(*ids), joined.data, (size_t)length);
+        } else {
+            *ids = PyUnicode_DecodeUTF8(joined.data, length, "strict");
+            if (*ids == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                status = 0;
+                goto done;
+            }
+        }
+        if (*ids == NULL) goto done;
+        *id_starts = PyBytes_FromStringAndSize(starts.data, (Py_ssize_t)starts.size);
+        if (*id_starts == NULL) goto done;
+    }
+    status = 1;
+    goto done;
+nomemory:
+    PyErr_NoMemory();
+done:
+    PyMem_RawFree(joined.data);
+    PyMem_RawFree(starts.data);
+    return status;
+}
+
 static PyObject *read_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_buffer body;
     PyObject *names;
@@ -303,7 +378,6 @@ static PyObject *read_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
                           &id_name.text, &id_name.length, &separator))
         return NULL;
     PyObject *result = NULL, *values = NULL, *ids = NULL, *id_starts = NULL;
-    Buffer joined = {0}, starts = {0};
     Table table = {{0}, {0}, 0, 0};
     Name features[MAX_FEATURES];
     int count = (int)PyTuple_GET_SIZE(names);
@@ -329,61 +403,13 @@ static PyObject *read_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
         goto done;
     }
     if (scanned == 0) goto unusual;
-    double *cells = (double *)table.values.data;
-    const Span *spans = (const Span *)table.spans.data;
-    Py_ssize_t span_count = (Py_ssize_t)(table.spans.size / sizeof(Span));
-    int64_t position = 0; /* in characters, as PackedIds counts */
-    int ascii = 1;
-    if (table.has_ids && buffer_add(&starts, &position, sizeof(position)) < 0) goto nomemory;
-    for (Py_ssize_t s = 0; s < span_count; s++) {
-        const Span *span = &spans[s];
-        const char *text = (const char *)body.buf + span->start;
-        if (span->kind == SLOW_NUMBER) {
-            int ok = slow_number(text, span->length, &cells[span->cell]);
-            if (ok < 0) goto nomemory;
-            if (!ok) goto unusual;
-            continue;
-        }
-        /* An integer id is its digits, as str() writes the int ("-0" is 0). */
-        if (span->kind == ID_INTEGER && span->length == 2 && text[0] == '-' && text[1] == '0') {
-            text++;
-            if (buffer_add(&joined, text, 1) < 0) goto nomemory;
-            position += 1;
-        } else {
-            if (buffer_add(&joined, text, (size_t)span->length) < 0) goto nomemory;
-            for (Py_ssize_t i = 0; i < span->length; i++) {
-                unsigned char byte = (unsigned char)text[i];
-                if (byte >= 0x80) ascii = 0;
-                position += (byte & 0xC0) != 0x80; /* not a UTF-8 continuation byte */
-            }
-        }
-        if (buffer_add(&joined, &separator, 1) < 0) goto nomemory;
-        position += 1;
-        if (buffer_add(&starts, &position, sizeof(position)) < 0) goto nomemory;
-    }
-    if (table.has_ids) {
-        Py_ssize_t length = (Py_ssize_t)joined.size - 1; /* no separator after the last */
-        if (ascii) {
-            ids = PyUnicode_New(length, 127);
-            if (ids != NULL) memcpy(PyUnicode_DATA(ids), joined.data, (size_t)length);
-        } else {
-            ids = PyUnicode_DecodeUTF8(joined.data, length, "strict");
-            if (ids == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
-                PyErr_Clear();
-                goto unusual;
-            }
-        }
-        if (ids == NULL) goto done;
-        id_starts = PyBytes_FromStringAndSize(starts.data, (Py_ssize_t)starts.size);
-        if (id_starts == NULL) goto done;
-    }
+    int settled = settle(body.buf, &table, separator, &ids, &id_starts);
+    if (settled < 0) goto done;
+    if (settled == 0) goto unusual;
     values = PyByteArray_FromStringAndSize(table.values.data, (Py_ssize_t)table.values.size);
     if (values == NULL) goto done;
     result = Py_BuildValue("(nOOO)", table.pupils, values, ids ? ids : Py_None,
                            id_starts ? id_starts : Py_None);
-    goto done;
-nomemory:
-    PyErr_NoMemory();
     goto done;
 unusual:
     result = Py_NewRef(Py_None);
@@ -391,12 +417,105 @@ done:
     Py_XDECREF(values);
     Py_XDECREF(ids);
     Py_XDECREF(id_starts);
-    PyMem_RawFree(joined.data);
-    PyMem_RawFree(starts.data);
     PyMem_RawFree(table.values.data);
     PyMem_RawFree(table.spans.data);
     PyBuffer_Release(&body);
     return result;
+}
+
+/* A JSON list of numbers (ids: 0) or of ids (ids: 1), each as in a pupil; 0 when it is
+ * anything else. No Python object is touched. */
+static int scan_list(const char *text, Py_ssize_t size, int of_ids, Table *table) {
+    Cursor c = {text, text + size};
+    skip_space(&c);
+    if (c.p >= c.end || *c.p != '[') return 0;
+    c.p++;
+    skip_space(&c);
+    if (c.p < c.end && *c.p == ']') return 0; /* no value */
+    table->has_ids = of_ids;
+    for (;;) {
+        skip_space(&c);
+        const char *start = c.p;
+        Span span = {0, 0, ID_TEXT, 0};
+        int has_span = 1;
+        if (of_ids && c.p < c.end && *c.p == '"') {
+            const char *value;
+            Py_ssize_t length;
+            if (!read_plain_string(&c, &value, &length)) return 0;
+            span = (Span){value - text, length, ID_TEXT, 0};
+        } else {
+            double number = 0.0;
+            int integer;
+            NumberResult result = read_number(&c, &number, &integer);
+            if (result == NUMBER_BAD) return 0;
+            if (of_ids) {
+                if (!integer || !small_integer(start, c.p)) return 0;
+                span = (Span){start - text, c.p - start, ID_INTEGER, 0};
+            } else {
+                has_span = result == NUMBER_SLOW;
+                span = (Span){start - text, c.p - start, SLOW_NUMBER, table->pupils};
+                if (buffer_add(&table->values, &number, sizeof(number)) < 0) return -1;
+            }
+        }
+        if (has_span && buffer_add(&table->spans, &span, sizeof(span)) < 0) return -1;
+        table->pupils++;
+        skip_space(&c);
+        if (c.p < c.end && *c.p == ',') {
+            c.p++;
+            continue;
+        }
+        if (c.p < c.end && *c.p == ']') {
+            c.p++;
+            break;
+        }
+        return 0;
+    }
+    skip_space(&c);
+    return c.p == c.end;
+}
+
+static PyObject *read_list(PyObject *args, int of_ids) {
+    Py_buffer body;
+    char separator = '\n';
+    if (of_ids ? !PyArg_ParseTuple(args, "y*c:read_ids", &body, &separator)
+               : !PyArg_ParseTuple(args, "y*:read_column", &body))
+        return NULL;
+    PyObject *result = NULL, *ids = NULL, *id_starts = NULL;
+    Table table = {{0}, {0}, 0, 0};
+    int scanned;
+    Py_BEGIN_ALLOW_THREADS;
+    scanned = scan_list(body.buf, body.len, of_ids, &table);
+    Py_END_ALLOW_THREADS;
+    if (scanned < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (scanned == 0) goto unusual;
+    int settled = settle(body.buf, &table, separator, &ids, &id_starts);
+    if (settled < 0) goto done;
+    if (settled == 0) goto unusual;
+    if (of_ids)
+        result = PyTuple_Pack(2, ids, id_starts);
+    else
+        result = PyByteArray_FromStringAndSize(table.values.data, (Py_ssize_t)table.values.size);
+    goto done;
+unusual:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(ids);
+    Py_XDECREF(id_starts);
+    PyMem_RawFree(table.values.data);
+    PyMem_RawFree(table.spans.data);
+    PyBuffer_Release(&body);
+    return result;
+}
+
+static PyObject *read_column(PyObject *Py_UNUSED(module), PyObject *args) {
+    return read_list(args, 0);
+}
+
+static PyObject *read_ids(PyObject *Py_UNUSED(module), PyObject *args) {
+    return read_list(args, 1);
 }
 
 /* ---------------------------------------------------------------------- writing */
@@ -699,6 +818,13 @@ static PyMethodDef methods[] = {
      "no id in the body holds: the readers refuse a control character in a string), and "
      "the int64 positions where each starts, one more past the end (both None without "
      "ids); None for any other text."},
+    {"read_column", read_column, METH_VARARGS,
+     "read_column(body) -> bytearray | None: a JSON list of numbers, each read as in "
+     "read_pupils, as float64 values; None for any other text (an empty list included)."},
+    {"read_ids", read_ids, METH_VARARGS,
+     "read_ids(body, separator) -> (ids, starts) | None: a JSON list of ids, each a string "
+     "without escapes or an integer, packed as read_pupils packs them; None for any other "
+     "text (an empty list included)."},
     {"write_pupils", write_pupils, METH_VARARGS,
      "write_pupils(head, template, figures, n, replaced, tail, dumps) -> bytes: head, the n "
      "pupils comma-separated, tail. Pupil i is template's texts with figure i of each "

@@ -20,7 +20,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from app.core.errors import InvalidInput, input_errors
-from app.tables._pupiljson import read_pupils
+from app.tables._pupiljson import read_column, read_ids, read_pupils
 from app.tables.csv import CellProblem
 from app.tables.ids import (
     SEPARATOR,
@@ -141,11 +141,44 @@ def typed_students(raw: bytes | msgspec.Raw, columns: Sequence[str]) -> PupilTab
     values = np.frombuffer(cells, dtype=np.float64).reshape(n, len(columns))
     if text is None or starts is None:
         return PupilTable(None, values)
+    ids = _checked_packed_ids(text, starts)
+    return None if ids is None else PupilTable(ids, values)
+
+
+def typed_columns(
+    columns: dict[str, msgspec.Raw], ids: msgspec.Raw | None, names: Sequence[str]
+) -> PupilTable | None:
+    """A columnar body in the usual shape, one list of finite JSON numbers per feature,
+    all of one length, and valid ids for all or none, read in C one list at a time
+    (_pupiljson.read_column and read_ids); None for anything else, which
+    columns_to_matrix then reads and says what is wrong with, as always."""
+    if columns.keys() != set(names):
+        return None
+    read = [read_column(columns[name]) for name in names]
+    lengths = {len(cells) for cells in read if cells is not None}
+    if None in read or len(lengths) != 1:
+        return None
+    n = lengths.pop() // 8
+    values = np.empty((n, len(names)))
+    for j, cells in enumerate(read):
+        values[:, j] = np.frombuffer(cells, dtype=np.float64)  # type: ignore[arg-type]
+    if ids is None:
+        return PupilTable(None, values)
+    packed = read_ids(ids, SEPARATOR.encode())
+    if packed is None:
+        return None
+    checked = _checked_packed_ids(*packed)
+    if checked is None or len(checked) != n:
+        return None
+    return PupilTable(checked, values)
+
+
+def _checked_packed_ids(text: str, starts: bytes) -> Sequence[str] | None:
+    """Ids read in C, packed, when each is valid (stripped if need be); else None."""
     packed = PackedIds([text], np.frombuffer(starts, dtype=np.int64), [0])
     if packed_ids_valid(packed):
-        return PupilTable(packed, values)
-    ids = _valid_ids(list(packed))  # ids to strip, or one that is not valid
-    return None if ids is None else PupilTable(ids, values)
+        return packed
+    return _valid_ids(list(packed))  # ids to strip, or one that is not valid
 
 
 def columns_to_matrix(

@@ -222,7 +222,7 @@ async def _predict_json(
         options.on_error,
         typed=size > INLINE_BODY_BYTES,
     )
-    typed = parsed.raw_students is not None
+    typed = parsed.unread
     if not typed:
         state.rate_limits.pupils.take(principal.key_id, parsed.pupils)
     try:
