@@ -525,3 +525,14 @@ def test_the_reader_and_writer_are_clean_under_address_and_undefined_behaviour_s
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout
+
+
+def test_the_answer_grows_when_dumps_writes_more_than_its_bound() -> None:
+    """The answer is sized by its upper bound; a dumps of one's own may write more."""
+    long = b"9" * 5000
+    answer = write_pupils(
+        b"[", (b"", b""), (np.array([math.nan] * 3),), 3, {}, b"]", lambda _: long
+    )
+    assert answer == b"[" + b",".join([long] * 3) + b"]"
+    with pytest.raises(TypeError, match="bytes"):
+        write_pupils(b"[", (b"", b""), (np.array([math.nan]),), 1, {}, b"]", lambda _: "text")

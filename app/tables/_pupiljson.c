@@ -22,18 +22,37 @@
 
 /* ---------------------------------------------------------------- growable buffers */
 
+/* Raw memory (the readers, without the GIL), or the storage of a bytes object being
+ * written (`owner`, with the GIL): the answer is written where it is returned from, sized
+ * by its upper bound up front, so its pages are touched once and never copied. */
 typedef struct {
     char *data;
     size_t size, capacity;
+    PyObject *owner;
 } Buffer;
 
 static int buffer_reserve(Buffer *b, size_t more) {
     if (b->size + more <= b->capacity) return 0;
     size_t capacity = b->capacity ? b->capacity : 4096;
     while (capacity < b->size + more) capacity *= 2;
-    char *data = PyMem_RawRealloc(b->data, capacity);
-    if (data == NULL) return -1;
-    b->data = data;
+    if (b->owner != NULL) {
+        if (_PyBytes_Resize(&b->owner, (Py_ssize_t)capacity) < 0) return -1; /* owner freed */
+        b->data = PyBytes_AS_STRING(b->owner);
+    } else {
+        char *data = PyMem_RawRealloc(b->data, capacity);
+        if (data == NULL) return -1;
+        b->data = data;
+    }
+    b->capacity = capacity;
+    return 0;
+}
+
+/* A buffer writing into a new bytes object of `capacity` bytes; -1 with an exception. */
+static int buffer_of_bytes(Buffer *b, size_t capacity) {
+    b->owner = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)capacity);
+    if (b->owner == NULL) return -1;
+    b->data = PyBytes_AS_STRING(b->owner);
+    b->size = 0;
     b->capacity = capacity;
     return 0;
 }
@@ -695,6 +714,46 @@ static int packed_figure(Figure *figure, PyObject *pair, Py_ssize_t n) {
     return 0;
 }
 
+/* The answer's length at most, so that it is written without growing: a double is at most
+ * 24 characters as orjson writes it (a sign, 17 digits, a point, e-308), an id at most 6
+ * bytes a character (\\uXXXX), 2 quotes; dumps' texts beyond it only make it grow. */
+static size_t upper_bound(PyObject *head, PyObject *template, const Figure *figures,
+                          Py_ssize_t count, Py_ssize_t n, PyObject *replaced, PyObject *tail) {
+    size_t pupil = 1; /* the comma */
+    for (Py_ssize_t k = 0; k <= count; k++)
+        pupil += (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(template, k));
+    size_t total = (size_t)PyBytes_GET_SIZE(head) + (size_t)PyBytes_GET_SIZE(tail);
+    for (Py_ssize_t k = 0; k < count; k++) {
+        const Figure *figure = &figures[k];
+        switch (figure->kind) {
+        case FIGURE_TEXT:
+            pupil += (size_t)PyBytes_GET_SIZE(figure->object);
+            break;
+        case FIGURE_NUMBERS:
+            pupil += 24;
+            break;
+        case FIGURE_FLAGS:
+            pupil += 5;
+            break;
+        case FIGURE_PACKED:
+            total += 6 * (size_t)PyUnicode_GET_LENGTH(figure->object) + 2 * (size_t)n;
+            break;
+        case FIGURE_IDS:
+            for (Py_ssize_t i = 0; i < n; i++) {
+                PyObject *id = PyList_GET_ITEM(figure->object, i);
+                total += PyUnicode_Check(id) ? 6 * (size_t)PyUnicode_GET_LENGTH(id) + 2 : 32;
+            }
+            break;
+        }
+    }
+    Py_ssize_t position = 0;
+    PyObject *key, *text;
+    while (PyDict_Next(replaced, &position, &key, &text)) {
+        if (PyBytes_Check(text)) total += (size_t)PyBytes_GET_SIZE(text);
+    }
+    return total + pupil * (size_t)n;
+}
+
 static PyObject *write_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *head, *template, *figure_list, *replaced, *tail, *dumps;
     Py_ssize_t n;
@@ -755,11 +814,8 @@ static PyObject *write_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
             goto done;
         }
     }
-    /* Most answers are a little over 100 bytes a pupil: start near the right size. */
-    if (buffer_reserve(&out, (size_t)PyBytes_GET_SIZE(head) + (size_t)n * 128 + 64) < 0) {
-        PyErr_NoMemory();
+    if (buffer_of_bytes(&out, upper_bound(head, template, figures, count, n, replaced, tail)) < 0)
         goto done;
-    }
     if (buffer_add(&out, PyBytes_AS_STRING(head), (size_t)PyBytes_GET_SIZE(head)) < 0) goto nomemory;
     int any_replaced = PyDict_GET_SIZE(replaced) > 0;
     for (Py_ssize_t row = 0; row < n; row++) {
@@ -794,7 +850,9 @@ static PyObject *write_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
             goto nomemory;
     }
     if (buffer_add(&out, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail)) < 0) goto nomemory;
-    result = PyBytes_FromStringAndSize(out.data, (Py_ssize_t)out.size);
+    if (_PyBytes_Resize(&out.owner, (Py_ssize_t)out.size) < 0) goto done; /* shrinks */
+    result = out.owner;
+    out.owner = NULL;
     goto done;
 nomemory:
     PyErr_NoMemory();
@@ -803,7 +861,7 @@ done:
         if (figures[k].has_view) PyBuffer_Release(&figures[k].view);
     }
     PyMem_Free(figures);
-    PyMem_RawFree(out.data);
+    Py_XDECREF(out.owner);
     return result;
 }
 
