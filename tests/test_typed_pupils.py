@@ -4,6 +4,7 @@ the same answer, byte for byte, or the same error; over HTTP, a big body's error
 of a small one."""
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -148,25 +149,17 @@ def column_bodies(draw: st.DrawFn, snapshot: VersionSnapshot) -> bytes:
     return json.dumps(envelope).encode()
 
 
-@settings(max_examples=600, deadline=None)
-@given(key=st.sampled_from(sorted(SNAPSHOTS)), data=st.data(), full=st.booleans())
-def test_typed_and_untyped_readings_of_columns_give_the_same_answer_or_error(
-    key: tuple[int, str], data: st.DataObject, full: bool
-) -> None:
-    snapshot = SNAPSHOTS[key]
-    body = data.draw(column_bodies(snapshot))
-    assert answer(snapshot, body, typed=True, full=full) == answer(
-        snapshot, body, typed=False, full=full
-    )
-
-
+@pytest.mark.parametrize("form", [bodies, column_bodies], ids=["objects", "columns"])
 @settings(max_examples=600, deadline=None)
 @given(key=st.sampled_from(sorted(SNAPSHOTS)), data=st.data(), full=st.booleans())
 def test_typed_and_untyped_readings_give_the_same_answer_or_error(
-    key: tuple[int, str], data: st.DataObject, full: bool
+    form: Callable[[VersionSnapshot], st.SearchStrategy[bytes]],
+    key: tuple[int, str],
+    data: st.DataObject,
+    full: bool,
 ) -> None:
     snapshot = SNAPSHOTS[key]
-    body = data.draw(bodies(snapshot))
+    body = data.draw(form(snapshot))
     assert answer(snapshot, body, typed=True, full=full) == answer(
         snapshot, body, typed=False, full=full
     )

@@ -197,16 +197,54 @@ typedef struct {
     int has_ids;
 } Table;
 
+/* The opening of a JSON list that holds something; 0 for anything else (an empty list). */
+static int list_opens(Cursor *c) {
+    skip_space(c);
+    if (c->p >= c->end || *c->p != '[') return 0;
+    c->p++;
+    skip_space(c);
+    return c->p < c->end && *c->p != ']';
+}
+
+typedef enum { LIST_BAD, LIST_MORE, LIST_DONE } ListStep;
+
+/* After an item: another one comes (LIST_MORE), or the list ends and so does the text. */
+static ListStep list_next(Cursor *c) {
+    skip_space(c);
+    if (c->p < c->end && *c->p == ',') {
+        c->p++;
+        return LIST_MORE;
+    }
+    if (c->p >= c->end || *c->p != ']') return LIST_BAD;
+    c->p++;
+    skip_space(c);
+    return c->p == c->end ? LIST_DONE : LIST_BAD;
+}
+
+/* An id: a string without escapes, or an integer of at most 18 digits; 0 for anything else. */
+static int read_id(Cursor *c, const char *text, Span *id) {
+    const char *start = c->p;
+    if (c->p < c->end && *c->p == '"') {
+        const char *value;
+        Py_ssize_t length;
+        if (!read_plain_string(c, &value, &length)) return 0;
+        *id = (Span){value - text, length, ID_TEXT, 0};
+        return 1;
+    }
+    double ignored;
+    int integer;
+    if (read_number(c, &ignored, &integer) == NUMBER_BAD || !integer) return 0;
+    if (!small_integer(start, c->p)) return 0;
+    *id = (Span){start - text, c->p - start, ID_INTEGER, 0};
+    return 1;
+}
+
 /* The whole list; 0 when it is not in the usual shape. No Python object is touched. */
 static int scan_pupils(const char *text, Py_ssize_t size, const Name *features, int count,
                        Name id_name, Table *table) {
     Cursor c = {text, text + size};
     double row[MAX_FEATURES];
-    skip_space(&c);
-    if (c.p >= c.end || *c.p != '[') return 0;
-    c.p++;
-    skip_space(&c);
-    if (c.p < c.end && *c.p == ']') return 0; /* no pupil */
+    if (!list_opens(&c)) return 0;
     uint64_t all = count == 64 ? ~0ULL : ((1ULL << count) - 1);
     for (;;) {
         skip_space(&c);
@@ -229,21 +267,8 @@ static int scan_pupils(const char *text, Py_ssize_t size, const Name *features, 
             c.p++;
             skip_space(&c);
             if (key_length == id_name.length && memcmp(key, id_name.text, (size_t)key_length) == 0) {
-                if (has_id) return 0;
+                if (has_id || !read_id(&c, text, &id)) return 0;
                 has_id = 1;
-                const char *start = c.p;
-                if (c.p < c.end && *c.p == '"') {
-                    const char *value;
-                    Py_ssize_t length;
-                    if (!read_plain_string(&c, &value, &length)) return 0;
-                    id = (Span){value - text, length, ID_TEXT, 0};
-                } else {
-                    double ignored;
-                    int integer;
-                    if (read_number(&c, &ignored, &integer) == NUMBER_BAD || !integer) return 0;
-                    if (!small_integer(start, c.p)) return 0;
-                    id = (Span){start - text, c.p - start, ID_INTEGER, 0};
-                }
             } else {
                 /* The features usually come in their order: try the next one first. */
                 int j = -1;
@@ -289,19 +314,9 @@ static int scan_pupils(const char *text, Py_ssize_t size, const Name *features, 
         if (slow_count && buffer_add(&table->spans, slow, sizeof(Span) * (size_t)slow_count) < 0)
             return -1;
         table->pupils++;
-        skip_space(&c);
-        if (c.p < c.end && *c.p == ',') {
-            c.p++;
-            continue;
-        }
-        if (c.p < c.end && *c.p == ']') {
-            c.p++;
-            break;
-        }
-        return 0;
+        ListStep step = list_next(&c);
+        if (step != LIST_MORE) return step == LIST_DONE;
     }
-    skip_space(&c);
-    return c.p == c.end;
 }
 
 /* Python's correctly rounded conversion of a number's text; 0 if not finite. */
@@ -388,6 +403,16 @@ done:
     return status;
 }
 
+/* After a scan (1 done, 0 unusual, -1 out of memory): settle, as settle says. */
+static int scanned_and_settled(int scanned, const char *body, Table *table, char separator,
+                               PyObject **ids, PyObject **id_starts) {
+    if (scanned < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return scanned ? settle(body, table, separator, ids, id_starts) : 0;
+}
+
 static PyObject *read_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_buffer body;
     PyObject *names;
@@ -417,12 +442,7 @@ static PyObject *read_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
     Py_BEGIN_ALLOW_THREADS;
     scanned = scan_pupils(body.buf, body.len, features, count, id_name, &table);
     Py_END_ALLOW_THREADS;
-    if (scanned < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (scanned == 0) goto unusual;
-    int settled = settle(body.buf, &table, separator, &ids, &id_starts);
+    int settled = scanned_and_settled(scanned, body.buf, &table, separator, &ids, &id_starts);
     if (settled < 0) goto done;
     if (settled == 0) goto unusual;
     values = PyByteArray_FromStringAndSize(table.values.data, (Py_ssize_t)table.values.size);
@@ -446,51 +466,29 @@ done:
  * anything else. No Python object is touched. */
 static int scan_list(const char *text, Py_ssize_t size, int of_ids, Table *table) {
     Cursor c = {text, text + size};
-    skip_space(&c);
-    if (c.p >= c.end || *c.p != '[') return 0;
-    c.p++;
-    skip_space(&c);
-    if (c.p < c.end && *c.p == ']') return 0; /* no value */
+    if (!list_opens(&c)) return 0;
     table->has_ids = of_ids;
     for (;;) {
         skip_space(&c);
         const char *start = c.p;
         Span span = {0, 0, ID_TEXT, 0};
         int has_span = 1;
-        if (of_ids && c.p < c.end && *c.p == '"') {
-            const char *value;
-            Py_ssize_t length;
-            if (!read_plain_string(&c, &value, &length)) return 0;
-            span = (Span){value - text, length, ID_TEXT, 0};
+        if (of_ids) {
+            if (!read_id(&c, text, &span)) return 0;
         } else {
             double number = 0.0;
             int integer;
             NumberResult result = read_number(&c, &number, &integer);
             if (result == NUMBER_BAD) return 0;
-            if (of_ids) {
-                if (!integer || !small_integer(start, c.p)) return 0;
-                span = (Span){start - text, c.p - start, ID_INTEGER, 0};
-            } else {
-                has_span = result == NUMBER_SLOW;
-                span = (Span){start - text, c.p - start, SLOW_NUMBER, table->pupils};
-                if (buffer_add(&table->values, &number, sizeof(number)) < 0) return -1;
-            }
+            has_span = result == NUMBER_SLOW;
+            span = (Span){start - text, c.p - start, SLOW_NUMBER, table->pupils};
+            if (buffer_add(&table->values, &number, sizeof(number)) < 0) return -1;
         }
         if (has_span && buffer_add(&table->spans, &span, sizeof(span)) < 0) return -1;
         table->pupils++;
-        skip_space(&c);
-        if (c.p < c.end && *c.p == ',') {
-            c.p++;
-            continue;
-        }
-        if (c.p < c.end && *c.p == ']') {
-            c.p++;
-            break;
-        }
-        return 0;
+        ListStep step = list_next(&c);
+        if (step != LIST_MORE) return step == LIST_DONE;
     }
-    skip_space(&c);
-    return c.p == c.end;
 }
 
 static PyObject *read_list(PyObject *args, int of_ids) {
@@ -505,12 +503,7 @@ static PyObject *read_list(PyObject *args, int of_ids) {
     Py_BEGIN_ALLOW_THREADS;
     scanned = scan_list(body.buf, body.len, of_ids, &table);
     Py_END_ALLOW_THREADS;
-    if (scanned < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (scanned == 0) goto unusual;
-    int settled = settle(body.buf, &table, separator, &ids, &id_starts);
+    int settled = scanned_and_settled(scanned, body.buf, &table, separator, &ids, &id_starts);
     if (settled < 0) goto done;
     if (settled == 0) goto unusual;
     if (of_ids)
