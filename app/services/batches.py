@@ -162,8 +162,9 @@ def parse_json_request(
     """The envelope, checked by its schema; the pupils are checked against the version later.
     A body with `columns` is the columnar form (`students` then is unknown). ``on_error``
     applies unless the body says it (the query string's, on /predict). With ``typed`` (big
-    bodies), pupils as objects are left unread in ``raw_students`` for typed_json_batch;
-    the schema then sees the envelope with one empty pupil."""
+    bodies), pupils as objects are left unread in ``raw_students``, as columns in
+    ``raw_columns`` and ``raw_ids``, for typed_json_batch; the schema then sees the
+    envelope with one empty pupil, or one value per column."""
     if typed:
         request = _typed_request(body, on_error)
         if request is not None:
@@ -233,8 +234,9 @@ def typed_json_batch(
     snapshot: VersionSnapshot, request: JsonRequest, max_rows: int
 ) -> Batch | None:
     """json_batch of a typed request's pupils, read in C when they have the usual
-    shape (tables.typed_students); None when they have not: the body is then read as
-    always (parse_json_request without ``typed``), which says what is wrong."""
+    shape (tables.typed_students, tables.typed_columns); None when they have not: the body
+    is then read as always (parse_json_request without ``typed``), which says what is
+    wrong."""
     if request.raw_columns is not None:
         table = typed_columns(request.raw_columns, request.raw_ids, snapshot.features)
         field = "columns"
