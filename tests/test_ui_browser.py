@@ -416,6 +416,36 @@ def predict_course_pupil(page: Page, button: str) -> None:
 
 
 @pytest.mark.browser
+def test_grades_being_typed_survive_another_load_and_not_a_sign_out(
+    ui_server: LiveServer, browser: Browser
+) -> None:
+    """Loading the versions again (the model chosen while the screen still loads) keeps the
+    very input being typed into, its focus and its value; signing out forgets the grades."""
+    tenant = make_tenant(ui_server)
+    register_course_theta(tenant)
+    page, watch = open_page(browser, ui_server, tenant)
+    sign_in(page, tenant.keys[Role.trainer])
+    page.locator(".tab[data-view=predict]").click()
+    maths = page.locator("#grade-maths")
+    maths.fill("13")
+    maths.focus()
+    typed_into = maths.element_handle()
+    for _ in range(2):
+        with page.expect_response(lambda r: "/models/course/versions" in r.url):
+            page.locator("#predict-model").dispatch_event("change")
+    page.wait_for_function("document.querySelectorAll('#predict-version option').length === 1")
+    assert typed_into.evaluate("input => input.isConnected && document.activeElement === input")
+    expect(maths).to_have_value("13")
+
+    page.locator("#sign-out").click()
+    sign_in(page, tenant.keys[Role.trainer])
+    page.locator(".tab[data-view=predict]").click()
+    expect(page.locator("#predict-version")).to_have_value("1")
+    expect(page.locator("#grade-maths")).to_have_value("")
+    assert watch.problems == []
+
+
+@pytest.mark.browser
 def test_a_french_browser_gets_french_and_the_switch_is_remembered(
     ui_server: LiveServer, browser: Browser
 ) -> None:

@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { $, count, el, fillSelect, fmt } from "../dom.js";
-import { t } from "../i18n.js";
+import { currentLanguage, t } from "../i18n.js";
 import { reportError } from "../notice.js";
 
 let versions = []; // of the model chosen in #predict-model
@@ -29,7 +29,9 @@ export async function enter() {
   );
   if (!data.length) {
     $("predict-version").replaceChildren();
-    $("predict-grades").replaceChildren(gradesLegend(), el("p", { class: "muted", text: t("predict.noModel") }));
+    const fieldset = $("predict-grades");
+    fieldset.dataset.drawn = "";
+    fieldset.replaceChildren(gradesLegend(), el("p", { class: "muted", text: t("predict.noModel") }));
     return;
   }
   await loadVersions();
@@ -43,6 +45,9 @@ export function reset() {
   versions = [];
   shownPrediction = shownClassList = null;
   forgetDownload();
+  const fieldset = $("predict-grades"); // no grades typed by the last key's user are kept
+  fieldset.dataset.drawn = "";
+  fieldset.replaceChildren(gradesLegend());
   $("predict-result").replaceChildren(el("p", { class: "muted", text: t("predict.prompt") }));
   $("predict-csv-result").replaceChildren();
 }
@@ -120,10 +125,17 @@ async function loadVersions() {
   renderGradeInputs();
 }
 
-/** One input per feature of the chosen version, keeping what was typed for the same feature. */
+/** One input per feature of the chosen version, keeping what was typed for the same feature.
+ * Nothing is redrawn when the inputs would be the same: two loads that cross (entering the
+ * screen while the model is chosen) must not replace an input being typed into. */
 function renderGradeInputs() {
   const version = chosenVersion();
   const fieldset = $("predict-grades");
+  const drawn = version
+    ? JSON.stringify([currentLanguage(), version.features, version.feature_labels, version.grade_range])
+    : "";
+  if (drawn && fieldset.dataset.drawn === drawn) return;
+  fieldset.dataset.drawn = drawn;
   const previous = Object.fromEntries(
     [...fieldset.querySelectorAll("input")].map((input) => [input.name, input.value]),
   );
