@@ -2,6 +2,8 @@
 activate / roll back, cancellation, divergence, if_better."""
 
 import asyncio
+import logging
+import socket
 import threading
 import time
 import uuid
@@ -710,3 +712,32 @@ def test_predict_answers_with_a_version_a_job_of_this_process_just_activated(
                 answer = trainer.post("/predict", json={"model": "fresh", "students": [pupil]})
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["version"] == version
+
+
+def test_a_wait_ends_when_its_client_hangs_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that closes its connection mid-wait stops the wait (no more reads of the
+    job for nobody): the request ends within a poll, not at its 30 s."""
+    caplog.set_level(logging.INFO, logger="gradecast.access")
+    with fresh_server(tmp_path, "hangup", workers=0) as server:  # the job stays queued
+        tenant = make_tenant(server)
+        with tenant.client(Role.trainer) as trainer:
+            cohort = upload_example(trainer)
+            job = submit(trainer, cohort_id=cohort["id"], algorithm="closed_form")
+        host, port = server.url.removeprefix("http://").split(":")
+        request = (
+            f"GET /jobs/{job['id']}?wait=30 HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {tenant.keys[Role.trainer]}\r\n"
+            "X-Request-ID: hung-up\r\n\r\n"
+        )
+        with socket.create_connection((host, int(port))) as connection:
+            connection.sendall(request.encode())
+            time.sleep(0.5)
+            connection.settimeout(0)
+            with pytest.raises(BlockingIOError):
+                connection.recv(1)  # still waiting: no answer yet
+        deadline = time.monotonic() + 10
+        while not any(getattr(r, "request_id", None) == "hung-up" for r in caplog.records):
+            assert time.monotonic() < deadline, "the wait went on after its client hung up"
+            time.sleep(0.05)

@@ -100,6 +100,7 @@ _ENDED = frozenset(ended.value for ended in job_service.FINISHED)
 @router.get("/jobs/{job_id}", response_model=JobRead, responses=error_responses(401, 404, 422))
 async def get_job(
     job_id: uuid.UUID,
+    request: Request,
     principal: Reader,
     state: StateDep,
     wait: Annotated[
@@ -110,7 +111,8 @@ async def get_job(
             description="Seconds to wait for the job to end: the answer comes as soon as it "
             "has succeeded, failed or been cancelled, or after this long (at most "
             "GRADECAST_JOB_WAIT_SECONDS) with the job as it is then. One request instead of a "
-            "polling loop; 0 (the default) answers at once.",
+            "polling loop; 0 (the default) answers at once. A client that hangs up ends "
+            "its wait.",
         ),
     ] = 0,
 ) -> JobRead:
@@ -121,6 +123,8 @@ async def get_job(
         job = await run_in_threadpool(_read_job, state, principal, job_id)
         remaining = deadline - time.monotonic()
         if job.status in _ENDED or remaining <= 0 or state.drain.started.is_set():
+            return job
+        if await request.is_disconnected():  # nobody to answer: no more reads for it
             return job
         # Woken when a job of this process ends; a worker in another process is seen at
         # the next read, POLL_SECONDS later at most.
