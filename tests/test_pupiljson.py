@@ -11,6 +11,8 @@ import struct
 import subprocess
 import sys
 import sysconfig
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -431,6 +433,79 @@ def test_flags_texts_and_replaced_pupils() -> None:
     assert answer == b"{<1.5|true>,X,<3.25|true>}"
 
 
+_BIG = 1024  # from this many pupils on, the answer is written without the GIL (UNLOCKED_PUPILS)
+_PLAIN_NUMBER = st.integers(-(10**8), 10**8).map(lambda k: k / 100)
+_SLOW_NUMBER = st.sampled_from([math.nan, 1e9, 1.0 / 3, 5e-324, -math.inf])
+_SLOW_ID = st.sampled_from(['"', "\\", "\n", "é", "日本", "a\tb"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(_BIG, _BIG + 700),
+    data=st.data(),
+)
+def test_a_big_answer_is_what_orjson_writes_wherever_python_is_needed(
+    n: int, data: st.DataObject
+) -> None:
+    """A big answer is written without the GIL up to the first pupil that needs Python (a
+    number or an id for orjson), then with it: the same text wherever that pupil is, first,
+    last or none, and replaced pupils on either side of it."""
+    rows = st.integers(0, n - 1)
+    slow_numbers = data.draw(st.dictionaries(rows, _SLOW_NUMBER, max_size=3))
+    slow_ids = data.draw(st.dictionaries(rows, _SLOW_ID, max_size=3))
+    replaced = data.draw(st.dictionaries(rows, st.binary(min_size=1, max_size=5), max_size=4))
+    numbers = np.array([k / 100 for k in range(n)], dtype=np.float64)
+    for row, number in slow_numbers.items():
+        numbers[row] = number
+    ids = [slow_ids.get(row, f"n{row}") for row in range(n)]
+    flags = np.arange(n) % 3 == 0
+    packed = PackedIds.join([ids])
+    answer = write_pupils(
+        b"[",
+        (b'{"id":', b',"x":', b',"f":', b"}"),
+        ((packed.text, packed.starts.astype(np.int64)), numbers, flags),
+        n,
+        replaced,
+        b"]",
+        orjson.dumps,
+    )
+    expected = b",".join(
+        replaced.get(row)
+        or orjson.dumps({"id": ids[row], "x": float(numbers[row]), "f": bool(flags[row])})
+        for row in range(n)
+    )
+    assert answer == b"[" + expected + b"]"
+
+
+def test_a_big_answer_is_written_while_other_threads_run() -> None:
+    """The GIL is let go while the pupils are written: another thread runs meanwhile (with
+    it held, that thread could only run before the call or after it)."""
+    n = 400_000
+    column = np.arange(n, dtype=np.float64) / 8
+    seen: list[float] = []
+    stop = threading.Event()
+
+    def other_thread() -> None:
+        while not stop.is_set():
+            seen.append(time.perf_counter())
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    try:
+        while not seen:
+            time.sleep(0.001)
+        began = time.perf_counter()
+        answer = written(column, n)
+        ended = time.perf_counter()
+    finally:
+        stop.set()
+        thread.join()
+    assert answer == orjson.dumps(column, option=orjson.OPT_SERIALIZE_NUMPY)
+    halfway = began + (ended - began) / 2
+    assert any(began < moment < halfway for moment in seen)
+
+
 @pytest.mark.parametrize(
     ("figure", "error"),
     [
@@ -445,6 +520,12 @@ def test_flags_texts_and_replaced_pupils() -> None:
 def test_figures_that_do_not_fit_are_refused(figure: object, error: type[Exception]) -> None:
     with pytest.raises(error):
         written(figure, 3)
+
+
+@pytest.mark.parametrize("replaced", [{1: "X"}, {"1": b"X"}, {2**70: b"X"}])
+def test_replaced_pupils_are_texts_by_row(replaced: Any) -> None:
+    with pytest.raises((TypeError, OverflowError)):
+        write_pupils(b"[", (b"", b""), (b"x",), 3, replaced, b"]", orjson.dumps)
 
 
 def test_a_template_needs_one_text_more_than_figures() -> None:

@@ -10,7 +10,9 @@
  *
  * write_pupils: the answer's pupils, each a template's texts with its figures between
  *   them. Numbers are written as orjson writes them: a number rounded to six decimals, in
- *   orjson's plain range, directly; any other one by the `dumps` given (orjson's).
+ *   orjson's plain range, directly; any other one by the `dumps` given (orjson's). A big
+ *   answer is written without the GIL up to the first pupil that takes Python (a number or
+ *   an id for orjson), and from there with it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -23,16 +25,22 @@
 /* ---------------------------------------------------------------- growable buffers */
 
 /* Raw memory (the readers, without the GIL), or the storage of a bytes object being
- * written (`owner`, with the GIL): the answer is written where it is returned from, sized
+ * written (`owner`; resized with the GIL only): the answer is written where it is returned from, sized
  * by its upper bound up front, so its pages are touched once and never copied. */
 typedef struct {
     char *data;
     size_t size, capacity;
     PyObject *owner;
+    int frozen; /* `owner` is written without the GIL: it cannot grow (NEEDS_PYTHON) */
 } Buffer;
+
+/* What a step of the writer run without the GIL says when the step needs Python: a number
+ * or an id for orjson, a str object, a bytes object resized. It is then done with the GIL. */
+#define NEEDS_PYTHON 1
 
 static int buffer_reserve(Buffer *b, size_t more) {
     if (b->size + more <= b->capacity) return 0;
+    if (b->frozen) return NEEDS_PYTHON;
     size_t capacity = b->capacity ? b->capacity : 4096;
     while (capacity < b->size + more) capacity *= 2;
     if (b->owner != NULL) {
@@ -59,7 +67,8 @@ static int buffer_of_bytes(Buffer *b, size_t capacity) {
 
 static int buffer_add(Buffer *b, const void *data, size_t size) {
     if (size == 0) return 0; /* memcpy wants a buffer, even for nothing */
-    if (buffer_reserve(b, size) < 0) return -1;
+    int status = buffer_reserve(b, size);
+    if (status) return status;
     memcpy(b->data + b->size, data, size);
     b->size += size;
     return 0;
@@ -573,13 +582,31 @@ static int plain_number(double value, char *out) {
 
 typedef enum { FIGURE_TEXT, FIGURE_IDS, FIGURE_PACKED, FIGURE_NUMBERS, FIGURE_FLAGS } FigureKind;
 
+/* A text of a bytes or ASCII str object the arguments hold: read without the GIL. */
+typedef struct {
+    const char *text;
+    size_t size;
+} Piece;
+
 typedef struct {
     FigureKind kind;
     PyObject *object; /* borrowed; FIGURE_PACKED: the ids' text */
+    Piece text;       /* FIGURE_TEXT: its bytes; FIGURE_PACKED: the ids' text if ASCII */
     Py_buffer view;   /* FIGURE_NUMBERS, FIGURE_FLAGS; FIGURE_PACKED: where ids start */
     int has_view;
-    int plain; /* FIGURE_PACKED: ASCII; an id without what JSON escapes is copied as it is */
 } Figure;
+
+/* A pupil written as a whole text (one that failed), by row. */
+typedef struct {
+    Py_ssize_t row;
+    PyObject *owner; /* a strong reference: dumps, called back, could change the dict */
+    Piece text;
+} Replaced;
+
+static int by_row(const void *a, const void *b) {
+    Py_ssize_t left = ((const Replaced *)a)->row, right = ((const Replaced *)b)->row;
+    return (left > right) - (left < right);
+}
 
 static int write_dumped(Buffer *out, PyObject *dumps, PyObject *value) {
     PyObject *text = PyObject_CallOneArg(dumps, value);
@@ -594,36 +621,39 @@ static int write_dumped(Buffer *out, PyObject *dumps, PyObject *value) {
     return status;
 }
 
+/* An id as JSON: a text without what JSON escapes, between quotes (0, or NEEDS_PYTHON from
+ * a frozen buffer); 2 when it has such a character. */
+static int write_plain_id(Buffer *out, const char *text, size_t length) {
+    for (size_t i = 0; i < length; i++) {
+        unsigned char ch = (unsigned char)text[i];
+        if (ch < 0x20 || ch == '"' || ch == '\\') return 2;
+    }
+    int status = buffer_reserve(out, length + 2);
+    if (status) return status;
+    out->data[out->size++] = '"';
+    if (length) memcpy(out->data + out->size, text, length);
+    out->size += length;
+    out->data[out->size++] = '"';
+    return 0;
+}
+
 static int write_id(Buffer *out, PyObject *dumps, PyObject *id) {
     if (PyUnicode_Check(id) && PyUnicode_IS_ASCII(id)) {
-        const char *text = (const char *)PyUnicode_DATA(id);
-        Py_ssize_t length = PyUnicode_GET_LENGTH(id);
-        int plain = 1;
-        for (Py_ssize_t i = 0; i < length; i++) {
-            unsigned char ch = (unsigned char)text[i];
-            if (ch < 0x20 || ch == '"' || ch == '\\') {
-                plain = 0;
-                break;
-            }
-        }
-        if (plain) {
-            if (buffer_reserve(out, (size_t)length + 2) < 0) return -1;
-            out->data[out->size++] = '"';
-            memcpy(out->data + out->size, text, (size_t)length);
-            out->size += (size_t)length;
-            out->data[out->size++] = '"';
-            return 0;
-        }
+        int status = write_plain_id(out, (const char *)PyUnicode_DATA(id),
+                                    (size_t)PyUnicode_GET_LENGTH(id));
+        if (status != 2) return status;
     }
     return write_dumped(out, dumps, id);
 }
 
-static int write_figure(Buffer *out, PyObject *dumps, Figure *figure, Py_ssize_t row) {
+/* A pupil's figure: 0, or -1 with an error. Without `dumps` (no GIL), NEEDS_PYTHON for a
+ * figure that takes Python. */
+static int write_figure(Buffer *out, PyObject *dumps, const Figure *figure, Py_ssize_t row) {
     switch (figure->kind) {
     case FIGURE_TEXT:
-        return buffer_add(out, PyBytes_AS_STRING(figure->object),
-                          (size_t)PyBytes_GET_SIZE(figure->object));
+        return buffer_add(out, figure->text.text, figure->text.size);
     case FIGURE_IDS: {
+        if (dumps == NULL) return NEEDS_PYTHON;
         if (row >= PyList_GET_SIZE(figure->object)) { /* dumps, called back, changed the list */
             PyErr_SetString(PyExc_RuntimeError, "the ids changed while written");
             return -1;
@@ -636,19 +666,11 @@ static int write_figure(Buffer *out, PyObject *dumps, Figure *figure, Py_ssize_t
     case FIGURE_PACKED: {
         const int64_t *starts = (const int64_t *)figure->view.buf;
         Py_ssize_t begin = (Py_ssize_t)starts[row], end = (Py_ssize_t)starts[row + 1] - 1;
-        const char *text = figure->plain ? (const char *)PyUnicode_DATA(figure->object) : NULL;
-        for (Py_ssize_t i = begin; text != NULL && i < end; i++) {
-            unsigned char ch = (unsigned char)text[i];
-            if (ch < 0x20 || ch == '"' || ch == '\\') text = NULL; /* JSON escapes it */
+        if (figure->text.text != NULL) {
+            int status = write_plain_id(out, figure->text.text + begin, (size_t)(end - begin));
+            if (status != 2) return status;
         }
-        if (text != NULL) {
-            if (buffer_reserve(out, (size_t)(end - begin) + 2) < 0) return -1;
-            out->data[out->size++] = '"';
-            memcpy(out->data + out->size, text + begin, (size_t)(end - begin));
-            out->size += (size_t)(end - begin);
-            out->data[out->size++] = '"';
-            return 0;
-        }
+        if (dumps == NULL) return NEEDS_PYTHON; /* JSON escapes it: orjson does */
         PyObject *id = PyUnicode_Substring(figure->object, begin, end);
         if (id == NULL) return -1;
         int status = write_id(out, dumps, id);
@@ -656,25 +678,66 @@ static int write_figure(Buffer *out, PyObject *dumps, Figure *figure, Py_ssize_t
         return status;
     }
     case FIGURE_FLAGS:
-        if (((const unsigned char *)figure->view.buf)[row])
-            return buffer_add(out, "true", 4);
+        if (((const unsigned char *)figure->view.buf)[row]) return buffer_add(out, "true", 4);
         return buffer_add(out, "false", 5);
     case FIGURE_NUMBERS: {
         double value = ((const double *)figure->view.buf)[row];
-        if (buffer_reserve(out, 32) < 0) return -1;
+        int status = buffer_reserve(out, 32);
+        if (status) return status;
         int length = plain_number(value, out->data + out->size);
         if (length) {
             out->size += (size_t)length;
             return 0;
         }
+        if (dumps == NULL) return NEEDS_PYTHON;
         PyObject *number = PyFloat_FromDouble(value);
         if (number == NULL) return -1;
-        int status = write_dumped(out, dumps, number);
+        status = write_dumped(out, dumps, number);
         Py_DECREF(number);
         return status;
     }
     }
     return -1;
+}
+
+typedef struct {
+    const Piece *pieces; /* the template: one more than the figures */
+    const Figure *figures;
+    Py_ssize_t count, n;
+    const Replaced *replaced; /* by row */
+    Py_ssize_t replaced_count;
+} Pupils;
+
+/* The pupils from *row on, a comma before each but the first: 0 when all are written, -1
+ * with an error. Without `dumps` (no GIL), NEEDS_PYTHON as soon as a pupil takes Python:
+ * it is taken back, and *row is where to go on with the GIL. */
+static int write_rows(Buffer *out, const Pupils *pupils, Py_ssize_t *row, PyObject *dumps) {
+    Py_ssize_t r = 0;
+    while (r < pupils->replaced_count && pupils->replaced[r].row < *row) r++;
+    for (Py_ssize_t i = *row; i < pupils->n; i++) {
+        size_t start = out->size;
+        int status = i ? buffer_add(out, ",", 1) : 0;
+        if (status == 0 && r < pupils->replaced_count && pupils->replaced[r].row == i) {
+            status = buffer_add(out, pupils->replaced[r].text.text, pupils->replaced[r].text.size);
+            r++;
+        } else {
+            for (Py_ssize_t k = 0; status == 0 && k < pupils->count; k++) {
+                status = buffer_add(out, pupils->pieces[k].text, pupils->pieces[k].size);
+                if (status == 0) status = write_figure(out, dumps, &pupils->figures[k], i);
+            }
+            const Piece *last = &pupils->pieces[pupils->count];
+            if (status == 0) status = buffer_add(out, last->text, last->size);
+        }
+        if (status) {
+            if (status == NEEDS_PYTHON) {
+                out->size = start;
+                *row = i;
+            }
+            return status;
+        }
+    }
+    *row = pupils->n;
+    return 0;
 }
 
 /* Ids as PackedIds hold them, (text, starts): each id is text[starts[i]:starts[i+1]-1]. */
@@ -703,24 +766,23 @@ static int packed_figure(Figure *figure, PyObject *pair, Py_ssize_t n) {
             return -1;
         }
     }
-    figure->plain = PyUnicode_IS_ASCII(text);
+    if (PyUnicode_IS_ASCII(text))
+        figure->text = (Piece){(const char *)PyUnicode_DATA(text), (size_t)length};
     return 0;
 }
 
 /* The answer's length at most, so that it is written without growing: a double is at most
  * 24 characters as orjson writes it (a sign, 17 digits, a point, e-308), an id at most 6
  * bytes a character (\\uXXXX), 2 quotes; dumps' texts beyond it only make it grow. */
-static size_t upper_bound(PyObject *head, PyObject *template, const Figure *figures,
-                          Py_ssize_t count, Py_ssize_t n, PyObject *replaced, PyObject *tail) {
+static size_t upper_bound(PyObject *head, const Pupils *pupils, PyObject *tail) {
     size_t pupil = 1; /* the comma */
-    for (Py_ssize_t k = 0; k <= count; k++)
-        pupil += (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(template, k));
+    for (Py_ssize_t k = 0; k <= pupils->count; k++) pupil += pupils->pieces[k].size;
     size_t total = (size_t)PyBytes_GET_SIZE(head) + (size_t)PyBytes_GET_SIZE(tail);
-    for (Py_ssize_t k = 0; k < count; k++) {
-        const Figure *figure = &figures[k];
+    for (Py_ssize_t k = 0; k < pupils->count; k++) {
+        const Figure *figure = &pupils->figures[k];
         switch (figure->kind) {
         case FIGURE_TEXT:
-            pupil += (size_t)PyBytes_GET_SIZE(figure->object);
+            pupil += figure->text.size;
             break;
         case FIGURE_NUMBERS:
             pupil += 24;
@@ -729,23 +791,61 @@ static size_t upper_bound(PyObject *head, PyObject *template, const Figure *figu
             pupil += 5;
             break;
         case FIGURE_PACKED:
-            total += 6 * (size_t)PyUnicode_GET_LENGTH(figure->object) + 2 * (size_t)n;
+            total += 6 * (size_t)PyUnicode_GET_LENGTH(figure->object) + 2 * (size_t)pupils->n;
             break;
         case FIGURE_IDS:
-            for (Py_ssize_t i = 0; i < n; i++) {
+            for (Py_ssize_t i = 0; i < pupils->n; i++) {
                 PyObject *id = PyList_GET_ITEM(figure->object, i);
                 total += PyUnicode_Check(id) ? 6 * (size_t)PyUnicode_GET_LENGTH(id) + 2 : 32;
             }
             break;
         }
     }
-    Py_ssize_t position = 0;
-    PyObject *key, *text;
-    while (PyDict_Next(replaced, &position, &key, &text)) {
-        if (PyBytes_Check(text)) total += (size_t)PyBytes_GET_SIZE(text);
-    }
-    return total + pupil * (size_t)n;
+    for (Py_ssize_t r = 0; r < pupils->replaced_count; r++) total += pupils->replaced[r].text.size;
+    return total + pupil * (size_t)pupils->n;
 }
+
+/* A figure from its argument: a text (bytes), packed ids, a list of ids, or a column. */
+static int figure_of(Figure *figure, PyObject *object, Py_ssize_t n) {
+    figure->object = object;
+    if (PyBytes_Check(object)) {
+        figure->kind = FIGURE_TEXT;
+        figure->text = (Piece){PyBytes_AS_STRING(object), (size_t)PyBytes_GET_SIZE(object)};
+        return 0;
+    }
+    if (PyTuple_Check(object)) return packed_figure(figure, object, n);
+    if (PyList_Check(object)) {
+        figure->kind = FIGURE_IDS;
+        if (PyList_GET_SIZE(object) != n) {
+            PyErr_SetString(PyExc_ValueError, "one id per pupil");
+            return -1;
+        }
+        return 0;
+    }
+    if (PyObject_GetBuffer(object, &figure->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    figure->has_view = 1;
+    const char *format = figure->view.format ? figure->view.format : "B";
+    if (*format == '<' || *format == '=' || *format == '@') format++;
+    if (strcmp(format, "d") == 0 && figure->view.itemsize == 8) {
+        figure->kind = FIGURE_NUMBERS;
+    } else if (strcmp(format, "?") == 0 && figure->view.itemsize == 1) {
+        figure->kind = FIGURE_FLAGS;
+    } else {
+        PyErr_SetString(PyExc_TypeError, "a column of figures is float64 or bool");
+        return -1;
+    }
+    if (figure->view.len / figure->view.itemsize != n) {
+        PyErr_SetString(PyExc_ValueError, "one figure per pupil");
+        return -1;
+    }
+    return 0;
+}
+
+/* From this many pupils on, the answer is written without the GIL (up to the first pupil
+ * that takes Python): the other threads (the event loop reading requests, another batch)
+ * run meanwhile. Below it, releasing and taking the GIL back costs more than it frees. */
+#define UNLOCKED_PUPILS 1024
 
 static PyObject *write_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *head, *template, *figure_list, *replaced, *tail, *dumps;
@@ -759,90 +859,55 @@ static PyObject *write_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "a template has one text more than figures");
         return NULL;
     }
-    for (Py_ssize_t k = 0; k <= count; k++) {
-        if (!PyBytes_Check(PyTuple_GET_ITEM(template, k))) {
-            PyErr_SetString(PyExc_TypeError, "a template is texts (bytes)");
-            return NULL;
-        }
-    }
     PyObject *result = NULL;
     Buffer out = {0};
+    Py_ssize_t held = 0; /* replaced pupils referenced */
+    Piece *pieces = PyMem_Calloc((size_t)count + 1, sizeof(Piece));
     Figure *figures = PyMem_Calloc((size_t)count + 1, sizeof(Figure));
-    if (figures == NULL) return PyErr_NoMemory();
+    Replaced *rows = PyMem_Calloc((size_t)PyDict_GET_SIZE(replaced) + 1, sizeof(Replaced));
+    if (pieces == NULL || figures == NULL || rows == NULL) goto nomemory;
+    for (Py_ssize_t k = 0; k <= count; k++) {
+        PyObject *piece = PyTuple_GET_ITEM(template, k);
+        if (!PyBytes_Check(piece)) {
+            PyErr_SetString(PyExc_TypeError, "a template is texts (bytes)");
+            goto done;
+        }
+        pieces[k] = (Piece){PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece)};
+    }
+    int any_ids_list = 0;
     for (Py_ssize_t k = 0; k < count; k++) {
-        Figure *figure = &figures[k];
-        PyObject *object = PyTuple_GET_ITEM(figure_list, k);
-        figure->object = object;
-        if (PyBytes_Check(object)) {
-            figure->kind = FIGURE_TEXT;
-            continue;
-        }
-        if (PyTuple_Check(object)) {
-            if (packed_figure(figure, object, n) < 0) goto done;
-            continue;
-        }
-        if (PyList_Check(object)) {
-            figure->kind = FIGURE_IDS;
-            if (PyList_GET_SIZE(object) != n) {
-                PyErr_SetString(PyExc_ValueError, "one id per pupil");
-                goto done;
-            }
-            continue;
-        }
-        if (PyObject_GetBuffer(object, &figure->view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
-            goto done;
-        figure->has_view = 1;
-        const char *format = figure->view.format ? figure->view.format : "B";
-        if (*format == '<' || *format == '=' || *format == '@') format++;
-        if (strcmp(format, "d") == 0 && figure->view.itemsize == 8) {
-            figure->kind = FIGURE_NUMBERS;
-        } else if (strcmp(format, "?") == 0 && figure->view.itemsize == 1) {
-            figure->kind = FIGURE_FLAGS;
-        } else {
-            PyErr_SetString(PyExc_TypeError, "a column of figures is float64 or bool");
-            goto done;
-        }
-        if (figure->view.len / figure->view.itemsize != n) {
-            PyErr_SetString(PyExc_ValueError, "one figure per pupil");
-            goto done;
-        }
+        if (figure_of(&figures[k], PyTuple_GET_ITEM(figure_list, k), n) < 0) goto done;
+        any_ids_list |= figures[k].kind == FIGURE_IDS;
     }
-    if (buffer_of_bytes(&out, upper_bound(head, template, figures, count, n, replaced, tail)) < 0)
+    Py_ssize_t position = 0;
+    PyObject *key, *text;
+    while (PyDict_Next(replaced, &position, &key, &text)) {
+        if (!PyLong_Check(key) || !PyBytes_Check(text)) {
+            PyErr_SetString(PyExc_TypeError, "replaced pupils are {row (int): text (bytes)}");
+            goto done;
+        }
+        Py_ssize_t row = PyLong_AsSsize_t(key);
+        if (row == -1 && PyErr_Occurred()) goto done;
+        rows[held++] = (Replaced){row, Py_NewRef(text),
+                                  {PyBytes_AS_STRING(text), (size_t)PyBytes_GET_SIZE(text)}};
+    }
+    qsort(rows, (size_t)held, sizeof(Replaced), by_row);
+    Pupils pupils = {pieces, figures, count, n, rows, held};
+    if (buffer_of_bytes(&out, upper_bound(head, &pupils, tail)) < 0) goto done;
+    if (buffer_add(&out, PyBytes_AS_STRING(head), (size_t)PyBytes_GET_SIZE(head)) < 0) goto done;
+    Py_ssize_t row = 0;
+    if (n >= UNLOCKED_PUPILS && !any_ids_list) {
+        out.frozen = 1;
+        Py_BEGIN_ALLOW_THREADS;
+        write_rows(&out, &pupils, &row, NULL); /* to the first pupil that takes Python */
+        Py_END_ALLOW_THREADS;
+        out.frozen = 0;
+    }
+    if (write_rows(&out, &pupils, &row, dumps) < 0) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
         goto done;
-    if (buffer_add(&out, PyBytes_AS_STRING(head), (size_t)PyBytes_GET_SIZE(head)) < 0) goto nomemory;
-    int any_replaced = PyDict_GET_SIZE(replaced) > 0;
-    for (Py_ssize_t row = 0; row < n; row++) {
-        if (row && buffer_add(&out, ",", 1) < 0) goto nomemory;
-        if (any_replaced) {
-            PyObject *key = PyLong_FromSsize_t(row);
-            if (key == NULL) goto done;
-            PyObject *text = PyDict_GetItemWithError(replaced, key);
-            Py_DECREF(key);
-            if (text == NULL && PyErr_Occurred()) goto done;
-            if (text != NULL) {
-                if (!PyBytes_Check(text)) {
-                    PyErr_SetString(PyExc_TypeError, "a replaced pupil is a text (bytes)");
-                    goto done;
-                }
-                if (buffer_add(&out, PyBytes_AS_STRING(text), (size_t)PyBytes_GET_SIZE(text)) < 0)
-                    goto nomemory;
-                continue;
-            }
-        }
-        for (Py_ssize_t k = 0; k < count; k++) {
-            PyObject *piece = PyTuple_GET_ITEM(template, k);
-            if (buffer_add(&out, PyBytes_AS_STRING(piece), (size_t)PyBytes_GET_SIZE(piece)) < 0)
-                goto nomemory;
-            if (write_figure(&out, dumps, &figures[k], row) < 0) {
-                if (!PyErr_Occurred()) PyErr_NoMemory();
-                goto done;
-            }
-        }
-        PyObject *last = PyTuple_GET_ITEM(template, count);
-        if (buffer_add(&out, PyBytes_AS_STRING(last), (size_t)PyBytes_GET_SIZE(last)) < 0)
-            goto nomemory;
     }
-    if (buffer_add(&out, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail)) < 0) goto nomemory;
+    if (buffer_add(&out, PyBytes_AS_STRING(tail), (size_t)PyBytes_GET_SIZE(tail)) < 0) goto done;
     if (_PyBytes_Resize(&out.owner, (Py_ssize_t)out.size) < 0) goto done; /* shrinks */
     result = out.owner;
     out.owner = NULL;
@@ -850,15 +915,16 @@ static PyObject *write_pupils(PyObject *Py_UNUSED(module), PyObject *args) {
 nomemory:
     PyErr_NoMemory();
 done:
-    for (Py_ssize_t k = 0; k < count; k++) {
+    for (Py_ssize_t k = 0; figures != NULL && k < count; k++) {
         if (figures[k].has_view) PyBuffer_Release(&figures[k].view);
     }
+    for (Py_ssize_t r = 0; r < held; r++) Py_DECREF(rows[r].owner);
+    PyMem_Free(pieces);
     PyMem_Free(figures);
+    PyMem_Free(rows);
     Py_XDECREF(out.owner);
     return result;
 }
-
-/* ----------------------------------------------------------------------- module */
 
 static PyMethodDef methods[] = {
     {"read_pupils", read_pupils, METH_VARARGS,
