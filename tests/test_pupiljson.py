@@ -480,7 +480,7 @@ def test_a_big_answer_is_what_orjson_writes_wherever_python_is_needed(
 def test_a_big_answer_is_written_while_other_threads_run() -> None:
     """The GIL is let go while the pupils are written: another thread runs meanwhile (with
     it held, that thread could only run before the call or after it)."""
-    n = 400_000
+    n = 1_000_000  # some 0.1 s of writing: time enough for the other thread to be scheduled
     column = np.arange(n, dtype=np.float64) / 8
     seen: list[float] = []
     stop = threading.Event()
