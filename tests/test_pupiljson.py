@@ -22,7 +22,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from app.tables._pupiljson import read_column, read_ids, read_pupils, write_pupils
+from app.tables._pupiljson import read_column, read_ids, read_object, read_pupils, write_pupils
 from app.tables.ids import SEPARATOR, PackedIds, first_bad_id, packed_ids_valid
 from app.tables.json import typed_students
 from app.tables.names import ID_NAME
@@ -356,6 +356,95 @@ def test_ids_that_need_stripping_are_stripped() -> None:
     assert list(read_back.ids or []) == ["n1"]
     blank = '[{"id":"   ","maths":1,"info":2,"français":3}]'.encode()
     assert typed_students(blank, FEATURES) is None  # the general reader names the pupil
+
+
+# --- envelopes ------------------------------------------------------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_JSON_OBJECTS = st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=8)
+
+
+def _dumped(document: dict[str, Any], data: st.DataObject) -> tuple[bytes, bool]:
+    """The object as JSON, with some whitespace or none, and whether every key is written
+    as it is (json escapes none of them)."""
+    space = data.draw(st.sampled_from(["", " ", "\n\t "]))
+    ascii_only = data.draw(st.booleans())
+    text = json.dumps(document, separators=("," + space, ":" + space), ensure_ascii=ascii_only)
+    plain = all(json.dumps(key, ensure_ascii=ascii_only) == f'"{key}"' for key in document)
+    return (data.draw(st.sampled_from(["", " ", "\r\n"])) + text + space).encode(), plain
+
+
+def _members_as_json_reads_them(body: bytes) -> dict[str, Any] | None:
+    places = read_object(body)
+    if places is None:
+        return None
+    return {key: json.loads(body[start:end]) for key, (start, end) in places.items()}
+
+
+@settings(max_examples=600, deadline=None)
+@given(document=_JSON_OBJECTS, data=st.data())
+def test_an_objects_members_are_found_where_json_reads_them(
+    document: dict[str, Any], data: st.DataObject
+) -> None:
+    body, plain = _dumped(document, data)
+    assert _members_as_json_reads_them(body) == (document if plain else None)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(document=_JSON_OBJECTS, data=st.data())
+def test_whatever_the_object_reader_finds_is_what_json_reads_when_each_member_reads(
+    document: dict[str, Any], data: st.DataObject
+) -> None:
+    """The object reader checks the object, not its values, which their own readers check:
+    if each member it finds reads as JSON, then the whole body is that object."""
+    body = _broken(_dumped(document, data)[0], data)
+    places = read_object(body)
+    if places is None:
+        return
+    try:
+        members = {key: json.loads(body[start:end]) for key, (start, end) in places.items()}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return
+    assert json.loads(body) == members
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"[]",
+        b'"a"',
+        b"{",
+        b'{"a":1,"a":2}',  # a key twice: which one counts is for the general reader to say
+        b'{"a\\u0062":1}',  # an escaped key
+        b'{"a":1,}',
+        b'{"a" 1}',
+        b'{"a":}',
+        b'{"a":1} x',
+        b'{"a":"1}',
+        b'{"a":[1,"]"}',
+        b'{"\xff":1}',  # a key not in UTF-8
+        b"{" + b",".join(b'"k%d":0' % i for i in range(129)) + b"}",  # more than 128 members
+    ],
+)
+def test_anything_but_an_object_of_plain_keys_is_left_to_the_general_reader(body: bytes) -> None:
+    assert read_object(body) is None
+
+
+def test_an_object_reader_finds_values_even_of_brackets_in_strings() -> None:
+    body = b' {"a" : "x]}\\"" , "b":[{"c":"]"}, 2],"":{}, "d":-1e5} '
+    assert _members_as_json_reads_them(body) == json.loads(body)
+    assert read_object(b"{}") == {}
 
 
 # --- written --------------------------------------------------------------------------------

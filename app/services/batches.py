@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import msgspec
 import numpy as np
+import orjson
 
 from app.core.errors import InvalidInput, PayloadTooLarge
 from app.schemas.predict import PredictColumnsRequest, PredictRequest
@@ -34,6 +34,7 @@ from app.tables import (
     typed_columns,
     typed_students,
 )
+from app.tables._pupiljson import read_object
 
 OnError = Literal["refuse", "skip"]
 # The codes of a skipped pupil's error.
@@ -79,9 +80,9 @@ class JsonRequest:
     ids: list[Any] | None = None
     # A big body's pupils as JSON text, not yet read (typed_json_batch reads them once the
     # version is known; students is then empty): as objects, or as columns and their ids.
-    raw_students: msgspec.Raw | None = None
-    raw_columns: dict[str, msgspec.Raw] | None = None
-    raw_ids: msgspec.Raw | None = None
+    raw_students: memoryview | None = None
+    raw_columns: dict[str, memoryview] | None = None
+    raw_ids: memoryview | None = None
 
     @property
     def unread(self) -> bool:
@@ -128,32 +129,11 @@ def _too_many(n: int, max_rows: int, loc: list[str | int]) -> PayloadTooLarge:
     )
 
 
-class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
-    """A /predict body of pupils as objects, the pupils left as JSON text; any other key
-    (`columns`, a misspelling) and it is read as always."""
-
-    students: msgspec.Raw
-    model: Any = msgspec.UNSET
-    version: Any = msgspec.UNSET
-    on_error: Any = msgspec.UNSET
-    special_marks: Any = msgspec.UNSET
-
-
-_ENVELOPE = msgspec.json.Decoder(_Envelope)
-
-
-class _ColumnsEnvelope(msgspec.Struct, forbid_unknown_fields=True):
-    """A /predict body of pupils as columns, each list and the ids left as JSON text."""
-
-    columns: dict[str, msgspec.Raw]
-    ids: msgspec.Raw = msgspec.Raw(b"null")
-    model: Any = msgspec.UNSET
-    version: Any = msgspec.UNSET
-    on_error: Any = msgspec.UNSET
-    special_marks: Any = msgspec.UNSET
-
-
-_COLUMNS_ENVELOPE = msgspec.json.Decoder(_ColumnsEnvelope)
+# The keys of a big body read in C (_typed_request): its pupils as objects or as columns, and
+# the small fields, each read by orjson. Any other key and the body is read as always.
+_FIELDS = ("model", "version", "on_error", "special_marks")
+_OBJECTS_KEYS = frozenset({"students", *_FIELDS})
+_COLUMNS_KEYS = frozenset({"columns", "ids", *_FIELDS})
 
 
 def parse_json_request(
@@ -191,30 +171,42 @@ def parse_json_request(
 
 
 def _typed_request(body: bytes, on_error: OnError) -> JsonRequest | None:
-    """The envelope of a body of pupils as objects or as columns, the pupils left as text;
-    None when it is neither or not valid: read as always, its errors are said in full."""
-    envelope: _Envelope | _ColumnsEnvelope
+    """The envelope of a body of pupils as objects or as columns, the pupils left as text
+    (views of the body); None when it is neither or not valid: read as always, its errors
+    are said in full. The body's members are found in C without the GIL (read_object);
+    each is then read by its own reader, which checks all of it: orjson for the small
+    fields, the C readers for the pupils (typed_json_batch)."""
+    members = read_object(body)
+    if members is None:
+        return None
+    keys = members.keys()
+    objects = "students" in members
+    if not (keys <= _OBJECTS_KEYS if objects else "columns" in members and keys <= _COLUMNS_KEYS):
+        return None
+    view = memoryview(body)
     try:
-        envelope = _ENVELOPE.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        try:
-            envelope = _COLUMNS_ENVELOPE.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        fields = {
+            name: orjson.loads(view[slice(*members[name])]) for name in _FIELDS if name in members
+        }
+    except orjson.JSONDecodeError:
+        return None
+    columns = None
+    if not objects:
+        inner = view[slice(*members["columns"])]
+        places = read_object(inner)
+        if places is None:
             return None
-    fields = {
-        name: value
-        for name in ("model", "version", "on_error", "special_marks")
-        if (value := getattr(envelope, name)) is not msgspec.UNSET
-    }
+        columns = {name: inner[slice(*place)] for name, place in places.items()}
     # The schema sees one pupil, as for a body read as always.
     try:
-        if isinstance(envelope, _Envelope):
+        if columns is None:
             spec: PredictRequest | PredictColumnsRequest = parse_envelope(
                 PredictRequest, {**fields, "students": [{}]}
             )
         else:
-            columns = {name: [0] for name in envelope.columns}
-            spec = parse_envelope(PredictColumnsRequest, {**fields, "columns": columns})
+            spec = parse_envelope(
+                PredictColumnsRequest, {**fields, "columns": {name: [0] for name in columns}}
+            )
     except InvalidInput:
         return None
     request = JsonRequest(
@@ -224,10 +216,12 @@ def _typed_request(body: bytes, on_error: OnError) -> JsonRequest | None:
         spec.on_error if "on_error" in spec.model_fields_set else on_error,
         spec.special_marks,
     )
-    if isinstance(envelope, _Envelope):
-        return replace(request, raw_students=envelope.students)
-    ids = None if bytes(envelope.ids) == b"null" else envelope.ids
-    return replace(request, raw_columns=envelope.columns, raw_ids=ids)
+    if columns is None:
+        return replace(request, raw_students=view[slice(*members["students"])])
+    ids = view[slice(*members["ids"])] if "ids" in members else None
+    if ids is not None and len(ids) == 4 and ids.tobytes() == b"null":
+        ids = None
+    return replace(request, raw_columns=columns, raw_ids=ids)
 
 
 def typed_json_batch(

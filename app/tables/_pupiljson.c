@@ -1,12 +1,17 @@
-/* Pupils in JSON, read and written in C: the two steps of a big /predict batch that are a
- * Python line per pupil otherwise (see pupiljson.py, which is what the rest of the service
- * calls, and tests/test_pupiljson.py, which checks both against orjson).
+/* Pupils in JSON, read and written in C: the steps of a big /predict batch that are a
+ * Python line per pupil otherwise (app/tables/json.py, app/services/batches.py and
+ * app/services/answers.py call them; tests/test_pupiljson.py checks them against the
+ * standard library's json and against orjson).
  *
  * read_pupils: a JSON list of pupils in the usual shape only, objects of exactly the
  *   features as JSON numbers, with an id for every pupil or none, into a float64 matrix and
  *   the ids. Anything else (a mark, an escape, a missing or unknown or repeated key, a
  *   number out of float range...) gives None, and the service reads the body with its
  *   general reader, which says what is wrong. The text is scanned without the GIL.
+ *
+ * read_object: where the members of a JSON object lie in its text (a big body's envelope),
+ *   its structure checked without the GIL; each member is then read, and checked in full,
+ *   by its own reader (orjson, or read_pupils, read_column and read_ids for the pupils).
  *
  * write_pupils: the answer's pupils, each a template's texts with its figures between
  *   them. Numbers are written as orjson writes them: a number rounded to six decimals, in
@@ -167,7 +172,7 @@ static NumberResult read_number(Cursor *c, double *value, int *integer) {
     }
     c->p = p;
     if (mantissa == 0 && exact) {
-        /* "-0" is the integer 0 to the other readers (orjson, msgspec): 0.0, not -0.0. */
+        /* "-0" is the integer 0 to the other readers (orjson, json): 0.0, not -0.0. */
         *value = (negative && !*integer) ? -0.0 : 0.0;
         return NUMBER_DONE;
     }
@@ -537,6 +542,130 @@ static PyObject *read_column(PyObject *Py_UNUSED(module), PyObject *args) {
 
 static PyObject *read_ids(PyObject *Py_UNUSED(module), PyObject *args) {
     return read_list(args, 1);
+}
+
+/* -------------------------------------------------------------------- envelopes */
+
+/* A value whose end is found by its quotes and brackets alone: a string (an escaped
+ * character skipped with its backslash), a list or an object (the strings inside skipped),
+ * or anything else up to the next separator or space. What is inside is not checked here,
+ * but by whoever reads the value; 0 when the value has no end. */
+static int skip_value(Cursor *c) {
+    if (c->p >= c->end) return 0;
+    const char *start = c->p;
+    if (*c->p == '"' || *c->p == '[' || *c->p == '{') {
+        Py_ssize_t depth = 0;
+        int in_string = 0;
+        while (c->p < c->end) {
+            char ch = *c->p++;
+            if (in_string) {
+                if (ch == '\\') {
+                    if (c->p >= c->end) return 0;
+                    c->p++;
+                } else if (ch == '"') {
+                    in_string = 0;
+                    if (depth == 0) return 1; /* the value was this string */
+                }
+            } else if (ch == '"') {
+                in_string = 1;
+            } else if (ch == '[' || ch == '{') {
+                depth++;
+            } else if ((ch == ']' || ch == '}') && --depth == 0) {
+                return 1;
+            }
+        }
+        return 0;
+    }
+    while (c->p < c->end && *c->p != ',' && *c->p != '}' && *c->p != ']' && *c->p != ' ' &&
+           *c->p != '\n' && *c->p != '\r' && *c->p != '\t')
+        c->p++;
+    return c->p > start;
+}
+
+/* More members than this and the object is left to the general reader: the repeated-key
+ * check compares every pair. */
+#define MAX_MEMBERS 128
+
+typedef struct {
+    const char *key;
+    Py_ssize_t key_length, start, end; /* the value: text[start:end] */
+} Member;
+
+/* A JSON object that is the whole text: each key a string without escapes, given once; the
+ * place of each value. The count of members, or -1 for anything else. */
+static int scan_object(const char *text, Py_ssize_t size, Member *members) {
+    Cursor c = {text, text + size};
+    int count = 0;
+    skip_space(&c);
+    if (c.p >= c.end || *c.p != '{') return -1;
+    c.p++;
+    skip_space(&c);
+    if (c.p < c.end && *c.p == '}') {
+        c.p++;
+    } else {
+        for (;;) {
+            if (count == MAX_MEMBERS) return -1;
+            Member *m = &members[count];
+            skip_space(&c);
+            if (!read_plain_string(&c, &m->key, &m->key_length)) return -1;
+            for (int k = 0; k < count; k++) {
+                if (members[k].key_length == m->key_length &&
+                    memcmp(members[k].key, m->key, (size_t)m->key_length) == 0)
+                    return -1;
+            }
+            skip_space(&c);
+            if (c.p >= c.end || *c.p != ':') return -1;
+            c.p++;
+            skip_space(&c);
+            m->start = c.p - text;
+            if (!skip_value(&c)) return -1;
+            m->end = c.p - text;
+            count++;
+            skip_space(&c);
+            if (c.p < c.end && *c.p == ',') {
+                c.p++;
+                continue;
+            }
+            if (c.p < c.end && *c.p == '}') {
+                c.p++;
+                break;
+            }
+            return -1;
+        }
+    }
+    skip_space(&c);
+    return c.p == c.end ? count : -1;
+}
+
+static PyObject *read_object(PyObject *Py_UNUSED(module), PyObject *args) {
+    Py_buffer body;
+    if (!PyArg_ParseTuple(args, "y*:read_object", &body)) return NULL;
+    Member *members = PyMem_Malloc(sizeof(Member) * MAX_MEMBERS);
+    if (members == NULL) {
+        PyBuffer_Release(&body);
+        return PyErr_NoMemory();
+    }
+    int count;
+    Py_BEGIN_ALLOW_THREADS;
+    count = scan_object(body.buf, body.len, members);
+    Py_END_ALLOW_THREADS;
+    PyObject *result = count < 0 ? Py_NewRef(Py_None) : PyDict_New();
+    for (int k = 0; result != NULL && result != Py_None && k < count; k++) {
+        PyObject *key = PyUnicode_DecodeUTF8(members[k].key, members[k].key_length, "strict");
+        PyObject *place = key ? Py_BuildValue("(nn)", members[k].start, members[k].end) : NULL;
+        if (place == NULL || PyDict_SetItem(result, key, place) < 0) {
+            Py_CLEAR(result);
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                result = Py_NewRef(Py_None); /* a key not in UTF-8: the general reader says so */
+            }
+        }
+        Py_XDECREF(key);
+        Py_XDECREF(place);
+    }
+    PyMem_Free(members);
+    PyBuffer_Release(&body);
+    return result;
 }
 
 /* ---------------------------------------------------------------------- writing */
@@ -942,6 +1071,11 @@ static PyMethodDef methods[] = {
      "read_ids(body, separator) -> (ids, starts) | None: a JSON list of ids, each a string "
      "without escapes or an integer, packed as read_pupils packs them; None for any other "
      "text (an empty list included)."},
+    {"read_object", read_object, METH_VARARGS,
+     "read_object(body) -> {key: (start, end)} | None: a JSON object that is the whole text, "
+     "each key a string without escapes given once, as where each value lies "
+     "(body[start:end]), found by its quotes and brackets only: what a value holds is for its "
+     "reader to check. None for anything else."},
     {"write_pupils", write_pupils, METH_VARARGS,
      "write_pupils(head, template, figures, n, replaced, tail, dumps) -> bytes: head, the n "
      "pupils comma-separated, tail. Pupil i is template's texts with figure i of each "

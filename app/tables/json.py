@@ -14,7 +14,6 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any, TypeVar
 
-import msgspec
 import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -128,7 +127,7 @@ def students_to_matrix(
     return PupilTable(ids, values, groups, marks, problems)
 
 
-def typed_students(raw: bytes | msgspec.Raw, columns: Sequence[str]) -> PupilTable | None:
+def typed_students(raw: bytes | memoryview, columns: Sequence[str]) -> PupilTable | None:
     """A JSON list of pupils in the usual shape, every one an object of exactly ``columns``
     as finite JSON numbers, with a valid id for all or none, read in one pass in C
     (_pupiljson.read_pupils, without the GIL): no Python object per pupil, the ids packed.
@@ -146,7 +145,7 @@ def typed_students(raw: bytes | msgspec.Raw, columns: Sequence[str]) -> PupilTab
 
 
 def typed_columns(
-    columns: dict[str, msgspec.Raw], ids: msgspec.Raw | None, names: Sequence[str]
+    columns: dict[str, memoryview], ids: memoryview | None, names: Sequence[str]
 ) -> PupilTable | None:
     """A columnar body in the usual shape, one list of finite JSON numbers per feature,
     all of one length, and valid ids for all or none, read in C one list at a time
