@@ -235,6 +235,31 @@ static ListStep list_next(Cursor *c) {
     return c->p == c->end ? LIST_DONE : LIST_BAD;
 }
 
+/* A member's key, a string without escapes, and its colon; 0 for anything else. */
+static int member_key(Cursor *c, const char **key, Py_ssize_t *length) {
+    skip_space(c);
+    if (!read_plain_string(c, key, length)) return 0;
+    skip_space(c);
+    if (c->p >= c->end || *c->p != ':') return 0;
+    c->p++;
+    skip_space(c);
+    return 1;
+}
+
+/* After a member's value: another member comes (LIST_MORE), or the object ends (LIST_DONE). */
+static ListStep member_next(Cursor *c) {
+    skip_space(c);
+    if (c->p < c->end && *c->p == ',') {
+        c->p++;
+        return LIST_MORE;
+    }
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return LIST_DONE;
+    }
+    return LIST_BAD;
+}
+
 /* An id: a string without escapes, or an integer of at most 18 digits; 0 for anything else. */
 static int read_id(Cursor *c, const char *text, Span *id) {
     const char *start = c->p;
@@ -274,12 +299,7 @@ static int scan_pupils(const char *text, Py_ssize_t size, const Name *features, 
         for (;;) {
             const char *key;
             Py_ssize_t key_length;
-            skip_space(&c);
-            if (!read_plain_string(&c, &key, &key_length)) return 0;
-            skip_space(&c);
-            if (c.p >= c.end || *c.p != ':') return 0;
-            c.p++;
-            skip_space(&c);
+            if (!member_key(&c, &key, &key_length)) return 0;
             if (key_length == id_name.length && memcmp(key, id_name.text, (size_t)key_length) == 0) {
                 if (has_id || !read_id(&c, text, &id)) return 0;
                 has_id = 1;
@@ -307,16 +327,9 @@ static int scan_pupils(const char *text, Py_ssize_t size, const Name *features, 
                     row[j] = 0.0;
                 }
             }
-            skip_space(&c);
-            if (c.p < c.end && *c.p == ',') {
-                c.p++;
-                continue;
-            }
-            if (c.p < c.end && *c.p == '}') {
-                c.p++;
-                break;
-            }
-            return 0;
+            ListStep step = member_next(&c);
+            if (step == LIST_BAD) return 0;
+            if (step == LIST_DONE) break;
         }
         if (seen != all) return 0;
         if (table->pupils == 0)
@@ -606,31 +619,19 @@ static int scan_object(const char *text, Py_ssize_t size, Member *members) {
         for (;;) {
             if (count == MAX_MEMBERS) return -1;
             Member *m = &members[count];
-            skip_space(&c);
-            if (!read_plain_string(&c, &m->key, &m->key_length)) return -1;
+            if (!member_key(&c, &m->key, &m->key_length)) return -1;
             for (int k = 0; k < count; k++) {
                 if (members[k].key_length == m->key_length &&
                     memcmp(members[k].key, m->key, (size_t)m->key_length) == 0)
                     return -1;
             }
-            skip_space(&c);
-            if (c.p >= c.end || *c.p != ':') return -1;
-            c.p++;
-            skip_space(&c);
             m->start = c.p - text;
             if (!skip_value(&c)) return -1;
             m->end = c.p - text;
             count++;
-            skip_space(&c);
-            if (c.p < c.end && *c.p == ',') {
-                c.p++;
-                continue;
-            }
-            if (c.p < c.end && *c.p == '}') {
-                c.p++;
-                break;
-            }
-            return -1;
+            ListStep step = member_next(&c);
+            if (step == LIST_BAD) return -1;
+            if (step == LIST_DONE) break;
         }
     }
     skip_space(&c);
